@@ -1,0 +1,179 @@
+"""Grid ARDM: the project's own haiku diffusion forecaster on regular grids.
+
+Used for the built-in PDEs (KS 1-D, Kolmogorov 2-D) and the ERA5 pilot. The
+sampler's variable is the normalised residual z = (x_{n+1} - x_n) / r with r the
+per-channel standard deviation of one-step increments (as in GenCast, Price et
+al. 2024). The denoiser uses the EDM preconditioning (Karras et al. 2022, eq. 7),
+
+    D(z, sigma) = c_skip z + c_out F_theta(c_in z, c_noise; x_n..x_{n-h+1}),
+    c_skip = sd^2/(sigma^2+sd^2), c_out = sigma sd/sqrt(sigma^2+sd^2),
+    c_in = 1/sqrt(sigma^2+sd^2), c_noise = log(sigma)/4,   sd = 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gencast_control.ardm import ControllerFn, ControllerInputs, FrozenARDM
+from gencast_control.networks import ConvNet, ConvNetConfig, fourier_embedding
+from gencast_control.observations import Preview
+from gencast_control.samplers import SamplerConfig, sample
+
+
+@dataclasses.dataclass(frozen=True)
+class GridARDMConfig:
+  """Architecture of a grid ARDM.
+
+  Attributes:
+    state_shape: [*spatial, C] of one state.
+    periodic: periodicity of each spatial axis.
+    history_length: number of past states conditioned on.
+    network: the denoiser network F_theta.
+    sampler: the diffusion sampler of one forecast step.
+  """
+  state_shape: tuple[int, ...] = (128, 1)
+  periodic: tuple[bool, ...] = (True,)
+  history_length: int = 1
+  network: ConvNetConfig = ConvNetConfig()
+  sampler: SamplerConfig = SamplerConfig()
+
+  def __post_init__(self):
+    if len(self.periodic) != len(self.state_shape) - 1:
+      raise ValueError(f"periodic {self.periodic} needs one flag per spatial"
+                       f" axis of state_shape {self.state_shape}")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+  """Per-channel statistics: state mean/std and one-step increment std."""
+  mean: jax.Array
+  std: jax.Array
+  residual_std: jax.Array
+
+  @classmethod
+  def from_trajectories(cls, array: np.ndarray) -> "Normalization":
+    """From [trajectory, time, *spatial, C] training data."""
+    axes = tuple(range(array.ndim - 1))
+    increments = np.diff(array, axis=1)
+    return cls(mean=jnp.asarray(array.mean(axes), jnp.float32),
+               std=jnp.asarray(array.std(axes) + 1e-6, jnp.float32),
+               residual_std=jnp.asarray(increments.std(axes) + 1e-6,
+                                        jnp.float32))
+
+
+def _denoiser_network(config: GridARDMConfig):
+  channels = config.state_shape[-1]
+
+  def network(scaled_z, c_noise, conditioning):
+    net = ConvNet(config.network, channels, config.periodic, name="denoiser")
+    embedding = fourier_embedding(c_noise, config.network.embedding_size)
+    return net(jnp.concatenate([scaled_z, conditioning], axis=-1), embedding)
+
+  return hk.without_apply_rng(hk.transform(network))
+
+
+def edm_denoise(network_apply, params, z, sigma, conditioning):
+  """EDM-preconditioned D(z, sigma) with sigma_data = 1."""
+  c_skip = 1.0 / (sigma**2 + 1.0)
+  c_out = sigma / jnp.sqrt(sigma**2 + 1.0)
+  c_in = 1.0 / jnp.sqrt(sigma**2 + 1.0)
+  c_noise = jnp.log(sigma) / 4.0
+  return c_skip * z + c_out * network_apply(params, c_in * z, c_noise,
+                                            conditioning)
+
+
+class GridARDM(FrozenARDM):
+  """A frozen grid ARDM: config + parameters + normalisation."""
+
+  def __init__(self, config: GridARDMConfig, params: hk.Params,
+               normalization: Normalization):
+    self.config = config
+    self.params = jax.tree.map(jnp.asarray, params)
+    self.normalization = normalization
+    self._network = _denoiser_network(config)
+
+  @staticmethod
+  def init_params(config: GridARDMConfig, key: jax.Array) -> hk.Params:
+    spatial = config.state_shape[:-1]
+    channels = config.state_shape[-1]
+    return _denoiser_network(config).init(
+        key, jnp.zeros(config.state_shape), jnp.zeros(()),
+        jnp.zeros(tuple(spatial) + (config.history_length * channels,)))
+
+  @property
+  def state_shape(self):
+    return tuple(self.config.state_shape)
+
+  @property
+  def history_length(self):
+    return self.config.history_length
+
+  @property
+  def periodic(self):
+    return tuple(self.config.periodic)
+
+  @functools.cached_property
+  def fingerprint(self) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps(dataclasses.asdict(self.config),
+                             sort_keys=True, default=str).encode())
+    for path, leaf in sorted(
+        jax.tree_util.tree_flatten_with_path(self.params)[0],
+        key=lambda item: jax.tree_util.keystr(item[0])):
+      digest.update(jax.tree_util.keystr(path).encode())
+      digest.update(np.asarray(leaf).tobytes())
+    return "grid-" + digest.hexdigest()[:16]
+
+  def normalize(self, x: jax.Array) -> jax.Array:
+    return (x - self.normalization.mean) / self.normalization.std
+
+  def conditioning(self, history: jax.Array) -> jax.Array:
+    """[h, *spatial, C] physical -> [*spatial, h*C] normalised channels."""
+    h = self.normalize(history)
+    h = jnp.moveaxis(h, 0, -2)
+    return h.reshape(h.shape[:-2] + (-1,))
+
+  def denoise(self, z: jax.Array, sigma: jax.Array,
+              conditioning: jax.Array, params: hk.Params | None = None):
+    """D_theta(z, sigma | conditioning) in the residual variable."""
+    params = self.params if params is None else params
+    return edm_denoise(self._network.apply, params, z, sigma, conditioning)
+
+  def to_state(self, z: jax.Array, last: jax.Array) -> jax.Array:
+    """Residual variable -> physical next state x_{n+1} = x_n + r z."""
+    return last + self.normalization.residual_std * z
+
+  def step(self, history, key, preview=None, controller=None, remat=False):
+    if history.shape != (self.history_length,) + self.state_shape:
+      raise ValueError(
+          f"history must have shape {(self.history_length,) + self.state_shape}"
+          f" (history_length, *state_shape), got {history.shape}")
+    conditioning = self.conditioning(history)
+    last = history[-1]
+    denoise = lambda z, sigma: self.denoise(z, sigma, conditioning)
+    control = None
+    if controller is not None:
+      if preview is None:
+        raise ValueError("a controlled step needs a preview of observations")
+      norm_preview = Preview(
+          values=preview.mask * self.normalize(preview.values),
+          mask=preview.mask, offsets=preview.offsets)
+
+      def control(z_hat, sigma_hat, denoised, s):
+        del s
+        estimate = self.normalize(self.to_state(denoised, last))
+        return controller(ControllerInputs(z_hat, estimate, sigma_hat,
+                                           conditioning, norm_preview))
+
+    z, energy = sample(denoise, key, self.state_shape, self.config.sampler,
+                       control=control, remat=remat)
+    return self.to_state(z, last), energy

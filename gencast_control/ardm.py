@@ -1,0 +1,83 @@
+"""The frozen autoregressive diffusion model (ARDM) protocol.
+
+An ARDM samples x_{n+1} ~ p_theta(x_{n+1} | x_n, ..., x_{n-h+1}) with a diffusion
+sampler of S sub-steps; theta is frozen. Adapters (adapters/) wrap a model stack
+into this protocol; the controller, its training and assimilation only talk to
+it. States are channel-last arrays [*spatial, C] in physical units; each adapter
+owns its normalisation and hands the controller normalised inputs.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable, NamedTuple
+
+import jax
+
+from gencast_control.observations import Preview
+
+
+class ControllerInputs(NamedTuple):
+  """What the controller sees at one sub-step, all normalised by the adapter.
+
+  state:        [*spatial, C] the sub-step state z_hat (the sampler's variable).
+  denoised:     [*spatial, C] the denoised estimate of x_{n+1}, normalised.
+  sigma:        [] the noise level sigma_hat of the sub-step.
+  conditioning: [*spatial, C_cond] the normalised conditioning (past states).
+  preview:      observations of the lookahead horizon, normalised like states.
+  """
+  state: jax.Array
+  denoised: jax.Array
+  sigma: jax.Array
+  conditioning: jax.Array
+  preview: Preview
+
+
+# u_psi(inputs) -> control in the sampler's variable, shape of inputs.state.
+ControllerFn = Callable[[ControllerInputs], jax.Array]
+
+
+class FrozenARDM(abc.ABC):
+  """A pretrained ARDM whose sampler sub-steps accept an additive control."""
+
+  @property
+  @abc.abstractmethod
+  def state_shape(self) -> tuple[int, ...]:
+    """Shape [*spatial, C] of one state."""
+
+  @property
+  @abc.abstractmethod
+  def history_length(self) -> int:
+    """Number h of past states the model conditions on."""
+
+  @property
+  @abc.abstractmethod
+  def periodic(self) -> tuple[bool, ...]:
+    """Periodicity of each spatial axis (for the controller's padding)."""
+
+  @property
+  @abc.abstractmethod
+  def fingerprint(self) -> str:
+    """A stable hash of the architecture and the frozen parameters."""
+
+  @abc.abstractmethod
+  def step(
+      self,
+      history: jax.Array,
+      key: jax.Array,
+      preview: Preview | None = None,
+      controller: ControllerFn | None = None,
+      remat: bool = False,
+  ) -> tuple[jax.Array, jax.Array]:
+    """Samples the next state.
+
+    Args:
+      history: [h, *spatial, C] the last h states, oldest first.
+      key: PRNG key of this forecast step.
+      preview: observations n+1..n+H in physical units (needed with controller).
+      controller: u_psi, or None for the pretrained sampler.
+      remat: rematerialise sampler sub-steps in the backward pass.
+
+    Returns:
+      (x_{n+1} [*spatial, C], control energy sum_s mean(u_s^2)).
+    """

@@ -1,0 +1,113 @@
+"""Data assimilation as one causal, controlled forward rollout.
+
+For n = 0..T-1 (Srivastava et al. 2025, arXiv 2510.06637, Sec. 3):
+
+    x_{n+1} = controlled_sampler(x_{n-h+1..n}, preview_n; key_n),
+    preview_n = {(y_j, M_j, j - n) : n < j <= n + H},
+
+with no adjoint, no gradient of the denoiser and no test-time optimisation.
+Without a controller the same loop is the unguided ARDM forecast. Ensemble
+members use independent noise, key_m = fold_in(key, m), and are vmapped.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from gencast_control.ardm import ControllerFn, FrozenARDM
+from gencast_control.observations import Observations
+
+
+def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
+            key: jax.Array, observations: Observations | None = None,
+            controller: ControllerFn | None = None, horizon: int = 1,
+            remat: bool = False) -> tuple[jax.Array, jax.Array]:
+  """One trajectory x_0..x_T from the initial history (traceable).
+
+  Args:
+    ardm: the frozen model.
+    history: [h, *spatial, C] states at times -h+1..0.
+    num_steps: T.
+    key: PRNG key; step n uses fold_in(key, n).
+    observations: the stream over times 0..T (needed with a controller).
+    controller: u_psi or None.
+    horizon: lookahead horizon H of the preview.
+    remat: rematerialise sampler sub-steps (for training).
+
+  Returns:
+    (states [T+1, *spatial, C] with states[0] = history[-1], total control
+    energy summed over steps and sub-steps).
+  """
+
+  def forecast_step(history, n):
+    preview = None
+    if controller is not None:
+      preview = observations.preview(n, horizon)
+    x_next, energy = ardm.step(history, jax.random.fold_in(key, n), preview,
+                               controller, remat)
+    history = jnp.concatenate([history[1:], x_next[None]], axis=0)
+    return history, (x_next, energy)
+
+  _, (states, energies) = jax.lax.scan(forecast_step, history,
+                                       jnp.arange(num_steps))
+  return jnp.concatenate([history[-1:], states], axis=0), jnp.sum(energies)
+
+
+def _check_inputs(ardm, history, num_steps, observations, controller):
+  expected = (ardm.history_length,) + tuple(ardm.state_shape)
+  if tuple(history.shape) != expected:
+    raise ValueError(f"initial history must have shape {expected}"
+                     f" (history_length, *state_shape), got {history.shape}")
+  if not np.isfinite(np.asarray(history)).all():
+    raise ValueError("initial history contains NaN or inf")
+  if num_steps < 1:
+    raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+  if controller is not None:
+    if observations is None:
+      raise ValueError("a controlled rollout needs observations")
+    observations.check_compatible(ardm.state_shape, num_steps)
+
+
+def ensemble_rollout(ardm: FrozenARDM, history, num_steps: int,
+                     key: jax.Array, ensemble_size: int = 1,
+                     observations: Observations | None = None,
+                     controller: ControllerFn | None = None,
+                     horizon: int = 1) -> jax.Array:
+  """Ensemble of rollouts, [M, T+1, *spatial, C]; jit-compiled, vmapped."""
+  history = jnp.asarray(history, jnp.float32)
+  _check_inputs(ardm, history, num_steps, observations, controller)
+  if ensemble_size < 1:
+    raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+
+  @jax.jit
+  def run(history, observations, keys):
+    member = lambda k: rollout(ardm, history, num_steps, k, observations,
+                               controller, horizon)[0]
+    return jax.vmap(member)(keys)
+
+  keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
+      jnp.arange(ensemble_size))
+  return run(history, observations, keys)
+
+
+def ensemble_to_dataset(ensemble, variables: Sequence[str],
+                        spatial_dims: Sequence[str],
+                        coords: dict | None = None,
+                        times=None, attrs: dict | None = None) -> xr.Dataset:
+  """[M, T+1, *spatial, C] -> Dataset with dims (sample, time, *spatial)."""
+  ensemble = np.asarray(ensemble)
+  if ensemble.shape[-1] != len(variables):
+    raise ValueError(f"{ensemble.shape[-1]} channels but {len(variables)}"
+                     " variable names")
+  dims = ("sample", "time") + tuple(spatial_dims)
+  coords = dict(coords or {})
+  coords["sample"] = np.arange(ensemble.shape[0])
+  coords["time"] = (np.arange(ensemble.shape[1]) if times is None
+                    else np.asarray(times))
+  data = {v: (dims, ensemble[..., c]) for c, v in enumerate(variables)}
+  return xr.Dataset(data, coords=coords, attrs=attrs or {})

@@ -1,0 +1,97 @@
+"""A resumable optax training loop shared by ARDM and controller training.
+
+The state is a pytree {params, opt_state, step, key}. Step i draws its batch
+from fold_in(key, i), so a run interrupted after a checkpoint and resumed takes
+the same batches as an uninterrupted one. Checkpoints are atomic
+(checkpoint.save_training_state); losses go to a JSON-lines log and a tqdm bar.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from gencast_control import checkpoint
+
+# loss_fn(params, key) -> (loss, metrics dict of scalars)
+LossFn = Callable[[Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+def make_optimizer(learning_rate: float, num_steps: int,
+                   warmup_steps: int = 100, clip_norm: float = 1.0):
+  """AdamW with linear warm-up, cosine decay and global-norm clipping."""
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, learning_rate, min(warmup_steps, max(num_steps // 10, 1)),
+      max(num_steps, 2), end_value=learning_rate * 0.05)
+  return optax.chain(optax.clip_by_global_norm(clip_norm),
+                     optax.adamw(schedule, weight_decay=1e-5))
+
+
+def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
+          num_steps: int, key: jax.Array, workdir: str | Path | None = None,
+          checkpoint_every: int = 100, log_every: int = 10,
+          description: str = "training", metadata: dict | None = None,
+          progress: bool = True):
+  """Minimises loss_fn over params; resumes from workdir/state.npz if present.
+
+  Returns:
+    (params, history) with history a list of logged metric dicts.
+  """
+  state = {"params": params, "opt_state": optimizer.init(params),
+           "step": jnp.zeros((), jnp.int32), "key": key}
+  state_path = log_path = None
+  if workdir is not None:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    state_path, log_path = workdir / "state.npz", workdir / "log.jsonl"
+    if state_path.exists():
+      state, _ = checkpoint.load_training_state(state_path, state)
+      state = jax.tree.map(jnp.asarray, state)
+
+  @jax.jit
+  def update(state):
+    batch_key = jax.random.fold_in(state["key"], state["step"])
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"], batch_key)
+    updates, opt_state = optimizer.update(grads, state["opt_state"],
+                                          state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    return dict(state, params=params, opt_state=opt_state,
+                step=state["step"] + 1), metrics
+
+  def save():
+    if state_path is not None:
+      checkpoint.save_training_state(state_path, state, dict(metadata or {}))
+
+  history = []
+  start = int(state["step"])
+  bar = tqdm.trange(start, num_steps, desc=description, disable=not progress,
+                    initial=start, total=num_steps)
+  t0 = time.perf_counter()
+  for i in bar:
+    state, metrics = update(state)
+    if (i + 1) % log_every == 0 or i + 1 == num_steps:
+      record = {k: float(v) for k, v in metrics.items()}
+      record.update(step=i + 1, seconds=round(time.perf_counter() - t0, 2))
+      if not np.isfinite(record["loss"]):
+        save()
+        raise FloatingPointError(
+            f"{description}: loss became {record['loss']} at step {i + 1}")
+      history.append(record)
+      bar.set_postfix(loss=f"{record['loss']:.4g}")
+      if log_path is not None:
+        with open(log_path, "a") as f:
+          f.write(json.dumps(record) + "\n")
+    if (i + 1) % checkpoint_every == 0:
+      save()
+  save()
+  return state["params"], history
