@@ -177,3 +177,35 @@ class GridARDM(FrozenARDM):
     z, energy = sample(denoise, key, self.state_shape, self.config.sampler,
                        control=control, remat=remat)
     return self.to_state(z, last), energy
+
+
+def save_grid_ardm(path, ardm: GridARDM, metadata: dict | None = None):
+  """Saves a grid ARDM as a self-describing checkpoint (kind "grid_ardm")."""
+  from gencast_control import checkpoint, config as config_lib
+  meta = dict(metadata or {}, kind="grid_ardm",
+              config=config_lib.to_dict(ardm.config),
+              normalization={k: np.asarray(v).tolist() for k, v in
+                             dataclasses.asdict(ardm.normalization).items()},
+              fingerprint=ardm.fingerprint)
+  return checkpoint.save_checkpoint(path, ardm.params, meta)
+
+
+def load_grid_ardm(path) -> tuple[GridARDM, dict]:
+  """Loads (GridARDM, metadata); verifies the parameters' fingerprint."""
+  from gencast_control import checkpoint, config as config_lib
+  params, meta = checkpoint.load_checkpoint(path, expected_kind="grid_ardm")
+  try:
+    config = config_lib.from_dict(GridARDMConfig, meta["config"])
+    normalization = Normalization(**{
+        k: jnp.asarray(v, jnp.float32)
+        for k, v in meta["normalization"].items()})
+  except (KeyError, TypeError, ValueError) as e:
+    raise checkpoint.CheckpointError(
+        f"grid ARDM checkpoint {path} has invalid metadata: {e}") from e
+  ardm = GridARDM(config, params, normalization)
+  if meta.get("fingerprint") not in (None, ardm.fingerprint):
+    raise checkpoint.CheckpointError(
+        f"grid ARDM checkpoint {path} is corrupt: parameter fingerprint"
+        f" {ardm.fingerprint} does not match the recorded"
+        f" {meta['fingerprint']}")
+  return ardm, meta

@@ -108,3 +108,31 @@ def bind_controller(config: ControllerConfig, periodic: Sequence[bool],
   """u_psi with its parameters bound, as the ARDM's `controller` argument."""
   apply = make_controller(config, periodic).apply
   return lambda inputs: apply(params, inputs)
+
+
+def save_controller(path, params: hk.Params, config: ControllerConfig,
+                    ardm: FrozenARDM, metadata: dict | None = None):
+  """Saves u_psi with its config and the fingerprint of the ARDM it steers."""
+  from gencast_control import checkpoint, config as config_lib
+  meta = dict(metadata or {}, kind="controller",
+              config=config_lib.to_dict(config),
+              ardm_fingerprint=ardm.fingerprint,
+              state_shape=list(ardm.state_shape))
+  return checkpoint.save_checkpoint(path, params, meta)
+
+
+def load_controller(path, ardm: FrozenARDM):
+  """Loads (config, params, metadata) and checks it was trained for `ardm`."""
+  from gencast_control import checkpoint, config as config_lib
+  params, meta = checkpoint.load_checkpoint(path, expected_kind="controller")
+  if meta.get("ardm_fingerprint") != ardm.fingerprint:
+    raise checkpoint.CheckpointError(
+        f"controller {path} was trained for ARDM {meta.get('ardm_fingerprint')}"
+        f" but is being used with ARDM {ardm.fingerprint} (state shape"
+        f" {ardm.state_shape}); retrain it for this model")
+  try:
+    config = config_lib.from_dict(ControllerConfig, meta["config"])
+  except (KeyError, TypeError, ValueError) as e:
+    raise checkpoint.CheckpointError(
+        f"controller checkpoint {path} has invalid metadata: {e}") from e
+  return config, params, meta

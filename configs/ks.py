@@ -1,0 +1,56 @@
+"""Kuramoto-Sivashinsky: the built-in demo experiment.
+
+KS on [0, 32 pi) with 128 points (Kassam & Trefethen 2005's setup), one model
+step = 1 time unit. The ARDM is a 1-D dilated conv net (~60k parameters) with a
+6-sub-step DPM-Solver++(2S) sampler; the controller (~13k parameters) previews
+H = 2 observation frames. Six observation regimes are defined; the controller
+is trained on all of them at once.
+"""
+
+from gencast_control.adapters.grid import GridARDMConfig
+from gencast_control.ardm_training import ARDMTrainingConfig
+from gencast_control.controller import ControllerConfig
+from gencast_control.controller_training import ControllerTrainingConfig
+from gencast_control.experiment import (AssimilationConfig, DataConfig,
+                                        ExperimentConfig)
+from gencast_control.networks import ConvNetConfig
+from gencast_control.pdes.ks import KSConfig
+from gencast_control.regimes import ObservationRegime
+from gencast_control.samplers import SamplerConfig
+
+REGIMES = (
+    ObservationRegime("random_25pct", fraction=0.25, noise_std=0.1),
+    ObservationRegime("random_10pct", fraction=0.10, noise_std=0.1),
+    ObservationRegime("random_5pct", fraction=0.05, noise_std=0.1),
+    ObservationRegime("stations_10pct", fraction=0.10, layout="regular",
+                      fixed=True, noise_std=0.1),
+    ObservationRegime("every4_25pct", fraction=0.25, every=4, noise_std=0.1),
+    ObservationRegime("noisy_25pct", fraction=0.25, noise_std=0.5),
+)
+
+
+def get_config() -> ExperimentConfig:
+  return ExperimentConfig(
+      name="ks",
+      system="ks",
+      pde=KSConfig(num_points=128, domain_length=32 * 3.141592653589793,
+                   solver_dt=0.25, model_dt=1.0),
+      data=DataConfig(num_train=64, num_validation=8, num_test=8,
+                      num_steps=200, burn_in_steps=200, seed=0),
+      ardm=GridARDMConfig(
+          state_shape=(128, 1), periodic=(True,), history_length=1,
+          network=ConvNetConfig(width=32, num_blocks=4, kernel_size=5,
+                                dilations=(1, 2, 4, 8), embedding_size=64),
+          sampler=SamplerConfig(method="dpmpp_2s", num_steps=6,
+                                sigma_max=10.0, sigma_min=0.02, rho=7.0)),
+      ardm_training=ARDMTrainingConfig(num_steps=3000, batch_size=32,
+                                       learning_rate=2e-3),
+      controller=ControllerConfig(horizon=2),
+      controller_training=ControllerTrainingConfig(
+          window=4, batch_size=8, num_steps=400, learning_rate=1e-3,
+          control_cost=1e-3),
+      regimes=REGIMES,
+      train_regimes=tuple(r.name for r in REGIMES),
+      assimilation=AssimilationConfig(regime="random_10pct", num_steps=100,
+                                      ensemble_size=8, num_trajectories=4),
+  )

@@ -1,0 +1,164 @@
+"""The `gencast-control` command line.
+
+    gencast-control demo                      # KS assimilation with shipped models
+    gencast-control simulate --config ks --out data/ks
+    gencast-control train-ardm --config ks --data data/ks --out ks_ardm.npz
+    gencast-control train-controller --config ks --data data/ks --ardm ks_ardm.npz --out ks_controller.npz
+    gencast-control train --config ks --out runs/ks   # all three steps
+    gencast-control assimilate --config ks --data data/ks --ardm A --controller C --out results/ks
+    gencast-control data probe STORE
+
+--config takes a built-in name (configs/NAME.py) or a path to a .py file with
+get_config(); --set a.b=value overrides any field (repeatable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _add_config(p: argparse.ArgumentParser, default: str = "ks"):
+  p.add_argument("--config", default=default,
+                 help="built-in config name (configs/NAME.py) or a path to a"
+                 " .py file defining get_config() (default: %(default)s)")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="override a config field, e.g. --set"
+                 " controller_training.num_steps=100 (repeatable)")
+
+
+def _config(args):
+  from gencast_control.config import load_config
+  return load_config(args.config, args.set)
+
+
+def _cmd_demo(args):
+  from gencast_control import demo
+  checkpoints = None
+  if args.ardm or args.controller:
+    if not (args.ardm and args.controller):
+      raise ValueError("give both --ardm and --controller, or neither")
+    checkpoints = (Path(args.ardm), Path(args.controller))
+  demo.run_demo(_config(args), args.out, retrain=args.retrain,
+                checkpoints=checkpoints)
+
+
+def _cmd_simulate(args):
+  from gencast_control import pipeline
+  paths = pipeline.simulate(_config(args), args.out, args.format)
+  for split, path in paths.items():
+    print(f"{split}: {path}")
+
+
+def _cmd_train_ardm(args):
+  from gencast_control import pipeline
+  pipeline.train_ardm_step(_config(args), args.data, args.out,
+                           args.workdir or Path(args.out).with_suffix(".work"))
+  print(f"wrote {args.out}")
+
+
+def _cmd_train_controller(args):
+  from gencast_control import pipeline
+  pipeline.train_controller_step(
+      _config(args), args.ardm, args.data, args.out,
+      args.workdir or Path(args.out).with_suffix(".work"))
+  print(f"wrote {args.out}")
+
+
+def _cmd_train(args):
+  from gencast_control import demo
+  ardm, controller = demo.build_checkpoints(_config(args), args.out)
+  print(f"wrote {ardm} and {controller}")
+
+
+def _cmd_assimilate(args):
+  from gencast_control import demo
+  demo.run_demo(_config(args), args.out,
+                checkpoints=(Path(args.ardm), Path(args.controller)))
+
+
+def _cmd_data_probe(args):
+  from gencast_control import era5
+  print(era5.probe_store(args.store, timeout_s=args.timeout))
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="gencast-control",
+      description="Control-augmented autoregressive diffusion for data"
+      " assimilation (Srivastava et al. 2025, arXiv 2510.06637).")
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  p = sub.add_parser("demo", help="the main job: KS assimilation with the"
+                     " shipped ARDM and controller; prints a table, writes a"
+                     " plot and NetCDF")
+  _add_config(p)
+  p.add_argument("--out", default="results/demo", help="results folder")
+  p.add_argument("--retrain", action="store_true",
+                 help="rebuild the ARDM and controller from scratch first")
+  p.add_argument("--ardm", help="use this ARDM checkpoint instead")
+  p.add_argument("--controller", help="use this controller checkpoint instead")
+  p.set_defaults(func=_cmd_demo)
+
+  p = sub.add_parser("simulate", help="generate train/validation/test"
+                     " trajectories of the config's PDE")
+  _add_config(p)
+  p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--format", choices=("netcdf", "zarr"), default="netcdf")
+  p.set_defaults(func=_cmd_simulate)
+
+  p = sub.add_parser("train-ardm", help="pretrain the grid ARDM (EDM loss) on"
+                     " a folder of trajectory splits")
+  _add_config(p)
+  p.add_argument("--data", required=True, help="folder with train.nc/.zarr")
+  p.add_argument("--out", required=True, help="ARDM checkpoint (.npz)")
+  p.add_argument("--workdir", help="resumable training state (default:"
+                 " OUT.work)")
+  p.set_defaults(func=_cmd_train_ardm)
+
+  p = sub.add_parser("train-controller", help="train the controller against a"
+                     " frozen ARDM checkpoint")
+  _add_config(p)
+  p.add_argument("--data", required=True)
+  p.add_argument("--ardm", required=True, help="ARDM checkpoint (.npz)")
+  p.add_argument("--out", required=True, help="controller checkpoint (.npz)")
+  p.add_argument("--workdir")
+  p.set_defaults(func=_cmd_train_controller)
+
+  p = sub.add_parser("train", help="simulate + train-ardm + train-controller")
+  _add_config(p)
+  p.add_argument("--out", required=True, help="run folder")
+  p.set_defaults(func=_cmd_train)
+
+  p = sub.add_parser("assimilate", help="assimilate fresh observations with"
+                     " given checkpoints; writes table, plot, NetCDF, JSON")
+  _add_config(p)
+  p.add_argument("--ardm", required=True)
+  p.add_argument("--controller", required=True)
+  p.add_argument("--out", default="results/assimilate")
+  p.set_defaults(func=_cmd_assimilate)
+
+  p = sub.add_parser("data", help="data utilities (WeatherBench2 stores)")
+  data_sub = p.add_subparsers(dest="data_command", required=True)
+  q = data_sub.add_parser("probe", help="print dims, variables, latitude"
+                          " order and time range of a zarr store")
+  q.add_argument("store", help="registry name, gs:// path or local path")
+  q.add_argument("--timeout", type=float, default=30.0,
+                 help="seconds before giving up on the network")
+  q.set_defaults(func=_cmd_data_probe)
+  return parser
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  try:
+    args.func(args)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"gencast-control {args.command}: error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,106 @@
+"""Experiment configs and the registry of built-in dynamical systems.
+
+An experiment ties a system (PDE solver + dataset generator), a grid ARDM, its
+pretraining, a controller, its training and the observation regimes together.
+configs/NAME.py returns one ExperimentConfig from get_config().
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import xarray as xr
+
+from gencast_control.adapters.grid import GridARDMConfig
+from gencast_control.ardm_training import ARDMTrainingConfig
+from gencast_control.controller import ControllerConfig
+from gencast_control.controller_training import ControllerTrainingConfig
+from gencast_control.regimes import ObservationRegime
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Trajectory counts per split, length and burn-in (model steps)."""
+  num_train: int = 64
+  num_validation: int = 8
+  num_test: int = 8
+  num_steps: int = 200
+  burn_in_steps: int = 200
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class AssimilationConfig:
+  """The assimilation run of `demo` / `assimilate` / `evaluate`."""
+  regime: str = "random_10pct"
+  num_steps: int = 100
+  ensemble_size: int = 8
+  num_trajectories: int = 4
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  name: str
+  system: str
+  pde: Any
+  data: DataConfig
+  ardm: GridARDMConfig
+  ardm_training: ARDMTrainingConfig
+  controller: ControllerConfig
+  controller_training: ControllerTrainingConfig
+  regimes: tuple[ObservationRegime, ...]
+  train_regimes: tuple[str, ...]
+  assimilation: AssimilationConfig
+
+  def regime(self, name: str) -> ObservationRegime:
+    for regime in self.regimes:
+      if regime.name == name:
+        return regime
+    raise ValueError(f"unknown observation regime {name!r}; this config has"
+                     f" {[r.name for r in self.regimes]}")
+
+  def training_regimes(self) -> list[ObservationRegime]:
+    return [self.regime(name) for name in self.train_regimes]
+
+
+@dataclasses.dataclass(frozen=True)
+class System:
+  """A built-in dynamical system.
+
+  generate(key, num_trajectories, num_steps, pde_config, burn_in_steps) returns
+  an xarray Dataset with dims (trajectory, time, *spatial_dims).
+  """
+  name: str
+  variables: tuple[str, ...]
+  spatial_dims: tuple[str, ...]
+  generate: Callable[..., xr.Dataset]
+
+
+def get_system(name: str) -> System:
+  """Looks up a built-in system (imports its solver lazily)."""
+  if name == "ks":
+    from gencast_control.pdes import ks
+    return System("ks", ("u",), ("x",), ks.generate_ks_dataset)
+  if name == "kolmogorov":
+    from gencast_control.pdes import kolmogorov
+    return System("kolmogorov", ("vorticity",), ("x", "y"),
+                  kolmogorov.generate_kolmogorov_dataset)
+  raise ValueError(f"unknown system {name!r}; built-in: ks, kolmogorov")
+
+
+def simulate_splits(config: ExperimentConfig) -> dict[str, xr.Dataset]:
+  """Generates train/validation/test trajectories of the config's system."""
+  system = get_system(config.system)
+  data = config.data
+  key = jax.random.PRNGKey(data.seed)
+  counts = {"train": data.num_train, "validation": data.num_validation,
+            "test": data.num_test}
+  return {
+      split: system.generate(jax.random.fold_in(key, i), count,
+                             data.num_steps, config.pde,
+                             burn_in_steps=data.burn_in_steps)
+      for i, (split, count) in enumerate(counts.items())
+  }

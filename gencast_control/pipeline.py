@@ -1,0 +1,201 @@
+"""The end-to-end steps behind the CLI: simulate, train, assimilate, evaluate.
+
+Each step reads and writes files (trajectory splits, checkpoints, NetCDF), so
+the CLI, the demo and the notebooks run the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from gencast_control import config as config_lib
+from gencast_control import metrics, trajectories
+from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
+                                           save_grid_ardm)
+from gencast_control.ardm_training import train_ardm
+from gencast_control.assimilation import ensemble_rollout, ensemble_to_dataset
+from gencast_control.controller import (bind_controller, load_controller,
+                                        save_controller)
+from gencast_control.controller_training import train_controller
+from gencast_control.experiment import ExperimentConfig, get_system
+from gencast_control.observations import Observations
+from gencast_control.regimes import ObservationRegime, sample_observations
+
+PACKAGE_CHECKPOINTS = Path(__file__).parent / "checkpoints"
+
+
+def shipped_checkpoints(name: str) -> tuple[Path, Path]:
+  """Paths of the ARDM and controller checkpoints shipped for config `name`."""
+  return (PACKAGE_CHECKPOINTS / f"{name}_ardm.npz",
+          PACKAGE_CHECKPOINTS / f"{name}_controller.npz")
+
+
+def simulate(config: ExperimentConfig, out_dir, fmt: str = "netcdf"):
+  """Generates and writes train/validation/test trajectories."""
+  from gencast_control.experiment import simulate_splits
+  return trajectories.write_splits(simulate_splits(config), out_dir, fmt)
+
+
+def find_split(data_dir, split: str) -> Path:
+  """data_dir/split.nc or data_dir/split.zarr."""
+  for suffix in (".nc", ".zarr"):
+    path = Path(data_dir) / f"{split}{suffix}"
+    if path.exists():
+      return path
+  raise FileNotFoundError(
+      f"no {split}.nc or {split}.zarr in {data_dir}: run `gencast-control"
+      " simulate` first or point --data at your own trajectory splits")
+
+
+def load_split(config: ExperimentConfig, data_dir, split: str) -> np.ndarray:
+  """Loads and validates a split as [trajectory, time, *spatial, C]."""
+  system = get_system(config.system)
+  path = find_split(data_dir, split)
+  ds = trajectories.open_trajectories(path)
+  trajectories.validate_trajectories(ds, system.variables, system.spatial_dims)
+  array = trajectories.trajectories_to_array(ds, system.variables)
+  if tuple(array.shape[2:]) != tuple(config.ardm.state_shape):
+    raise ValueError(
+        f"{path}: states have shape {array.shape[2:]} but the config's ARDM"
+        f" expects {tuple(config.ardm.state_shape)}")
+  return array
+
+
+def train_ardm_step(config: ExperimentConfig, data_dir, out_path,
+                    workdir=None, progress: bool = True) -> GridARDM:
+  """Pretrains the ARDM on the train split and saves its checkpoint."""
+  data = load_split(config, data_dir, "train")
+  t0 = time.perf_counter()
+  ardm, history = train_ardm(data, config.ardm, config.ardm_training, workdir,
+                             progress)
+  save_grid_ardm(out_path, ardm, {
+      "system": config.system, "experiment": config_lib.to_dict(config),
+      "train_seconds": round(time.perf_counter() - t0, 1),
+      "final_loss": history[-1]["loss"] if history else None})
+  return ardm
+
+
+def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
+                          out_path, workdir=None, progress: bool = True):
+  """Trains the controller against a saved ARDM and saves its checkpoint."""
+  ardm, _ = load_grid_ardm(ardm_path)
+  data = load_split(config, data_dir, "train")
+  t0 = time.perf_counter()
+  params, history = train_controller(ardm, data, config.training_regimes(),
+                                     config.controller,
+                                     config.controller_training, workdir,
+                                     progress)
+  save_controller(out_path, params, config.controller, ardm, {
+      "system": config.system, "regimes": list(config.train_regimes),
+      "experiment": config_lib.to_dict(config),
+      "train_seconds": round(time.perf_counter() - t0, 1),
+      "final_misfit": history[-1]["misfit"] if history else None})
+  return params
+
+
+@dataclasses.dataclass
+class AssimilationResult:
+  """Truth, observations and the two ensembles [K, M, T+1, *spatial, C]."""
+  truth: np.ndarray
+  observations: list[Observations]
+  unguided: np.ndarray
+  controlled: np.ndarray
+  seconds_unguided: float
+  seconds_controlled: float
+  regime: ObservationRegime
+
+
+def _timed(fn):
+  fn().block_until_ready()  # compile
+  t0 = time.perf_counter()
+  out = fn().block_until_ready()
+  return np.asarray(out), time.perf_counter() - t0
+
+
+def assimilate_trajectories(ardm: GridARDM, controller_config, controller_params,
+                            truth: np.ndarray, regime: ObservationRegime,
+                            ensemble_size: int, seed: int = 0
+                            ) -> AssimilationResult:
+  """Unguided forecast and controlled assimilation for each truth trajectory.
+
+  Args:
+    truth: [K, T+1, *spatial, C]; the first history_length states initialise.
+  Wall-clock is measured after compilation, summed over the K trajectories.
+  """
+  h = ardm.history_length
+  controller = bind_controller(controller_config, ardm.periodic,
+                               controller_params)
+  key = jax.random.PRNGKey(seed)
+  num_steps = truth.shape[1] - h
+  results = {"unguided": [], "controlled": []}
+  seconds = {"unguided": 0.0, "controlled": 0.0}
+  observations = []
+  for k, traj in enumerate(np.asarray(truth, np.float32)):
+    history = jnp.asarray(traj[:h])
+    obs = sample_observations(regime, jax.random.fold_in(key, 2 * k),
+                              jnp.asarray(traj[h - 1:]))
+    observations.append(obs)
+    run_key = jax.random.fold_in(key, 2 * k + 1)
+    for name, ctrl in (("unguided", None), ("controlled", controller)):
+      out, sec = _timed(lambda: ensemble_rollout(
+          ardm, history, num_steps, run_key, ensemble_size,
+          obs if ctrl else None, ctrl, controller_config.horizon))
+      results[name].append(out)
+      seconds[name] += sec
+  return AssimilationResult(
+      truth=np.asarray(truth[:, h - 1:]), observations=observations,
+      unguided=np.stack(results["unguided"]),
+      controlled=np.stack(results["controlled"]),
+      seconds_unguided=seconds["unguided"],
+      seconds_controlled=seconds["controlled"], regime=regime)
+
+
+def score(result: AssimilationResult) -> dict[str, dict[str, float]]:
+  """RMSE of the ensemble mean (over space and time), fair CRPS, spread-skill."""
+  scores = {}
+  for name in ("unguided", "controlled"):
+    ens = getattr(result, name)  # [K, M, T+1, ...]
+    truth = result.truth[:, None]
+    mean_rmse = float(np.sqrt(np.mean((ens.mean(1) - result.truth)**2)))
+    scores[name] = {
+        "rmse": mean_rmse,
+        "crps": float(np.mean(metrics.crps_fair(
+            np.moveaxis(ens, 1, 0), result.truth))),
+        "spread_skill": float(metrics.spread_skill_ratio(
+            np.moveaxis(ens, 1, 0), result.truth)),
+        "seconds": getattr(result, f"seconds_{name}"),
+    }
+    del truth
+  return scores
+
+
+def result_dataset(config: ExperimentConfig, result: AssimilationResult,
+                   trajectory: int = 0) -> xr.Dataset:
+  """One trajectory's truth, observations and ensembles as xarray."""
+  system = get_system(config.system)
+  var = system.variables
+  unguided = ensemble_to_dataset(result.unguided[trajectory], var,
+                                 system.spatial_dims)
+  controlled = ensemble_to_dataset(result.controlled[trajectory], var,
+                                   system.spatial_dims)
+  truth = ensemble_to_dataset(result.truth[trajectory][None], var,
+                              system.spatial_dims).isel(sample=0, drop=True)
+  obs = result.observations[trajectory]
+  observed = np.where(np.asarray(obs.mask) > 0, np.asarray(obs.values), np.nan)
+  observed = ensemble_to_dataset(observed[None], var,
+                                 system.spatial_dims).isel(sample=0, drop=True)
+  out = xr.Dataset(attrs={"system": config.system,
+                          "regime": result.regime.name})
+  for v in var:
+    out[f"{v}_truth"] = truth[v]
+    out[f"{v}_observed"] = observed[v]
+    out[f"{v}_unguided"] = unguided[v]
+    out[f"{v}_controlled"] = controlled[v]
+  return out

@@ -1,0 +1,85 @@
+"""Figures of assimilation results (matplotlib, written as PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+
+def plot_space_time(ds: xr.Dataset, variable: str, path) -> Path:
+  """Truth / observations / unguided / assimilated space-time panels (1-D)."""
+  truth = ds[f"{variable}_truth"].values
+  observed = ds[f"{variable}_observed"].values
+  unguided = ds[f"{variable}_unguided"].mean("sample").values
+  controlled = ds[f"{variable}_controlled"].mean("sample").values
+  vmax = float(np.nanmax(np.abs(truth)))
+  panels = [("truth", truth), ("observations", observed),
+            ("unguided forecast (ens. mean)", unguided),
+            ("assimilated (ens. mean)", controlled),
+            ("|forecast - truth|", np.abs(unguided - truth)),
+            ("|assimilated - truth|", np.abs(controlled - truth))]
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 4.2),
+                           sharey=True, constrained_layout=True)
+  for ax, (title, data) in zip(axes, panels):
+    is_error = title.startswith("|")
+    ax.imshow(data, aspect="auto", origin="lower", interpolation="nearest",
+              cmap="magma" if is_error else "RdBu_r",
+              vmin=0 if is_error else -vmax, vmax=vmax)
+    if title == "observations":
+      ax.set_facecolor("0.85")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("x (grid index)")
+  axes[0].set_ylabel("time step")
+  fig.suptitle(f"{ds.attrs.get('system', '')}: regime "
+               f"{ds.attrs.get('regime', '')}")
+  path = Path(path)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def plot_snapshots(ds: xr.Dataset, variable: str, path,
+                   times=(1, 10, -1)) -> Path:
+  """Truth / observations / unguided / assimilated snapshots of a 2-D field."""
+  names = ["truth", "observed", "unguided", "controlled"]
+  fig, axes = plt.subplots(len(times), 4, figsize=(12, 3 * len(times)),
+                           constrained_layout=True, squeeze=False)
+  for row, t in enumerate(times):
+    for col, name in enumerate(names):
+      da = ds[f"{variable}_{name}"]
+      if "sample" in da.dims:
+        da = da.mean("sample")
+      field = da.isel(time=t).values
+      vmax = float(np.nanmax(np.abs(ds[f"{variable}_truth"].isel(time=t))))
+      axes[row, col].imshow(field.T, origin="lower", cmap="RdBu_r",
+                            vmin=-vmax, vmax=vmax)
+      axes[row, col].set_title(f"{name}, t={ds.time.values[t]}", fontsize=9)
+      axes[row, col].set_xticks([])
+      axes[row, col].set_yticks([])
+  path = Path(path)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_error_vs_time(curves: dict[str, np.ndarray], path,
+                       title: str = "") -> Path:
+  """RMSE against time step, one line per method."""
+  fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+  for name, curve in curves.items():
+    ax.plot(np.arange(len(curve)), curve, label=name)
+  ax.set_xlabel("time step")
+  ax.set_ylabel("RMSE")
+  ax.set_yscale("log")
+  ax.set_title(title)
+  ax.legend()
+  path = Path(path)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
