@@ -47,7 +47,7 @@ def get_config() -> ExperimentConfig:
                                        learning_rate=2e-3),
       controller=ControllerConfig(horizon=2),
       controller_training=ControllerTrainingConfig(
-          window=4, batch_size=8, num_steps=400, learning_rate=1e-3,
+          window=4, spinup=10, batch_size=8, num_steps=300, learning_rate=2e-3,
           control_cost=1e-3),
       regimes=REGIMES,
       train_regimes=tuple(r.name for r in REGIMES),

@@ -34,11 +34,16 @@ from gencast_control.regimes import ObservationRegime, sample_observations
 class ControllerTrainingConfig:
   """Attributes:
     window: forecast steps L rolled out per training example.
+    spinup: maximum number of unguided ARDM steps run (without gradient) from
+      the true state before the controlled window, drawn uniformly in
+      0..spinup per example, so training starts from states carrying
+      realistic forecast errors rather than from the truth.
     control_cost: lambda, weight of the control energy.
     regimes: observation regimes sampled uniformly per example (by name,
       resolved by the caller).
   """
   window: int = 4
+  spinup: int = 8
   batch_size: int = 8
   num_steps: int = 400
   learning_rate: float = 1e-3
@@ -62,17 +67,40 @@ def sample_windows(data: jax.Array, key: jax.Array, batch_size: int,
   return data[traj[:, None], t0[:, None] + jnp.arange(length)[None, :]]
 
 
+def spun_up_window(ardm: FrozenARDM, truth_window: jax.Array, spinup: int,
+                   window: int, key: jax.Array):
+  """(history, truth [L+1]) after k ~ U{0..spinup} unguided steps.
+
+  truth_window has h + spinup + L states; the history is the unguided
+  forecast started from the true states, so it carries forecast errors.
+  """
+  h = ardm.history_length
+  if spinup == 0:
+    return truth_window[:h], truth_window[h - 1:]
+  k_len, k_roll = jax.random.split(key)
+  steps = jax.random.randint(k_len, (), 0, spinup + 1)
+  states, _ = rollout(ardm, truth_window[:h], spinup, k_roll)
+  states = jax.lax.stop_gradient(
+      jnp.concatenate([truth_window[:h - 1], states]))
+  history = jax.lax.dynamic_slice_in_dim(states, steps, h)
+  truth = jax.lax.dynamic_slice_in_dim(truth_window, steps + h - 1,
+                                       window + 1)
+  return history, truth
+
+
 def window_cost(ardm: FrozenARDM, controller, horizon: int,
                 regimes: list[ObservationRegime], truth_window: jax.Array,
-                key: jax.Array, control_cost: float):
-  """Misfit + lambda * energy of one controlled window under a random regime."""
-  h = ardm.history_length
-  history, truth = truth_window[:h], truth_window[h - 1:]
-  k_obs, k_phase, k_choice, k_roll = jax.random.split(key, 4)
+                key: jax.Array, control_cost: float, spinup: int = 0):
+  """Misfit + lambda * energy of one controlled window under a random regime.
+
+  truth_window: [h + spinup + L, *spatial, C] true states.
+  """
+  k_spin, k_obs, k_phase, k_choice, k_roll = jax.random.split(key, 5)
+  window = truth_window.shape[0] - ardm.history_length - spinup
+  history, truth = spun_up_window(ardm, truth_window, spinup, window, k_spin)
   choice = jax.random.randint(k_choice, (), 0, len(regimes))
   phase = jax.random.randint(k_phase, (), 0, max(r.every for r in regimes))
   observations = sample_observations(regimes, k_obs, truth, phase, choice)
-  window = truth.shape[0] - 1
   states, energy = rollout(ardm, history, window, k_roll, observations,
                            controller, horizon, remat=True)
   misfit = observations.misfit(states[1:], slice(1, None))
@@ -107,10 +135,12 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
     controller = bind_controller(config, ardm.periodic, params)
     k_data, k_cost = jax.random.split(key)
     windows = sample_windows(data, k_data, training.batch_size,
-                             ardm.history_length, training.window)
+                             ardm.history_length,
+                             training.spinup + training.window)
     keys = jax.random.split(k_cost, training.batch_size)
     example = lambda w, k: window_cost(ardm, controller, config.horizon,
-                                       regimes, w, k, training.control_cost)
+                                       regimes, w, k, training.control_cost,
+                                       training.spinup)
     costs, (misfit, energy) = jax.vmap(example)(windows, keys)
     return jnp.mean(costs), {"misfit": jnp.mean(misfit),
                              "energy": jnp.mean(energy)}

@@ -1,0 +1,110 @@
+"""Checkpoints: round trips, atomic writes, clear errors, resumable training."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gencast_control import checkpoint, training_loop
+from gencast_control.adapters.grid import load_grid_ardm, save_grid_ardm
+from gencast_control.checkpoint import CheckpointError
+from gencast_control.controller import (ControllerConfig, init_controller,
+                                        load_controller, save_controller)
+
+
+def test_ardm_and_controller_round_trip(tmp_path, tiny_ardm):
+  path = save_grid_ardm(tmp_path / "ardm.npz", tiny_ardm, {"note": "x"})
+  ardm, meta = load_grid_ardm(path)
+  assert ardm.fingerprint == tiny_ardm.fingerprint
+  assert ardm.config == tiny_ardm.config
+  assert meta["note"] == "x"
+  config = ControllerConfig(horizon=3)
+  params = init_controller(config, ardm, jax.random.PRNGKey(0))
+  save_controller(tmp_path / "ctrl.npz", params, config, ardm)
+  loaded_config, loaded, _ = load_controller(tmp_path / "ctrl.npz", ardm)
+  assert loaded_config == config
+  jax.tree.map(np.testing.assert_array_equal, params, loaded)
+
+
+def test_controller_for_another_model_is_rejected(tmp_path, tiny_ardm):
+  config = ControllerConfig()
+  params = init_controller(config, tiny_ardm, jax.random.PRNGKey(0))
+  save_controller(tmp_path / "ctrl.npz", params, config, tiny_ardm)
+  other = type(tiny_ardm)(tiny_ardm.config,
+                          jax.tree.map(lambda p: p * 1.01, tiny_ardm.params),
+                          tiny_ardm.normalization)
+  with pytest.raises(CheckpointError, match="was trained for ARDM"):
+    load_controller(tmp_path / "ctrl.npz", other)
+  with pytest.raises(CheckpointError, match="holds a 'controller'"):
+    load_grid_ardm(tmp_path / "ctrl.npz")
+
+
+def test_corrupt_and_missing_checkpoints(tmp_path, tiny_ardm):
+  with pytest.raises(CheckpointError, match="does not exist"):
+    checkpoint.load_checkpoint(tmp_path / "nope.npz")
+  bad = tmp_path / "bad.npz"
+  bad.write_bytes(b"not a zip file at all")
+  with pytest.raises(CheckpointError, match="corrupt"):
+    checkpoint.load_checkpoint(bad)
+  good = save_grid_ardm(tmp_path / "ardm.npz", tiny_ardm)
+  truncated = tmp_path / "truncated.npz"
+  truncated.write_bytes(good.read_bytes()[:200])
+  with pytest.raises(CheckpointError, match="corrupt"):
+    load_grid_ardm(truncated)
+  plain = tmp_path / "plain.npz"
+  np.savez(plain, a=np.zeros(3))
+  with pytest.raises(CheckpointError, match="not a gencast-control checkpoint"):
+    checkpoint.load_checkpoint(plain)
+
+
+def test_failed_write_leaves_previous_file_intact(tmp_path):
+  path = checkpoint.save_checkpoint(tmp_path / "c.npz",
+                                    {"m": {"w": np.ones(2)}}, {"kind": "k"})
+  before = path.read_bytes()
+
+  def failing(f):
+    f.write(b"partial")
+    raise RuntimeError("disk full")
+
+  with pytest.raises(RuntimeError):
+    checkpoint.atomic_write(path, failing)
+  assert path.read_bytes() == before
+  assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]
+
+
+def _quadratic_problem():
+  target = jnp.arange(4.0)
+
+  def loss_fn(params, key):
+    noise = 0.1 * jax.random.normal(key, (4,))
+    return jnp.sum((params["w"] - target + noise)**2), {}
+
+  return loss_fn, {"w": jnp.zeros(4)}
+
+
+def test_interrupted_training_resumes_to_the_same_result(tmp_path):
+  loss_fn, params = _quadratic_problem()
+  opt = optax.adam(0.1)
+  key = jax.random.PRNGKey(0)
+  full, _ = training_loop.train(loss_fn, params, opt, 30, key,
+                                tmp_path / "full", checkpoint_every=10,
+                                progress=False)
+  # Interrupt after 20 steps (the run ends there, as a killed one would after
+  # its last checkpoint), then resume to 30 in the same work dir.
+  training_loop.train(loss_fn, params, opt, 20, key, tmp_path / "resumed",
+                      checkpoint_every=10, progress=False)
+  resumed, history = training_loop.train(loss_fn, params, opt, 30, key,
+                                         tmp_path / "resumed",
+                                         checkpoint_every=10, progress=False)
+  np.testing.assert_allclose(full["w"], resumed["w"], rtol=1e-6)
+  assert history[0]["step"] > 20  # only the remaining steps ran
+
+
+def test_resuming_with_another_configuration_is_rejected(tmp_path):
+  loss_fn, params = _quadratic_problem()
+  training_loop.train(loss_fn, params, optax.adam(0.1), 5,
+                      jax.random.PRNGKey(0), tmp_path, progress=False)
+  with pytest.raises(CheckpointError, match="expects"):
+    training_loop.train(loss_fn, {"w": jnp.zeros(7)}, optax.adam(0.1), 10,
+                        jax.random.PRNGKey(0), tmp_path, progress=False)

@@ -1,0 +1,83 @@
+"""Observation regimes: coverage, layout, timing and noise statistics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gencast_control.regimes import ObservationRegime, sample_observations
+
+TRUTH = jnp.zeros((41, 200, 1))
+
+
+def _obs(regime, seed=0, phase=0, truth=TRUTH):
+  return sample_observations(regime, jax.random.PRNGKey(seed), truth, phase)
+
+
+def test_fraction_of_points_is_observed_each_time():
+  obs = _obs(ObservationRegime("r", fraction=0.1))
+  per_time = np.asarray(obs.mask[1:, :, 0].sum(axis=1))
+  np.testing.assert_array_equal(per_time, 20)
+  assert float(obs.mask[0].sum()) == 0.0  # the initial state is not observed
+  # Random layout redraws the points at every time.
+  assert not np.array_equal(obs.mask[1], obs.mask[2])
+
+
+def test_fixed_regular_network_is_evenly_spaced_and_constant():
+  obs = _obs(ObservationRegime("s", fraction=0.1, layout="regular",
+                               fixed=True))
+  mask = np.asarray(obs.mask[1:, :, 0])
+  assert (mask == mask[0]).all()
+  idx = np.flatnonzero(mask[0])
+  assert len(idx) == 20
+  assert set(np.diff(idx)) == {10}
+
+
+def test_every_k_and_phase():
+  obs = _obs(ObservationRegime("g", fraction=0.2, every=4), phase=1)
+  observed_times = np.flatnonzero(np.asarray(obs.mask.sum(axis=(1, 2))))
+  np.testing.assert_array_equal(observed_times, np.arange(1, 41, 4))
+
+
+def test_noise_has_the_regime_std():
+  truth = jnp.ones((41, 200, 1)) * 3.0
+  obs = _obs(ObservationRegime("n", fraction=1.0, noise_std=0.5), truth=truth)
+  errors = np.asarray(obs.values - truth)[np.asarray(obs.mask) > 0]
+  assert errors.std() == pytest.approx(0.5, rel=0.03)
+  assert abs(errors.mean()) < 0.02
+  assert float(obs.noise_std) == 0.5
+
+
+def test_explicit_points_and_traced_choice_between_regimes():
+  regimes = [ObservationRegime("a", points=(0, 5, 7)),
+             ObservationRegime("b", fraction=0.5)]
+  run = jax.jit(lambda c: sample_observations(
+      regimes, jax.random.PRNGKey(0), TRUTH, 0, c).mask)
+  a, b = np.asarray(run(0)), np.asarray(run(1))
+  np.testing.assert_array_equal(np.flatnonzero(a[3, :, 0]), [0, 5, 7])
+  assert b[3].sum() == 100
+
+
+def test_two_dimensional_grids_and_channels():
+  truth = jnp.zeros((5, 8, 8, 2))
+  obs = _obs(ObservationRegime("r", fraction=0.25), truth=truth)
+  mask = np.asarray(obs.mask)
+  assert mask[1].sum() == 16 * 2
+  np.testing.assert_array_equal(mask[..., 0], mask[..., 1])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(fraction=0.0), "fraction"),
+    (dict(layout="spiral"), "layout"),
+    (dict(every=0), "every"),
+    (dict(noise_std=-1.0), "noise_std"),
+    (dict(points=()), "empty point list"),
+])
+def test_invalid_regimes_raise(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    ObservationRegime("bad", **kwargs)
+
+
+def test_points_outside_grid_raise():
+  with pytest.raises(ValueError, match="point indices"):
+    _obs(ObservationRegime("p", points=(500,)))
