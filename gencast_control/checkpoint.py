@@ -43,6 +43,9 @@ def atomic_write(path: str | os.PathLike, write_fn) -> Path:
       write_fn(f)
       f.flush()
       os.fsync(f.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -1,0 +1,78 @@
+"""The command line: demo on the shipped models and a tiny train pipeline."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from gencast_control import cli
+
+SMALL_RUN = ["--set", "assimilation.num_steps=12",
+             "--set", "assimilation.ensemble_size=2",
+             "--set", "assimilation.num_trajectories=1"]
+
+TINY = ["--set", "pde.num_points=32", "--set", "pde.domain_length=22.0",
+        "--set", "ardm.state_shape=(32, 1)",
+        "--set", "ardm.network.width=8", "--set", "ardm.network.num_blocks=1",
+        "--set", "ardm.sampler.num_steps=3",
+        "--set", "controller.network.width=8",
+        "--set", "data.num_train=4", "--set", "data.num_validation=1",
+        "--set", "data.num_test=1", "--set", "data.num_steps=30",
+        "--set", "data.burn_in_steps=20",
+        "--set", "ardm_training.num_steps=20",
+        "--set", "controller_training.num_steps=4",
+        "--set", "controller_training.batch_size=2",
+        "--set", "controller_training.spinup=2",
+        "--set", "controller_training.window=2"]
+
+
+def test_demo_on_shipped_checkpoints(tmp_path, capsys):
+  assert cli.main(["demo", "--out", str(tmp_path)] + SMALL_RUN) == 0
+  out = capsys.readouterr().out
+  assert "controlled rollout" in out and "unguided forecast" in out
+  metrics = json.loads((tmp_path / "metrics.json").read_text())
+  assert metrics["scores"]["controlled"]["rmse"] < \
+      metrics["scores"]["unguided"]["rmse"]
+  ds = xr.open_dataset(tmp_path / "assimilation.nc")
+  assert ds["u_controlled"].dims == ("sample", "time", "x")
+  assert ds["u_controlled"].shape == (2, 13, 128)
+  assert np.isnan(ds["u_observed"].values).mean() > 0.5
+  assert (tmp_path / "assimilation.png").stat().st_size > 10_000
+
+
+def test_train_pipeline_end_to_end(tmp_path, capsys):
+  data = tmp_path / "data"
+  assert cli.main(["simulate", "--out", str(data)] + TINY) == 0
+  assert (data / "train.nc").exists() and (data / "test.nc").exists()
+  ardm = tmp_path / "ardm.npz"
+  ctrl = tmp_path / "ctrl.npz"
+  assert cli.main(["train-ardm", "--data", str(data), "--out", str(ardm)]
+                  + TINY) == 0
+  assert cli.main(["train-controller", "--data", str(data), "--ardm",
+                   str(ardm), "--out", str(ctrl)] + TINY) == 0
+  assert cli.main(["assimilate", "--ardm", str(ardm), "--controller",
+                   str(ctrl), "--out", str(tmp_path / "res")] + TINY
+                  + SMALL_RUN) == 0
+  assert (tmp_path / "res" / "metrics.json").exists()
+
+
+def test_errors_are_reported_without_traceback(tmp_path, capsys):
+  assert cli.main(["train-ardm", "--data", str(tmp_path), "--out",
+                   str(tmp_path / "a.npz")]) == 2
+  assert "no train.nc or train.zarr" in capsys.readouterr().err
+  assert cli.main(["demo", "--set", "nope=1"]) == 2
+  assert "unknown config field" in capsys.readouterr().err
+  bad = tmp_path / "bad.npz"
+  bad.write_bytes(b"garbage")
+  assert cli.main(["demo", "--ardm", str(bad), "--controller", str(bad)]) == 2
+  assert "corrupt" in capsys.readouterr().err
+
+
+def test_help_lists_subcommands(capsys):
+  with pytest.raises(SystemExit):
+    cli.main(["--help"])
+  out = capsys.readouterr().out
+  for command in ("demo", "simulate", "train-ardm", "train-controller",
+                  "assimilate", "data"):
+    assert command in out
