@@ -12,6 +12,7 @@ members use independent noise, key_m = fold_in(key, m), and are vmapped.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -84,15 +85,24 @@ def ensemble_rollout(ardm: FrozenARDM, history, num_steps: int,
   if ensemble_size < 1:
     raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
 
+  keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
+      jnp.arange(ensemble_size))
+  run = _compiled_ensemble(ardm, controller, num_steps, horizon)
+  return run(history, observations, keys)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_ensemble(ardm, controller, num_steps, horizon):
+  """One jitted ensemble rollout per (model, controller, length, horizon), so
+  repeated calls reuse the compiled program."""
+
   @jax.jit
   def run(history, observations, keys):
     member = lambda k: rollout(ardm, history, num_steps, k, observations,
                                controller, horizon)[0]
     return jax.vmap(member)(keys)
 
-  keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
-      jnp.arange(ensemble_size))
-  return run(history, observations, keys)
+  return run
 
 
 def ensemble_to_dataset(ensemble, variables: Sequence[str],

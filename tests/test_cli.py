@@ -8,7 +8,7 @@ import xarray as xr
 
 from gencast_control import cli
 
-SMALL_RUN = ["--set", "assimilation.num_steps=12",
+SMALL_RUN = ["--set", "assimilation.num_steps=60",
              "--set", "assimilation.ensemble_size=2",
              "--set", "assimilation.num_trajectories=1"]
 
@@ -36,7 +36,7 @@ def test_demo_on_shipped_checkpoints(tmp_path, capsys):
       metrics["scores"]["unguided"]["rmse"]
   ds = xr.open_dataset(tmp_path / "assimilation.nc")
   assert ds["u_controlled"].dims == ("sample", "time", "x")
-  assert ds["u_controlled"].shape == (2, 13, 128)
+  assert ds["u_controlled"].shape == (2, 61, 128)
   assert np.isnan(ds["u_observed"].values).mean() > 0.5
   assert (tmp_path / "assimilation.png").stat().st_size > 10_000
 
