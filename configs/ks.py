@@ -48,7 +48,7 @@ def get_config() -> ExperimentConfig:
       controller=ControllerConfig(horizon=2),
       controller_training=ControllerTrainingConfig(
           window=4, spinup=10, batch_size=8, num_steps=300, learning_rate=2e-3,
-          control_cost=1e-3),
+          control_cost=1e-2),
       regimes=REGIMES,
       train_regimes=tuple(r.name for r in REGIMES),
       assimilation=AssimilationConfig(regime="random_10pct", num_steps=100,
