@@ -1,8 +1,8 @@
 """Kuramoto-Sivashinsky: the built-in demo experiment.
 
 KS on [0, 32 pi) with 128 points (Kassam & Trefethen 2005's setup), one model
-step = 1 time unit. The ARDM is a 1-D dilated conv net (~60k parameters) with a
-6-sub-step DPM-Solver++(2S) sampler; the controller (~13k parameters) previews
+step = 1 time unit. The ARDM is a 1-D dilated conv net with a
+6-sub-step DPM-Solver++(2S) sampler (~67k parameters); the controller (~18k parameters) previews
 H = 2 observation frames. Six observation regimes are defined; the controller
 is trained on all of them at once.
 """
