@@ -162,7 +162,6 @@ def score(result: AssimilationResult) -> dict[str, dict[str, float]]:
   scores = {}
   for name in ("unguided", "controlled"):
     ens = getattr(result, name)  # [K, M, T+1, ...]
-    truth = result.truth[:, None]
     mean_rmse = float(np.sqrt(np.mean((ens.mean(1) - result.truth)**2)))
     scores[name] = {
         "rmse": mean_rmse,
@@ -172,7 +171,6 @@ def score(result: AssimilationResult) -> dict[str, dict[str, float]]:
             np.moveaxis(ens, 1, 0), result.truth)),
         "seconds": getattr(result, f"seconds_{name}"),
     }
-    del truth
   return scores
 
 
