@@ -27,6 +27,7 @@ from gencast_control.ardm import FrozenARDM
 from gencast_control.assimilation import rollout
 from gencast_control.controller import (ControllerConfig, bind_controller,
                                         init_controller)
+from gencast_control.observations import Observations
 from gencast_control.regimes import ObservationRegime, sample_observations
 
 
@@ -38,12 +39,17 @@ class ControllerTrainingConfig:
       the true state before the controlled window, drawn uniformly in
       0..spinup per example, so training starts from states carrying
       realistic forecast errors rather than from the truth.
+    holdout_fraction: fraction of the observations hidden from the preview and
+      used only in the misfit. Scoring on observations the controller did not
+      see keeps it from fitting their noise (whose misfit would otherwise
+      drop below the noise floor); 0 scores on the previewed observations.
     control_cost: lambda, weight of the control energy.
     regimes: observation regimes sampled uniformly per example (by name,
       resolved by the caller).
   """
   window: int = 4
   spinup: int = 8
+  holdout_fraction: float = 0.0
   batch_size: int = 8
   num_steps: int = 400
   learning_rate: float = 1e-3
@@ -88,22 +94,41 @@ def spun_up_window(ardm: FrozenARDM, truth_window: jax.Array, spinup: int,
   return history, truth
 
 
+def split_observations(observations: Observations, key: jax.Array,
+                       holdout_fraction: float
+                       ) -> tuple[Observations, Observations]:
+  """Partitions observed entries into (shown, held out) at random."""
+  hidden = jax.random.bernoulli(key, holdout_fraction,
+                                observations.mask.shape)
+  shown = observations.mask * (1.0 - hidden)
+  held_out = observations.mask - shown
+  return (dataclasses.replace(observations, mask=shown,
+                              values=observations.values * shown),
+          dataclasses.replace(observations, mask=held_out,
+                              values=observations.values * held_out))
+
+
 def window_cost(ardm: FrozenARDM, controller, horizon: int,
                 regimes: list[ObservationRegime], truth_window: jax.Array,
-                key: jax.Array, control_cost: float, spinup: int = 0):
+                key: jax.Array, control_cost: float, spinup: int = 0,
+                holdout_fraction: float = 0.0):
   """Misfit + lambda * energy of one controlled window under a random regime.
 
   truth_window: [h + spinup + L, *spatial, C] true states.
   """
-  k_spin, k_obs, k_phase, k_choice, k_roll = jax.random.split(key, 5)
+  k_spin, k_obs, k_phase, k_choice, k_roll, k_hold = jax.random.split(key, 6)
   window = truth_window.shape[0] - ardm.history_length - spinup
   history, truth = spun_up_window(ardm, truth_window, spinup, window, k_spin)
   choice = jax.random.randint(k_choice, (), 0, len(regimes))
   phase = jax.random.randint(k_phase, (), 0, max(r.every for r in regimes))
   observations = sample_observations(regimes, k_obs, truth, phase, choice)
+  scored = observations
+  if holdout_fraction > 0:
+    observations, scored = split_observations(observations, k_hold,
+                                              holdout_fraction)
   states, energy = rollout(ardm, history, window, k_roll, observations,
                            controller, horizon, remat=True)
-  misfit = observations.misfit(states[1:], slice(1, None))
+  misfit = scored.misfit(states[1:], slice(1, None))
   return misfit + control_cost * energy, (misfit, energy)
 
 
@@ -140,7 +165,8 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
     keys = jax.random.split(k_cost, training.batch_size)
     example = lambda w, k: window_cost(ardm, controller, config.horizon,
                                        regimes, w, k, training.control_cost,
-                                       training.spinup)
+                                       training.spinup,
+                                       training.holdout_fraction)
     costs, (misfit, energy) = jax.vmap(example)(windows, keys)
     return jnp.mean(costs), {"misfit": jnp.mean(misfit),
                              "energy": jnp.mean(energy)}

@@ -108,3 +108,16 @@ def test_bad_inputs_raise_clear_errors(tiny_ardm, tiny_ks_data):
     train_controller(tiny_ardm, tiny_ks_data[..., :16, :], [REGIME],
                      CONTROLLER, ControllerTrainingConfig(num_steps=1),
                      progress=False)
+
+
+def test_held_out_observations_partition_the_stream():
+  from gencast_control.controller_training import split_observations
+  truth = jnp.ones((6, 40, 1))
+  obs = sample_observations(ObservationRegime("r", fraction=0.5),
+                            jax.random.PRNGKey(0), truth)
+  shown, held_out = split_observations(obs, jax.random.PRNGKey(1), 0.3)
+  np.testing.assert_array_equal(shown.mask + held_out.mask, obs.mask)
+  assert float((shown.mask * held_out.mask).sum()) == 0.0
+  np.testing.assert_array_equal(shown.values + held_out.values, obs.values)
+  fraction = float(held_out.mask.sum() / obs.mask.sum())
+  assert 0.2 < fraction < 0.4
