@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control.ardm import ControllerFn, ControllerInputs, FrozenARDM
+from gencast_control.ardm import ControllerInputs, FrozenARDM
 from gencast_control.networks import ConvNet, ConvNetConfig, fourier_embedding
 from gencast_control.observations import Preview
 from gencast_control.samplers import SamplerConfig, sample
@@ -152,6 +152,21 @@ class GridARDM(FrozenARDM):
     """Residual variable -> physical next state x_{n+1} = x_n + r z."""
     return last + self.normalization.residual_std * z
 
+  def _control_fn(self, controller, preview, conditioning, last):
+    """The sampler's u(z_hat, sigma_hat, denoised, s) from u_psi."""
+    if preview is None:
+      raise ValueError("a controlled step needs a preview of observations")
+    norm_preview = Preview(values=preview.mask * self.normalize(preview.values),
+                           mask=preview.mask, offsets=preview.offsets)
+
+    def control(z_hat, sigma_hat, denoised, s):
+      del s
+      estimate = self.normalize(self.to_state(denoised, last))
+      return controller(ControllerInputs(z_hat, estimate, sigma_hat,
+                                         conditioning, norm_preview))
+
+    return control
+
   def step(self, history, key, preview=None, controller=None, remat=False):
     if history.shape != (self.history_length,) + self.state_shape:
       raise ValueError(
@@ -162,18 +177,7 @@ class GridARDM(FrozenARDM):
     denoise = lambda z, sigma: self.denoise(z, sigma, conditioning)
     control = None
     if controller is not None:
-      if preview is None:
-        raise ValueError("a controlled step needs a preview of observations")
-      norm_preview = Preview(
-          values=preview.mask * self.normalize(preview.values),
-          mask=preview.mask, offsets=preview.offsets)
-
-      def control(z_hat, sigma_hat, denoised, s):
-        del s
-        estimate = self.normalize(self.to_state(denoised, last))
-        return controller(ControllerInputs(z_hat, estimate, sigma_hat,
-                                           conditioning, norm_preview))
-
+      control = self._control_fn(controller, preview, conditioning, last)
     z, energy = sample(denoise, key, self.state_shape, self.config.sampler,
                        control=control, remat=remat)
     return self.to_state(z, last), energy

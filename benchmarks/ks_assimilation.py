@@ -18,7 +18,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 
-from gencast_control import pipeline  # noqa: E402
+from gencast_control import evaluation, pipeline  # noqa: E402
 from gencast_control.adapters.grid import load_grid_ardm  # noqa: E402
 from gencast_control.config import load_config  # noqa: E402
 from gencast_control.controller import load_controller  # noqa: E402
@@ -47,21 +47,10 @@ def main():
         f" {args.trajectories} held-out trajectories x {args.steps} steps,"
         f" ensemble {args.ensemble}, sampler"
         f" {config.ardm.sampler.method} x{config.ardm.sampler.num_steps}")
-  header = (f"{'regime':<16}{'RMSE unguided':>14}{'RMSE controlled':>16}"
-            f"{'RMSE ratio':>11}{'t unguided':>11}{'t controlled':>13}"
-            f"{'time ratio':>11}")
-  print(header)
-  rows = {}
-  for name in args.regime or [r.name for r in config.regimes]:
-    result = pipeline.assimilate_trajectories(
-        ardm, controller_config, params, truth, config.regime(name),
-        args.ensemble, seed=1)
-    s = pipeline.score(result)
-    u, c = s["unguided"], s["controlled"]
-    rows[name] = s
-    print(f"{name:<16}{u['rmse']:>14.4f}{c['rmse']:>16.4f}"
-          f"{u['rmse'] / c['rmse']:>10.1f}x{u['seconds']:>11.3f}"
-          f"{c['seconds']:>13.3f}{c['seconds'] / u['seconds']:>10.2f}x")
+  regimes = args.regime or [r.name for r in config.regimes]
+  rows = evaluation.evaluate_regimes(config, ardm, controller_config, params,
+                                     truth, regimes, args.ensemble, seed=1)
+  print(evaluation.markdown_table(rows))
   if args.json:
     with open(args.json, "w") as f:
       json.dump(rows, f, indent=2)

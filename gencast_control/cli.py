@@ -6,6 +6,7 @@
     gencast-control train-controller --config ks --data data/ks --ardm ks_ardm.npz --out ks_controller.npz
     gencast-control train --config ks --out runs/ks   # all three steps
     gencast-control assimilate --config ks --data data/ks --ardm A --controller C --out results/ks
+    gencast-control evaluate --config ks --out results/eval
     gencast-control data probe STORE
 
 --config takes a built-in name (configs/NAME.py) or a path to a .py file with
@@ -78,6 +79,30 @@ def _cmd_assimilate(args):
                 checkpoints=(Path(args.ardm), Path(args.controller)))
 
 
+def _cmd_evaluate(args):
+  from gencast_control import demo, evaluation, pipeline
+  from gencast_control.adapters.grid import load_grid_ardm
+  from gencast_control.controller import load_controller
+  config = _config(args)
+  default_ardm, default_controller = pipeline.shipped_checkpoints(config.name)
+  ardm, _ = load_grid_ardm(args.ardm or default_ardm)
+  controller_config, params, _ = load_controller(
+      args.controller or default_controller, ardm)
+  if args.data:
+    length = config.assimilation.num_steps + config.ardm.history_length
+    truth = pipeline.load_split(config, args.data, "test")[
+        :config.assimilation.num_trajectories, :length]
+  else:
+    truth = demo.test_trajectories(config)
+  regimes = args.regime or [r.name for r in config.regimes]
+  rows = evaluation.evaluate_regimes(config, ardm, controller_config, params,
+                                     truth, regimes,
+                                     config.assimilation.ensemble_size)
+  print(evaluation.markdown_table(rows))
+  for path in evaluation.write_evaluation(rows, args.out).values():
+    print(f"wrote {path}")
+
+
 def _cmd_data_probe(args):
   from gencast_control import era5
   print(era5.probe_store(args.store, timeout_s=args.timeout))
@@ -138,6 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--controller", required=True)
   p.add_argument("--out", default="results/assimilate")
   p.set_defaults(func=_cmd_assimilate)
+
+  p = sub.add_parser("evaluate", help="controller vs unguided ARDM for every"
+                     " observation regime: RMSE, CRPS, spread-skill,"
+                     " wall-clock; writes JSON, markdown and a plot")
+  _add_config(p)
+  p.add_argument("--ardm", help="ARDM checkpoint (default: the shipped one)")
+  p.add_argument("--controller", help="controller checkpoint (default: the"
+                 " shipped one)")
+  p.add_argument("--data", help="folder with a test split (default: fresh"
+                 " trajectories from the solver)")
+  p.add_argument("--regime", action="append",
+                 help="regime name (repeatable; default: all of the config's)")
+  p.add_argument("--out", default="results/evaluate")
+  p.set_defaults(func=_cmd_evaluate)
 
   p = sub.add_parser("data", help="data utilities (WeatherBench2 stores)")
   data_sub = p.add_subparsers(dest="data_command", required=True)

@@ -21,8 +21,7 @@ from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
                                            save_grid_ardm)
 from gencast_control.ardm_training import train_ardm
 from gencast_control.assimilation import ensemble_rollout, ensemble_to_dataset
-from gencast_control.controller import (bind_controller, load_controller,
-                                        save_controller)
+from gencast_control.controller import bind_controller, save_controller
 from gencast_control.controller_training import train_controller
 from gencast_control.experiment import ExperimentConfig, get_system
 from gencast_control.observations import Observations

@@ -76,3 +76,16 @@ def test_help_lists_subcommands(capsys):
   for command in ("demo", "simulate", "train-ardm", "train-controller",
                   "assimilate", "data"):
     assert command in out
+
+
+def test_evaluate_writes_table_json_and_plot(tmp_path, capsys):
+  assert cli.main(["evaluate", "--out", str(tmp_path), "--regime",
+                   "random_25pct", "--regime", "every4_25pct"]
+                  + SMALL_RUN) == 0
+  assert "| random_25pct |" in capsys.readouterr().out
+  rows = json.loads((tmp_path / "evaluation.json").read_text())
+  assert set(rows) == {"random_25pct", "every4_25pct"}
+  curve = rows["random_25pct"]["controlled"]["rmse_per_time"]
+  assert len(curve) == 61 and curve[0] == 0.0
+  assert (tmp_path / "rmse_vs_time.png").exists()
+  assert (tmp_path / "evaluation.md").read_text().count("\n") == 3
