@@ -1,0 +1,446 @@
+"""Controlled GenCast: GenCast's call contract with the controller in its sampler.
+
+`ControlledGenCast` subclasses DeepMind's `gencast.GenCast` (same haiku modules,
+so the same parameter tree and checkpoints) and replaces its sampler by
+`ControlledSampler`. It is wrapped exactly as upstream's demo does
+(`normalization.InputsAndResiduals` inside `nan_cleaning.NaNCleaner`), so it
+takes the same (inputs, targets_template, forcings) xarray Datasets and returns
+the same predictions; the observation preview travels as the keyword argument
+`preview`, which both wrappers pass through.
+
+At every sub-step the controller sees, on the [lat, lon, C] grid of the target
+channels (gencast_channels.ChannelLayout):
+
+* state:        the sub-step state x_hat (GenCast's normalised residual),
+* denoised:     the denoised estimate as a normalised state (x - mean) / std,
+* sigma:        the sub-step noise level sigma_hat,
+* conditioning: all normalised inputs and forcings stacked as channels,
+* preview:      observations of steps n+1..n+H normalised like states, their
+                masks and offsets.
+
+`GenCastPredictor` is the host-side drop-in: jitted one-step sampling with
+upstream's `predictor_fn(rng, inputs, targets_template, forcings)` signature
+(usable with `rollout.chunked_prediction*`), ensembles on a `sample` dim with
+member keys fold_in(rng, m) as in DeepMind's demo, and a rollout loop that
+passes each step's preview buffer and step index (upstream's cannot).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple, Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import xarray as xr
+
+from gencast_control.adapters.gencast_assets import (GenCastModel,
+                                                     NormalizationStats)
+from gencast_control.adapters.gencast_channels import (ChannelLayout,
+                                                       ChannelStats, check_call)
+from gencast_control.adapters.gencast_controller import controller_transform
+from gencast_control.adapters.gencast_sampler import ControlledSampler
+from gencast_control.adapters.gencast_upstream import upstream
+from gencast_control.ardm import ControllerFn, ControllerInputs
+from gencast_control.observations import Observations, Preview
+
+
+_gc = upstream()  # raises GenCastNotInstalledError (an ImportError) if absent
+
+
+def stack_conditioning(inputs: xr.Dataset,
+                       forcings: Optional[xr.Dataset]) -> jax.Array:
+  """[batch, lat, lon, C_cond]: (normalised) inputs and forcings as channels."""
+  gc = upstream()
+  parts = [gc.model_utils.dataset_to_stacked(inputs)]
+  if forcings is not None and forcings.data_vars:
+    parts.append(gc.model_utils.dataset_to_stacked(
+        forcings, sizes=inputs.sizes))
+  return jnp.concatenate(
+      [jnp.asarray(gc.xarray_jax.unwrap_data(
+          p.transpose("batch", "lat", "lon", "channels"))) for p in parts],
+      axis=-1)
+
+
+def last_input_frame(inputs: xr.Dataset, layout: ChannelLayout,
+                     template: xr.Dataset) -> jax.Array:
+  """[batch, lat, lon, C]: the last input frame of each target (0 if absent)."""
+  frames = {}
+  for name in layout.variables:
+    if name in inputs.data_vars:
+      frames[name] = inputs[name].isel(time=-1, drop=True)
+    else:
+      frames[name] = xr.zeros_like(template[name].isel(time=0, drop=True))
+  return jnp.asarray(layout.stack(xr.Dataset(frames)))
+
+
+class _StepContext(NamedTuple):
+  """Per-step controller context, in normalised state units."""
+  layout: ChannelLayout
+  channel_stats: ChannelStats
+  conditioning: jax.Array   # [B, lat, lon, C_cond]
+  norm_last: jax.Array      # [B, lat, lon, C]
+  preview: Preview          # values/mask [H, ...] or [B, H, ...]
+
+  def estimate(self, denoised: xr.Dataset) -> jax.Array:
+    """The denoised estimate as a normalised state [B, lat, lon, C]."""
+    return self.channel_stats.denoised_to_state(
+        jnp.asarray(self.layout.stack(denoised)), self.norm_last)
+
+
+class ControlledGenCast(_gc.gencast.GenCast):
+  """gencast.GenCast whose sampler sub-steps add (sigma_hat - sigma_next) u.
+
+  With dps_scale set, it instead (or also) applies DPS guidance toward the
+  preview frame of the predicted time (the baseline of Chung et al. 2023).
+  """
+
+  def __init__(self, task_config, denoiser_architecture_config,
+               sampler_config=None, noise_config=None,
+               noise_encoder_config=None, *,
+               stats: Optional[NormalizationStats] = None,
+               controller: Optional[ControllerFn] = None,
+               remat: bool = False, dps_scale: Optional[float] = None):
+    super().__init__(task_config=task_config,
+                     denoiser_architecture_config=denoiser_architecture_config,
+                     sampler_config=sampler_config, noise_config=noise_config,
+                     noise_encoder_config=noise_encoder_config)
+    if (controller is not None or dps_scale is not None) and stats is None:
+      raise ValueError("a controlled GenCast needs the normalisation stats")
+    self._task_config = task_config
+    self._stats = stats
+    self._controller = controller
+    self._remat = remat
+    self._dps_scale = dps_scale
+    # The traced control energy of the latest call (same transform only).
+    self.last_control_energy = None
+
+  def _context(self, inputs, targets_template, forcings, preview):
+    layout = ChannelLayout.from_template(targets_template)
+    channel_stats = ChannelStats.create(
+        layout, self._stats, self._task_config.input_variables)
+    values = jnp.asarray(preview.values, jnp.float32)
+    mask = jnp.asarray(preview.mask, jnp.float32)
+    if values.shape[-3:] != layout.spatial_shape + (layout.num_channels,):
+      raise ValueError(
+          f"preview frames have shape {values.shape[-3:]}, GenCast's"
+          f" channel layout needs {layout.spatial_shape + (layout.num_channels,)}"
+          f" ({', '.join(layout.channel_names)})")
+    if values.ndim not in (4, 5) or mask.shape != values.shape:
+      raise ValueError(
+          "preview values and mask must both have shape [H, lat, lon, C] or"
+          f" [batch, H, lat, lon, C], got {values.shape} and {mask.shape}")
+    norm_preview = Preview(
+        values=jnp.where(mask > 0, channel_stats.normalize(values), 0.0),
+        mask=mask, offsets=jnp.asarray(preview.offsets, jnp.float32))
+    return _StepContext(layout, channel_stats,
+                        stack_conditioning(inputs, forcings),
+                        last_input_frame(inputs, layout, targets_template),
+                        norm_preview)
+
+  def _control_fn(self, context: _StepContext):
+    preview_axis = 0 if context.preview.values.ndim == 5 else None
+    in_axes = ControllerInputs(
+        state=0, denoised=0, sigma=None, conditioning=0,
+        preview=Preview(preview_axis, preview_axis, None))
+    controller = jax.vmap(self._controller, in_axes=(in_axes,))
+
+    def control(x_hat, denoised, sigma_hat, substep):
+      del substep
+      state = jnp.asarray(context.layout.stack(x_hat))
+      u = controller(ControllerInputs(state, context.estimate(denoised),
+                                      sigma_hat, context.conditioning,
+                                      context.preview))
+      return context.layout.unstack(u.astype(state.dtype), x_hat)
+
+    return control
+
+  @staticmethod
+  def _dps_misfit(context: _StepContext):
+    """||M (x0_hat - y)||^2 against the preview frame of the predicted time."""
+    index = (slice(None), 0) if context.preview.values.ndim == 5 else 0
+    values = context.preview.values[index]
+    mask = context.preview.mask[index]
+
+    def misfit(denoised):
+      return jnp.sum(jnp.where(mask > 0, context.estimate(denoised) - values,
+                               0.0)**2)
+
+    return misfit
+
+  def __call__(self, inputs, targets_template, forcings=None, *,
+               preview: Optional[Preview] = None, **kwargs):
+    del kwargs  # e.g. the step index: not used by the sampler itself
+    if self._sampler_config is None:
+      raise ValueError(
+          "Sampler config must be specified to run inference on GenCast.")
+    sampler = ControlledSampler(self._preconditioned_denoiser,
+                                self._sampler_config, remat=self._remat)
+    control = dps_misfit = None
+    if self._controller is not None or self._dps_scale is not None:
+      if preview is None:
+        raise ValueError("a controlled GenCast call needs preview=Preview(...)"
+                         " of the observations ahead")
+      context = self._context(inputs, targets_template, forcings, preview)
+      if self._controller is not None:
+        control = self._control_fn(context)
+      if self._dps_scale is not None:
+        dps_misfit = self._dps_misfit(context)
+    prediction, energy = sampler(inputs, targets_template, forcings, control,
+                                 dps_misfit, self._dps_scale or 0.0)
+    self.last_control_energy = energy
+    return prediction
+
+
+def wrap_predictor(predictor, stats: NormalizationStats):
+  """Upstream's wrapping: NaNCleaner(InputsAndResiduals(predictor)).
+
+  As DeepMind's demo: residual normalisation, then NaN cleaning of sea
+  surface temperature (filled with min_by_level, NaNs reintroduced in the
+  predictions). The cleaner is added when the statistics hold
+  sea_surface_temperature, as DeepMind's do (a custom task without it would
+  otherwise fail in NaNCleaner's constructor).
+  """
+  gc = upstream()
+  predictor = gc.normalization.InputsAndResiduals(
+      predictor, diffs_stddev_by_level=stats.diffs_stddev_by_level,
+      mean_by_level=stats.mean_by_level,
+      stddev_by_level=stats.stddev_by_level)
+  if "sea_surface_temperature" in stats.min_by_level:
+    predictor = gc.nan_cleaning.NaNCleaner(
+        predictor=predictor, reintroduce_nans=True,
+        fill_value=stats.min_by_level, var_to_clean="sea_surface_temperature")
+  return predictor
+
+
+def construct_predictor(model: GenCastModel,
+                        controller: Optional[ControllerFn] = None,
+                        remat: bool = False,
+                        dps_scale: Optional[float] = None):
+  """(wrapped predictor, its ControlledGenCast core); call inside hk.transform."""
+  core = ControlledGenCast(
+      task_config=model.task_config,
+      denoiser_architecture_config=model.denoiser_architecture_config,
+      sampler_config=model.sampler_config, noise_config=model.noise_config,
+      noise_encoder_config=model.noise_encoder_config, stats=model.stats,
+      controller=controller, remat=remat, dps_scale=dps_scale)
+  return wrap_predictor(core, model.stats), core
+
+
+def construct_upstream_predictor(model: GenCastModel):
+  """DeepMind's own wrapped gencast.GenCast (for comparisons)."""
+  core = _gc.gencast.GenCast(
+      task_config=model.task_config,
+      denoiser_architecture_config=model.denoiser_architecture_config,
+      sampler_config=model.sampler_config, noise_config=model.noise_config,
+      noise_encoder_config=model.noise_encoder_config)
+  return wrap_predictor(core, model.stats)
+
+
+def forward_transform(model: GenCastModel, controller_apply=None,
+                      remat: bool = False,
+                      dps_scale: Optional[float] = None
+                      ) -> hk.TransformedWithState:
+  """hk.transform_with_state of one (optionally controlled) GenCast step.
+
+  The transformed function is f(inputs, targets_template, forcings,
+  controller_params=None, preview=None) -> (predictions, control energy);
+  `controller_apply(params, ControllerInputs) -> u` is the controller;
+  dps_scale switches on DPS guidance (needs the preview too).
+  """
+
+  def forward(inputs, targets_template, forcings, controller_params=None,
+              preview=None):
+    controller = None
+    if controller_apply is not None:
+      controller = lambda x: controller_apply(controller_params, x)
+    predictor, core = construct_predictor(model, controller, remat, dps_scale)
+    prediction = predictor(inputs, targets_template=targets_template,
+                           forcings=forcings, preview=preview)
+    return prediction, core.last_control_energy
+
+  return hk.transform_with_state(forward)
+
+
+def upstream_forward_transform(model: GenCastModel) -> hk.TransformedWithState:
+  """hk.transform_with_state of DeepMind's wrapped GenCast (demo's run_forward)."""
+
+  def forward(inputs, targets_template, forcings):
+    predictor = construct_upstream_predictor(model)
+    return predictor(inputs, targets_template=targets_template,
+                     forcings=forcings)
+
+  return hk.transform_with_state(forward)
+
+
+def next_inputs(inputs: xr.Dataset, prediction: xr.Dataset,
+                forcings: Optional[xr.Dataset]) -> xr.Dataset:
+  """Inputs of the next step: drop the oldest frame, append the new one.
+
+  Time-dependent inputs come from the prediction or the forcings of the
+  predicted time (as upstream's autoregressive rollouts do); static inputs
+  are kept; the time coordinate is reset to the inputs' lead times.
+  """
+  frame = prediction if forcings is None else xr.merge([prediction, forcings])
+  dynamic = [k for k in inputs.data_vars if "time" in inputs[k].dims]
+  missing = sorted(set(dynamic) - set(frame.data_vars))
+  if missing:
+    raise ValueError(f"time-dependent inputs {missing} are neither predicted"
+                     " nor forcings: cannot roll out")
+  num = inputs.sizes["time"]
+  updated = (xr.concat([inputs[dynamic], frame[dynamic]], dim="time")
+             .tail(time=num).assign_coords(time=inputs.coords["time"]))
+  merged = xr.merge([inputs.drop_vars(dynamic), updated])
+  # Same variable order as `inputs`: the same pytree, so no recompilation.
+  return merged[list(inputs.data_vars)]
+
+
+class GenCastPredictor:
+  """Jitted GenCast sampling, optionally controlled: the drop-in replacement.
+
+  Without a controller it samples exactly like DeepMind's GenCast (same key,
+  same output). With one, every call needs the observation preview.
+  """
+
+  def __init__(self, model: GenCastModel, controller_config=None,
+               controller_params=None, check_inputs: bool = True,
+               dps_scale: Optional[float] = None):
+    """Args:
+      model: the frozen GenCast.
+      controller_config, controller_params: u_psi, or None for plain GenCast.
+      check_inputs: check the call contract (variables, dims, lat order,
+        grid, NaN) on the host before each call.
+      dps_scale: if given, DPS guidance toward the preview frame of the
+        predicted time (Chung et al. 2023), the gradient-based baseline.
+    """
+    self.model = model
+    self.controller_config = controller_config
+    self.controller_params = controller_params
+    self.check_inputs = check_inputs
+    if (controller_config is None) != (controller_params is None):
+      raise ValueError("give both controller_config and controller_params, or"
+                       " neither")
+    self._plain = forward_transform(model)
+    self._plain_fn = jax.jit(self._apply_plain)
+    self._controlled_fn = None
+    if controller_config is not None or dps_scale is not None:
+      apply = (None if controller_config is None
+               else controller_transform(controller_config).apply)
+      self._controlled = forward_transform(model, apply, dps_scale=dps_scale)
+      self._controlled_fn = jax.jit(self._apply_controlled)
+
+  def with_controller_params(self, controller_params) -> "GenCastPredictor":
+    """The same (compiled) predictor with other controller parameters."""
+    if self.controller_config is None:
+      raise ValueError("this predictor has no controller")
+    other = copy.copy(self)
+    other.controller_params = controller_params
+    return other
+
+  @property
+  def controlled(self) -> bool:
+    """Whether calls need the preview (a controller or DPS guidance)."""
+    return self._controlled_fn is not None
+
+  def _apply_plain(self, params, rng, inputs, targets_template, forcings):
+    (prediction, _), _ = self._plain.apply(params, {}, rng, inputs,
+                                           targets_template, forcings)
+    return prediction
+
+  def _apply_controlled(self, params, controller_params, rng, inputs,
+                        targets_template, forcings, preview):
+    (prediction, energy), _ = self._controlled.apply(
+        params, {}, rng, inputs, targets_template, forcings,
+        controller_params, preview)
+    return prediction, energy
+
+  def _check(self, inputs, targets_template, forcings):
+    if self.check_inputs:
+      check_call(inputs, targets_template, forcings, self.model.task_config,
+                 self.model.grid_shape)
+
+  def __call__(self, rng, inputs: xr.Dataset, targets_template: xr.Dataset,
+               forcings: xr.Dataset, preview: Optional[Preview] = None,
+               step: int | None = None) -> xr.Dataset:
+    """One sample of the next step(s) (upstream's predictor_fn signature)."""
+    del step  # the preview is already the buffer of this step
+    self._check(inputs, targets_template, forcings)
+    if not self.controlled:
+      return self._plain_fn(self.model.params, rng, inputs, targets_template,
+                            forcings)
+    if preview is None:
+      raise ValueError("this predictor is controlled: pass the preview of"
+                       " the observations ahead (preview=...)")
+    return self.controlled_step(rng, inputs, targets_template, forcings,
+                                preview)[0]
+
+  def controlled_step(self, rng, inputs: xr.Dataset,
+                      targets_template: xr.Dataset, forcings: xr.Dataset,
+                      preview: Preview) -> tuple[xr.Dataset, jax.Array]:
+    """(prediction, control energy sum_s mean(u_s^2)) of one controlled step."""
+    if not self.controlled:
+      raise ValueError("this predictor has no controller")
+    self._check(inputs, targets_template, forcings)
+    return self._controlled_fn(self.model.params, self.controller_params, rng,
+                               inputs, targets_template, forcings, preview)
+
+  def sample(self, rng, inputs, targets_template, forcings,
+             num_samples: int, preview: Optional[Preview] = None
+             ) -> xr.Dataset:
+    """An ensemble on a `sample` dim, member m drawn with fold_in(rng, m)."""
+    if num_samples < 1:
+      raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    members = []
+    for m in range(num_samples):
+      member = self(jax.random.fold_in(rng, m), inputs, targets_template,
+                    forcings, preview)
+      members.append(jax.device_get(member).assign_coords(sample=m))
+    return xr.concat(members, dim="sample")
+
+  def rollout(self, rng, inputs: xr.Dataset, targets_template: xr.Dataset,
+              forcings: xr.Dataset,
+              observations: Optional[Observations] = None,
+              num_samples: int = 1) -> xr.Dataset:
+    """Autoregressive ensemble over targets_template's times.
+
+    Step n samples time n+1 with key split as in upstream's
+    chunked_prediction_generator (per member fold_in(rng, m)), so without a
+    controller it reproduces upstream's rollout; with one, step n gets the
+    preview observations.preview(n, H) of times n+1..n+H (time 0 = the last
+    input time).
+
+    Returns:
+      predictions with dims (sample, batch, time, ...).
+    """
+    num_steps = targets_template.sizes["time"]
+    horizon = None
+    if self.controlled:
+      if observations is None:
+        raise ValueError("a controlled rollout needs observations")
+      layout = ChannelLayout.from_template(targets_template)
+      observations.check_compatible(layout.spatial_shape
+                                    + (layout.num_channels,), num_steps)
+      horizon = (1 if self.controller_config is None
+                 else self.controller_config.horizon)
+    first_time = targets_template.coords["time"].isel(time=[0])
+    members = []
+    for m in range(num_samples):
+      key = jax.random.fold_in(rng, m)
+      current = inputs
+      steps = []
+      for n in range(num_steps):
+        template = targets_template.isel(time=[n]).assign_coords(
+            time=first_time)
+        step_forcings = forcings.isel(time=[n]).assign_coords(time=first_time)
+        key, step_key = jax.random.split(key)
+        preview = (observations.preview(n, horizon) if self.controlled
+                   else None)
+        prediction = self(step_key, current, template, step_forcings,
+                          preview, step=n)
+        if n + 1 < num_steps:
+          current = next_inputs(current, prediction, step_forcings)
+        steps.append(jax.device_get(prediction).assign_coords(
+            time=targets_template.coords["time"].isel(time=[n])))
+      members.append(xr.concat(steps, dim="time").assign_coords(sample=m))
+    return xr.concat(members, dim="sample")

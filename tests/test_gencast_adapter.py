@@ -1,0 +1,401 @@
+"""GenCast adapter on a tiny random GenCast (10 deg 19 x 36 grid with poles).
+
+Runs where DeepMind's graphcast 0.2 is installed; skipped otherwise.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "graphcast.gencast",
+    reason="DeepMind's graphcast 0.2 is not installed (pip install"
+    " 'gencast-control[gencast]'); the GenCast adapter tests need it")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from gencast_control.adapters import gencast as g  # noqa: E402
+from gencast_control.adapters import gencast_assets  # noqa: E402
+from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
+from gencast_control.adapters import gencast_upstream  # noqa: E402
+from gencast_control.checkpoint import CheckpointError  # noqa: E402
+from gencast_control.controller import ControllerConfig  # noqa: E402
+from gencast_control.networks import ConvNetConfig  # noqa: E402
+from gencast_control.observations import Observations, Preview  # noqa: E402
+from gencast_control.regimes import ObservationRegime  # noqa: E402
+
+pytestmark = pytest.mark.gencast
+
+CONTROLLER = ControllerConfig(horizon=1, network=ConvNetConfig(
+    width=8, num_blocks=1, kernel_size=3, dilations=(1,), embedding_size=8))
+
+
+def _equal(a: xr.Dataset, b: xr.Dataset) -> bool:
+  return all(np.array_equal(np.asarray(a[v].values),
+                            np.asarray(b[v].transpose(*a[v].dims).values),
+                            equal_nan=True) for v in a.data_vars)
+
+
+def _max_diff(a: xr.Dataset, b: xr.Dataset) -> float:
+  return max(float(np.nanmax(np.abs(np.asarray(a[v].values)
+                                    - np.asarray(b[v].values))))
+             for v in a.data_vars)
+
+
+@pytest.fixture(scope="module")
+def setup():
+  model = tiny.tiny_model(seed=0)
+  example = tiny.synthetic_example(model.task_config, 10.0, num_steps=2,
+                                   seed=1)
+  inputs, targets, forcings = tiny.split_example(model.task_config, example,
+                                                 2)
+  layout = g.ChannelLayout.from_template(targets)
+  conditioning = g.stack_conditioning(inputs, forcings.isel(time=[0]))
+  params = g.init_controller_params(CONTROLLER, layout,
+                                    conditioning.shape[-1],
+                                    jax.random.PRNGKey(1))
+  upstream_fn = g.upstream_forward_transform(model)
+  upstream_step = jax.jit(
+      lambda p, rng, inputs, targets_template, forcings: upstream_fn.apply(
+          p, {}, rng, inputs, targets_template, forcings)[0])
+  return dict(model=model, example=example, inputs=inputs, targets=targets,
+              forcings=forcings, layout=layout, params=params,
+              upstream_step=upstream_step,
+              plain=g.GenCastPredictor(model),
+              controlled=g.GenCastPredictor(model, CONTROLLER, params))
+
+
+def _one_step(s):
+  return (s["inputs"], s["targets"].isel(time=[0]) * np.nan,
+          s["forcings"].isel(time=[0]))
+
+
+def _preview(s, fraction=0.4, seed=0):
+  """Observations of the first target time on a random 40% of points."""
+  truth = np.asarray(s["layout"].stack(s["targets"].isel(time=[0])))[0]
+  rng = np.random.default_rng(seed)
+  mask = (rng.random(truth.shape[:2]) < fraction)[..., None] * np.isfinite(
+      truth)
+  return Preview(values=jnp.asarray(np.where(mask, truth, 0.0))[None],
+                 mask=jnp.asarray(mask, jnp.float32)[None],
+                 offsets=jnp.ones(1))
+
+
+def test_zero_control_reproduces_upstream_bit_for_bit(setup):
+  s = setup
+  inputs, template, forcings = _one_step(s)
+  rng = jax.random.PRNGKey(7)
+  reference = s["upstream_step"](s["model"].params, rng, inputs, template,
+                                 forcings)
+  assert _equal(reference, s["plain"](rng, inputs, template, forcings))
+  controlled = s["controlled"](rng, inputs, template, forcings, _preview(s))
+  assert _equal(reference, controlled), _max_diff(reference, controlled)
+  other_key = s["plain"](jax.random.PRNGKey(8), inputs, template, forcings)
+  assert not _equal(reference, other_key)
+
+
+def test_controlled_step_moves_the_sample(setup):
+  s = setup
+  inputs, template, forcings = _one_step(s)
+  rng = jax.random.PRNGKey(7)
+  plain = s["plain"](rng, inputs, template, forcings)
+  bumped = jax.tree.map(lambda p: p + 0.05 * jnp.sign(p + 1e-3), s["params"])
+  predictor = s["controlled"].with_controller_params(bumped)
+  prediction, energy = predictor.controlled_step(rng, inputs, template,
+                                                 forcings, _preview(s))
+  assert float(energy) > 0
+  assert _max_diff(plain, prediction) > 0
+  for v in plain.data_vars:  # finite wherever GenCast itself is
+    assert np.array_equal(np.isnan(plain[v].values),
+                          np.isnan(prediction[v].values))
+
+
+def test_rollouts_match_upstream_rollout_utilities(setup):
+  s = setup
+  gc = g.upstream()
+  template = s["targets"] * np.nan
+  rng = jax.random.PRNGKey(3)
+  upstream_fn = lambda **kw: s["upstream_step"](s["model"].params, **kw)
+  reference = gc.rollout.chunked_prediction(
+      upstream_fn, rng=jax.random.fold_in(rng, 0), inputs=s["inputs"],
+      targets_template=template, forcings=s["forcings"])
+  # Our predictor as upstream's predictor_fn:
+  ours = gc.rollout.chunked_prediction(
+      s["plain"], rng=jax.random.fold_in(rng, 0), inputs=s["inputs"],
+      targets_template=template, forcings=s["forcings"])
+  assert _equal(reference, ours)
+  # Our rollout loop with previews and a zero controller, member 0:
+  observed = s["example"][list(s["layout"].variables)].isel(
+      batch=0, time=slice(1, None)).drop_vars("datetime")
+  observations = g.observations_from_dataset(observed, s["layout"], 1.0)
+  rolled = s["controlled"].rollout(rng, s["inputs"], template, s["forcings"],
+                                   observations, num_samples=2)
+  assert rolled.sizes["sample"] == 2
+  assert _equal(reference, rolled.isel(sample=0, drop=True))
+  assert not _equal(reference, rolled.isel(sample=1, drop=True))
+
+
+def test_ensemble_members_use_folded_keys(setup):
+  s = setup
+  inputs, template, forcings = _one_step(s)
+  rng = jax.random.PRNGKey(11)
+  ensemble = s["plain"].sample(rng, inputs, template, forcings, num_samples=2)
+  assert list(ensemble.coords["sample"].values) == [0, 1]
+  member = s["plain"](jax.random.fold_in(rng, 1), inputs, template, forcings)
+  assert _equal(member, ensemble.isel(sample=1, drop=True))
+
+
+def test_channel_layout_round_trip_and_denormalisation(setup):
+  s = setup
+  layout, targets = s["layout"], s["targets"].isel(time=[0])
+  assert layout.channel_names == (
+      "2m_temperature", "geopotential@500", "geopotential@850",
+      "sea_surface_temperature", "temperature@500", "temperature@850",
+      "total_precipitation_12hr")
+  stacked = np.asarray(layout.stack(targets))
+  assert stacked.shape == (1, 19, 36, 7)
+  np.testing.assert_array_equal(
+      stacked[..., 2], targets["geopotential"].sel(level=850).values[:, 0])
+  back = layout.unstack(jnp.asarray(stacked), targets)
+  assert _equal(targets, back)
+  # denoised_to_state agrees with upstream's InputsAndResiduals unnormalising.
+  stats = s["model"].stats
+  channel_stats = g.ChannelStats.create(layout, stats,
+                                        s["model"].task_config.input_variables)
+  gc = g.upstream()
+  d = targets.copy(data={v: np.random.default_rng(0).normal(
+      size=targets[v].shape).astype(np.float32) for v in targets.data_vars})
+  inputs = s["inputs"].fillna(0.0)
+  physical = xr.Dataset({
+      v: (d[v] * stats.diffs_stddev_by_level[v]
+          + inputs[v].isel(time=-1)) if v in inputs else
+      gc.normalization.unnormalize(d[v], stats.stddev_by_level,
+                                   stats.mean_by_level)
+      for v in d.data_vars})
+  expected = channel_stats.normalize(np.asarray(layout.stack(physical)))
+  norm_last = g.last_input_frame(
+      gc.normalization.normalize(inputs, stats.stddev_by_level,
+                                 stats.mean_by_level), layout, targets)
+  got = channel_stats.denoised_to_state(jnp.asarray(layout.stack(d)),
+                                        norm_last)
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_masked_misfit_matches_brute_force_and_ignores_nan():
+  rng = np.random.default_rng(0)
+  states = rng.normal(size=(2, 2, 3, 4, 2)).astype(np.float32)
+  states[0, 0, 0, 0, 0] = np.nan  # unobserved NaN (e.g. SST over land)
+  values = rng.normal(size=(2, 3, 3, 4, 2)).astype(np.float32)
+  mask = (rng.random((2, 3, 3, 4, 2)) < 0.5).astype(np.float32)
+  mask[0, 1, 0, 0, 0] = 0.0
+  noise = np.array([[0.5, 2.0], [1.0, 1.5]], np.float32)
+  got = g.masked_misfit(jnp.asarray(states),
+                        Observations(jnp.asarray(values * mask),
+                                     jnp.asarray(mask), jnp.asarray(noise)))
+  total = 0.0
+  for b, t, i, j, c in np.argwhere(mask[:, 1:] > 0):
+    total += ((states[b, t, i, j, c] - values[b, t + 1, i, j, c])
+              / noise[b, c])**2
+  assert np.isfinite(float(got))
+  np.testing.assert_allclose(float(got), total / mask[:, 1:].sum(), rtol=1e-5)
+
+
+def test_training_reduces_misfit_and_keeps_gencast_frozen(setup):
+  s = setup
+  # Fewer noise levels: the same graph, a quicker run.
+  model = dataclasses.replace(s["model"], sampler_config=dataclasses.replace(
+      s["model"].sampler_config, num_noise_levels=4))
+  frozen = jax.tree.map(np.array, model.params)
+  inputs, targets, forcings = (s["inputs"], s["targets"].isel(time=[0]),
+                               s["forcings"].isel(time=[0]))
+  regimes = [ObservationRegime("half", fraction=0.5, fixed=True,
+                               noise_std=0.1)]
+
+  @jax.jit
+  def misfit(params, key):
+    _, metrics = g.controller_loss(model, model.params, CONTROLLER, params,
+                                   key, inputs, targets, forcings, regimes,
+                                   control_cost=0.0)
+    return metrics["misfit"]
+
+  keys = [jax.random.PRNGKey(k) for k in range(2)]
+  before = np.mean([float(misfit(s["params"], k)) for k in keys])
+  training = g.GenCastControllerTrainingConfig(
+      window=1, batch_size=1, num_steps=10, learning_rate=1e-2,
+      control_cost=1e-4, log_every=5)
+  params, history = g.train_controller(model, inputs, targets, forcings,
+                                       regimes, CONTROLLER, training,
+                                       progress=False)
+  after = np.mean([float(misfit(params, k)) for k in keys])
+  assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
+  assert after < 0.9 * before, (before, after)
+  jax.tree.map(np.testing.assert_array_equal, frozen, model.params)
+
+
+def test_controller_checkpoint_round_trip(setup, tmp_path):
+  s = setup
+  params = jax.tree.map(lambda p: p + 0.01, s["params"])
+  conditioning = g.stack_conditioning(s["inputs"],
+                                      s["forcings"].isel(time=[0]))
+  path = g.save_controller(tmp_path / "ctrl.npz", params, CONTROLLER,
+                           s["layout"], conditioning.shape[-1], s["model"],
+                           {"note": "tiny"})
+  config, loaded, meta = g.load_controller(path, s["model"], s["layout"])
+  assert config == CONTROLLER and meta["note"] == "tiny"
+  jax.tree.map(np.testing.assert_array_equal, params, loaded)
+  inputs, template, forcings = _one_step(s)
+  rng = jax.random.PRNGKey(5)
+  assert config == s["controlled"].controller_config
+  a = s["controlled"].with_controller_params(loaded)(
+      rng, inputs, template, forcings, _preview(s))
+  b = s["controlled"].with_controller_params(params)(
+      rng, inputs, template, forcings, _preview(s))
+  assert _equal(a, b)
+  assert not _equal(a, s["controlled"](rng, inputs, template, forcings,
+                                       _preview(s)))
+  other = dataclasses.replace(s["model"], params=jax.tree.map(
+      lambda p: p * 1.01, s["model"].params))
+  with pytest.raises(CheckpointError, match="trained for GenCast"):
+    g.load_controller(path, other)
+  wrong = dataclasses.replace(s["layout"], variables=("a",) + s[
+      "layout"].variables[1:])
+  with pytest.raises(CheckpointError, match="trained on grid"):
+    g.load_controller(path, layout=wrong)
+
+
+def test_clear_errors_for_wrong_inputs(setup):
+  s = setup
+  inputs, template, forcings = _one_step(s)
+  rng = jax.random.PRNGKey(0)
+  plain = s["plain"]
+  with pytest.raises(ValueError, match=r"inputs lack the variables \['temp"):
+    plain(rng, inputs.drop_vars("temperature"), template, forcings)
+  with pytest.raises(ValueError, match="targets_template lack the variables"):
+    plain(rng, inputs, template.drop_vars("total_precipitation_12hr"),
+          forcings)
+  with pytest.raises(ValueError, match="latitude is descending"):
+    plain(rng, inputs.isel(lat=slice(None, None, -1)),
+          template.isel(lat=slice(None, None, -1)), forcings)
+  with pytest.raises(ValueError, match="equiangular latitude grid with poles"):
+    plain(rng, inputs.isel(lat=slice(1, -1)), template.isel(lat=slice(1, -1)),
+          forcings)
+  with pytest.raises(ValueError, match="longitudes"):
+    plain(rng, inputs.isel(lon=slice(0, 30)), template.isel(lon=slice(0, 30)),
+          forcings.isel(lon=slice(0, 30)))
+  model_1deg = dataclasses.replace(s["model"], grid_shape=(181, 360))
+  with pytest.raises(ValueError, match="trained on 181 x 360"):
+    g.GenCastPredictor(model_1deg)(rng, inputs, template, forcings)
+  with pytest.raises(ValueError, match="pressure levels"):
+    plain(rng, inputs.assign_coords(level=[300, 850]),
+          template.assign_coords(level=[300, 850]), forcings)
+  with pytest.raises(ValueError, match="inputs have 1 times"):
+    plain(rng, inputs.isel(time=[1]), template, forcings)
+  bad = inputs.copy(deep=True)
+  bad["2m_temperature"][0, 0, 3, 3] = np.nan
+  with pytest.raises(ValueError, match="'2m_temperature' contains NaN"):
+    plain(rng, bad, template, forcings)
+  with pytest.raises(ValueError, match="forcings are required"):
+    plain(rng, inputs, template, None)
+  with pytest.raises(ValueError, match="pass the preview"):
+    s["controlled"](rng, inputs, template, forcings)
+  wrong = _preview(s)
+  wrong = Preview(wrong.values[..., :3], wrong.mask[..., :3], wrong.offsets)
+  with pytest.raises(ValueError, match="channel layout needs"):
+    s["controlled"](rng, inputs, template, forcings, wrong)
+  with pytest.raises(ValueError, match="both controller_config"):
+    g.GenCastPredictor(s["model"], CONTROLLER, None)
+
+
+def test_checkpoint_and_stats_files_in_deepmind_format(setup, tmp_path):
+  s = setup
+  model, gc = s["model"], g.upstream()
+  ckpt = gc.gencast.CheckPoint(
+      params=jax.tree.map(np.asarray, model.params), description="tiny",
+      license="CC BY-NC-SA 4.0", task_config=model.task_config,
+      denoiser_architecture_config=dataclasses.replace(
+          model.denoiser_architecture_config,
+          sparse_transformer_config=dataclasses.replace(
+              model.denoiser_architecture_config.sparse_transformer_config,
+              attention_type="splash_mha", mask_type="lazy")),
+      sampler_config=model.sampler_config, noise_config=model.noise_config,
+      noise_encoder_config=model.noise_encoder_config)
+  path = tmp_path / "GenCast 1p0deg Mini <2019.npz"
+  with open(path, "wb") as f:
+    gc.checkpoint.dump(f, ckpt)
+  stats_dir = tmp_path / "stats"
+  stats_dir.mkdir()
+  for name in ("diffs_stddev_by_level", "mean_by_level", "stddev_by_level",
+               "min_by_level"):
+    getattr(model.stats, name).to_netcdf(stats_dir / f"{name}.nc")
+  loaded = g.load_model(path, stats_dir, backend="cpu")
+  assert loaded.attention_type == "triblockdiag_mha"
+  assert (loaded.denoiser_architecture_config.sparse_transformer_config
+          .mask_type) == "full"
+  assert loaded.grid_shape == (181, 360)
+  jax.tree.map(np.testing.assert_array_equal, model.params, loaded.params)
+  assert g.load_model(path, stats_dir, backend="tpu").attention_type == (
+      "splash_mha")
+  xr.testing.assert_equal(loaded.stats.mean_by_level, model.stats.mean_by_level)
+  assert loaded.task_config == model.task_config
+  assert loaded.sampler_config == model.sampler_config
+  assert loaded.noise_encoder_config == model.noise_encoder_config
+  with pytest.raises(g.AssetUnavailableError, match="do not exist"):
+    g.load_stats(tmp_path / "nowhere")
+  (stats_dir / "bad.npz").write_bytes(b"not a checkpoint")
+  with pytest.raises(ValueError, match="not a GenCast checkpoint"):
+    g.load_checkpoint(stats_dir / "bad.npz")
+  with pytest.raises(ValueError, match="lack variables"):
+    g.GenCastModel(**{**{f.name: getattr(model, f.name) for f in
+                         dataclasses.fields(model)},
+                      "stats": dataclasses.replace(
+                          model.stats, mean_by_level=model.stats
+                          .mean_by_level.drop_vars("temperature"))})
+
+
+def test_bucket_reads_time_out_with_a_clear_error(monkeypatch):
+  class HangingFileSystem:
+    def __init__(self, **kwargs):
+      assert kwargs["token"] == "anon"
+
+    def open(self, path, mode):
+      time.sleep(5)
+
+  import gcsfs
+  monkeypatch.setattr(gcsfs, "GCSFileSystem", HangingFileSystem)
+  start = time.perf_counter()
+  with pytest.raises(gencast_assets.AssetUnavailableError, match="timed out"):
+    g.load_stats("bucket", timeout_s=0.3)
+  assert time.perf_counter() - start < 3
+
+  class OfflineFileSystem(HangingFileSystem):
+    def open(self, path, mode):
+      raise OSError("Name or service not known")
+
+  monkeypatch.setattr(gcsfs, "GCSFileSystem", OfflineFileSystem)
+  with pytest.raises(gencast_assets.AssetUnavailableError, match="offline"):
+    g.load_checkpoint("1p0deg_mini", timeout_s=5)
+  with pytest.raises(ValueError, match="timeout_s must be positive"):
+    g.load_stats("bucket", timeout_s=0)
+
+
+def test_missing_package_raises_install_hint(monkeypatch):
+  import importlib
+  real = importlib.import_module
+
+  def no_deepmind(name, *args):
+    if name.split(".")[0] in ("graphcast", "weathernext", "xarray_jax"):
+      raise ImportError(f"No module named {name!r}")
+    return real(name, *args)
+
+  monkeypatch.setattr(gencast_upstream, "_CACHE", [])
+  monkeypatch.setattr(gencast_upstream.importlib, "import_module", no_deepmind)
+  with pytest.raises(ImportError, match="git\\+https://github.com/"
+                     "google-deepmind/graphcast@08cf736") as info:
+    gencast_upstream.upstream()
+  assert isinstance(info.value, gencast_upstream.GenCastNotInstalledError)
+  assert "PyPI" in str(info.value)
+  assert not gencast_upstream.is_available()
