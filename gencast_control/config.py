@@ -74,33 +74,48 @@ def _parse(text: str):
 
 
 def apply_overrides(config, overrides: Sequence[str]):
-  """Applies ["a.b=1", "c='x'"] to a frozen dataclass, returning a new one."""
+  """Applies ["a.b=1", "c='x'"] to a frozen dataclass, returning a new one.
+
+  All overrides of one section are applied in a single replace, so fields
+  validated together (e.g. a grid and its coarsening) can change together.
+  """
+  tree: dict = {}
   for item in overrides:
     if "=" not in item:
       raise ValueError(f"override {item!r} must look like field.path=value")
     path, text = item.split("=", 1)
-    config = _replace_path(config, path.strip().split("."), _parse(text),
-                           path.strip())
-  return config
+    parts = path.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+      node = node.setdefault(part, {})
+      if not isinstance(node, dict):
+        raise ValueError(f"override {item!r} conflicts with another override")
+    node[parts[-1]] = (_parse(text), path.strip())
+  return _replace_tree(config, tree, "")
 
 
-def _replace_path(obj, parts, value, full_path):
+def _replace_tree(obj, tree: dict, prefix: str):
   if not dataclasses.is_dataclass(obj):
-    raise ValueError(f"cannot set {full_path!r}: {type(obj).__name__} is not"
+    raise ValueError(f"cannot set {prefix!r}: {type(obj).__name__} is not"
                      " a config")
   names = [f.name for f in dataclasses.fields(obj)]
-  if parts[0] not in names:
-    raise ValueError(f"unknown config field {parts[0]!r} in {full_path!r};"
-                     f" {type(obj).__name__} has {names}")
-  if len(parts) > 1:
-    value = _replace_path(getattr(obj, parts[0]), parts[1:], value, full_path)
-  else:
-    hint = typing.get_type_hints(type(obj))[parts[0]]
-    value = _coerce(hint, value)
-    current = getattr(obj, parts[0])
-    if dataclasses.is_dataclass(current) and not dataclasses.is_dataclass(value):
+  hints = typing.get_type_hints(type(obj))
+  changes = {}
+  for name, sub in tree.items():
+    full_path = f"{prefix}{name}"
+    if name not in names:
+      raise ValueError(f"unknown config field {name!r} in {full_path!r};"
+                       f" {type(obj).__name__} has {names}")
+    current = getattr(obj, name)
+    if isinstance(sub, dict):
+      changes[name] = _replace_tree(current, sub, f"{full_path}.")
+      continue
+    value = _coerce(hints[name], sub[0])
+    if dataclasses.is_dataclass(current) and not dataclasses.is_dataclass(
+        value):
       raise ValueError(f"{full_path!r} is a config section; set its fields")
-  return dataclasses.replace(obj, **{parts[0]: value})
+    changes[name] = value
+  return dataclasses.replace(obj, **changes)
 
 
 def load_config(name_or_path: str, overrides: Sequence[str] = ()):

@@ -45,8 +45,13 @@ def plot_space_time(ds: xr.Dataset, variable: str, path) -> Path:
 
 
 def plot_snapshots(ds: xr.Dataset, variable: str, path,
-                   times=(1, 10, -1)) -> Path:
-  """Truth / observations / unguided / assimilated snapshots of a 2-D field."""
+                   times=None) -> Path:
+  """Truth / observations / unguided / assimilated snapshots of a 2-D field.
+
+  times: time indices (rows); default the first step, the middle and the end.
+  """
+  if times is None:
+    times = (1, ds.sizes["time"] // 2, -1)
   names = ["truth", "observed", "unguided", "controlled"]
   fig, axes = plt.subplots(len(times), 4, figsize=(12, 3 * len(times)),
                            constrained_layout=True, squeeze=False)

@@ -89,3 +89,32 @@ def test_evaluate_writes_table_json_and_plot(tmp_path, capsys):
   assert len(curve) == 61 and curve[0] == 0.0
   assert (tmp_path / "rmse_vs_time.png").exists()
   assert (tmp_path / "evaluation.md").read_text().count("\n") == 3
+
+
+def test_kolmogorov_pipeline_runs_on_a_tiny_grid(tmp_path):
+  tiny = ["--config", "kolmogorov",
+          "--set", "pde.resolution=16", "--set", "pde.output_resolution=8",
+          "--set", "pde.solver_dt=0.0625", "--set", "pde.model_dt=0.25",
+          "--set", "ardm.state_shape=(8, 8, 1)",
+          "--set", "ardm.network.width=8", "--set", "ardm.network.num_blocks=1",
+          "--set", "ardm.sampler.num_steps=2",
+          "--set", "controller.network.width=4",
+          "--set", "data.num_train=2", "--set", "data.num_validation=1",
+          "--set", "data.num_test=1", "--set", "data.num_steps=12",
+          "--set", "data.burn_in_steps=4",
+          "--set", "ardm_training.num_steps=5",
+          "--set", "controller_training.num_steps=2",
+          "--set", "controller_training.batch_size=2",
+          "--set", "controller_training.spinup=1",
+          "--set", "controller_training.window=2",
+          "--set", "assimilation.num_steps=4",
+          "--set", "assimilation.ensemble_size=2",
+          "--set", "assimilation.num_trajectories=1"]
+  assert cli.main(["train", "--out", str(tmp_path)] + tiny) == 0
+  assert cli.main(["assimilate", "--ardm",
+                   str(tmp_path / "kolmogorov_ardm.npz"), "--controller",
+                   str(tmp_path / "kolmogorov_controller.npz"), "--out",
+                   str(tmp_path / "res")] + tiny) == 0
+  ds = xr.open_dataset(tmp_path / "res" / "assimilation.nc")
+  assert ds["vorticity_controlled"].dims == ("sample", "time", "x", "y")
+  assert (tmp_path / "res" / "assimilation.png").exists()
