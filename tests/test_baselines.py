@@ -1,0 +1,143 @@
+"""Diffusion DA baselines and the EnKF on the tiny KS model."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gencast_control import enkf
+from gencast_control.assimilation import ensemble_rollout
+from gencast_control.baselines import assimilate_baseline
+from gencast_control.observations import Observations
+from gencast_control.pdes.ks import ks_rollout
+from gencast_control.regimes import ObservationRegime, sample_observations
+from tests.conftest import TINY_KS
+
+REGIME = ObservationRegime("r", fraction=0.5, noise_std=0.1)
+STEPS = 6
+KEY = jax.random.PRNGKey(3)
+
+
+@pytest.fixture(scope="module")
+def problem(tiny_ks_data):
+  truth = tiny_ks_data[1, :STEPS + 1]
+  obs = sample_observations(REGIME, jax.random.PRNGKey(1), jnp.asarray(truth))
+  return truth, obs
+
+
+def _misfit(ensemble, obs):
+  ens = np.asarray(ensemble)
+  return float(np.mean([obs.misfit(jnp.asarray(m[1:]), slice(1, None))
+                        for m in ens]))
+
+
+@pytest.fixture(scope="module")
+def unguided(tiny_ardm, problem):
+  truth, obs = problem
+  return np.asarray(assimilate_baseline("unguided", tiny_ardm, truth[:1], obs,
+                                        STEPS, KEY, 3))
+
+
+def test_unguided_is_the_plain_ensemble_rollout(tiny_ardm, problem, unguided):
+  truth, _ = problem
+  plain = ensemble_rollout(tiny_ardm, truth[:1], STEPS, KEY, 3)
+  np.testing.assert_array_equal(unguided, np.asarray(plain))
+
+
+def test_dps_with_zero_step_is_unguided(tiny_ardm, problem, unguided):
+  # u = -0 * grad is exactly 0, but XLA compiles the program with the
+  # denoiser's VJP differently (fusion), so results agree to float rounding
+  # (measured: <= 2.4e-7), not bit for bit.
+  truth, obs = problem
+  out = assimilate_baseline("dps", tiny_ardm, truth[:1], obs, STEPS, KEY, 3,
+                            zeta=0.0)
+  np.testing.assert_allclose(np.asarray(out), unguided, rtol=0, atol=1e-5)
+  guided = assimilate_baseline("dps", tiny_ardm, truth[:1], obs, STEPS, KEY,
+                               3, zeta=1e-3)
+  assert np.abs(np.asarray(guided) - unguided).max() > 1e-3
+
+
+@pytest.mark.parametrize("method", ["dps", "sda", "repaint"])
+def test_guidance_reduces_observation_misfit(tiny_ardm, problem, unguided,
+                                             method):
+  truth, obs = problem
+  out = assimilate_baseline(method, tiny_ardm, truth[:1], obs, STEPS, KEY, 3)
+  assert out.shape == unguided.shape
+  assert np.isfinite(np.asarray(out)).all()
+  base, guided = _misfit(unguided, obs), _misfit(out, obs)
+  assert guided < 0.5 * base, (method, guided, base)
+
+
+def test_repaint_reproduces_observed_values_at_the_last_substep(tiny_ardm,
+                                                                problem):
+  truth, obs = problem
+  out = np.asarray(assimilate_baseline("repaint", tiny_ardm, truth[:1], obs,
+                                       STEPS, KEY, 2))
+  mask = np.asarray(obs.mask)[1:] > 0
+  values = np.asarray(obs.values)[1:]
+  for member in out:
+    np.testing.assert_allclose(member[1:][mask], values[mask], atol=1e-4)
+    assert np.abs(member[1:][~mask] - values[~mask]).max() > 1e-2
+
+
+def test_gaspari_cohn_matches_the_formula():
+  c = 2.0
+  def reference(d):
+    z = abs(d) / c
+    if z <= 1:
+      return -z**5 / 4 + z**4 / 2 + 5 * z**3 / 8 - 5 * z**2 / 3 + 1
+    if z <= 2:
+      return (z**5 / 12 - z**4 / 2 + 5 * z**3 / 8 + 5 * z**2 / 3 - 5 * z + 4
+              - 2 / (3 * z))
+    return 0.0
+  distances = np.array([0.0, 0.7, 2.0, 2.9, 4.0, 5.5, -1.3])
+  got = np.asarray(enkf.gaspari_cohn(distances, c))
+  np.testing.assert_allclose(got, [reference(d) for d in distances],
+                             atol=1e-6)
+  assert got[0] == 1.0 and got[4] == pytest.approx(0.0, abs=1e-6)
+  d = enkf.periodic_distance(8)
+  assert d[0, 7] == 1 and d[0, 4] == 4 and d[2, 6] == 4
+
+
+def test_enkf_with_perfect_full_observations_tracks_the_truth():
+  u0 = jnp.sin(2 * np.pi * jnp.arange(32) / 32 * 2) * 1.5
+  truth = np.asarray(ks_rollout(u0, 40, TINY_KS))[20:, :, None]  # [21, 32, 1]
+  obs = Observations.from_arrays(truth, np.ones_like(truth), noise_std=1e-3)
+  out = np.asarray(assimilate_baseline(
+      "enkf", None, truth[:1], obs, 20, KEY, 6, ks_config=TINY_KS,
+      initial_std=0.3))
+  assert out.shape == (6, 21, 32, 1)
+  error = np.abs(out[:, 1:] - truth[None, 1:]).max()
+  assert error < 0.02, error
+  assert np.abs(out[:, 0] - truth[0]).max() > 0.1  # perturbed start
+
+
+def test_enkf_reduces_error_with_sparse_noisy_observations(tiny_ks_data):
+  truth = tiny_ks_data[2, :21]
+  obs = sample_observations(REGIME, jax.random.PRNGKey(4), jnp.asarray(truth))
+  free = np.asarray(assimilate_baseline(
+      "enkf", None, truth[:1], Observations.from_arrays(
+          truth, np.zeros_like(truth), 0.1), 20, KEY, 8, ks_config=TINY_KS,
+      initial_std=0.5))
+  filtered = np.asarray(assimilate_baseline(
+      "enkf", None, truth[:1], obs, 20, KEY, 8, ks_config=TINY_KS,
+      initial_std=0.5))
+  rmse = lambda e: np.sqrt(np.mean((e.mean(0)[-5:] - truth[-5:])**2))
+  assert rmse(filtered) < 0.5 * rmse(free), (rmse(filtered), rmse(free))
+
+
+def test_clear_errors(tiny_ardm, problem):
+  truth, obs = problem
+  with pytest.raises(ValueError, match="unknown baseline method 'kalman'"):
+    assimilate_baseline("kalman", tiny_ardm, truth[:1], obs, STEPS, KEY, 2)
+  with pytest.raises(ValueError, match="unknown options"):
+    assimilate_baseline("dps", tiny_ardm, truth[:1], obs, STEPS, KEY, 2,
+                        gamma=1.0)
+  with pytest.raises(ValueError, match="ks_config"):
+    assimilate_baseline("enkf", None, truth[:1], obs, STEPS, KEY, 2)
+  with pytest.raises(ValueError, match="observations cover"):
+    assimilate_baseline("sda", tiny_ardm, truth[:1], obs, 50, KEY, 2)
+  with pytest.raises(ValueError, match="num_points"):
+    from gencast_control.pdes.ks import KSConfig
+    assimilate_baseline("enkf", None, truth[:1], obs, STEPS, KEY, 2,
+                        ks_config=KSConfig(num_points=64))
