@@ -15,7 +15,7 @@ import xarray as xr
 
 from gencast_control import era5, era5_store
 from gencast_control.configs import stores
-from wb2_store import make_wb2_dataset, write_wb2_store
+from tests.wb2_store import make_wb2_dataset, write_wb2_store
 
 LEVELS = (500, 850)
 REPO = pathlib.Path(__file__).resolve().parents[1]

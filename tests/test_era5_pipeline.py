@@ -13,7 +13,7 @@ from gencast_control.era5_pipeline import (ERA5Pipeline, ERA5PipelineConfig,
                                            PipelineState,
                                            candidate_init_times)
 from gencast_control.prefetch import Prefetcher
-from wb2_store import make_wb2_dataset, write_wb2_store
+from tests.wb2_store import make_wb2_dataset, write_wb2_store
 
 VARIABLES = ("2m_temperature", "temperature", "land_sea_mask")
 
