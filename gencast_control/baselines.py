@@ -22,7 +22,8 @@ the denoised state x_hat(z) = x_n + r D(z, sigma) (r: residual std):
 * "repaint" (Lugmayr et al. 2022, CVPR; as DiffDA, Huang et al. 2024):
             observed entries of z_{s+1} are replaced by (y - x_n)/r +
             sigma_{s+1} eps.
-* "enkf"    stochastic EnKF with the true KS solver (see `enkf`).
+* "enkf"    stochastic EnKF with the true solver, KS or Kolmogorov (see
+            `enkf`).
 * "unguided" the plain ARDM forecast.
 """
 
@@ -90,9 +91,10 @@ def _parse_options(method: str, options: dict):
   if unknown:
     raise ValueError(f"unknown options {unknown} for method {method!r};"
                      f" valid: {sorted(names)}")
-  if method == "enkf" and "ks_config" not in options:
+  if method == "enkf" and not {"ks_config", "pde_config"} & set(options):
     raise ValueError("method 'enkf' needs the option ks_config=KSConfig(...)"
-                     " (the true solver used as the model)")
+                     " or pde_config=KolmogorovConfig(...) (the true solver"
+                     " used as the model)")
   return cls(**options)
 
 
@@ -175,7 +177,8 @@ def _guided_rollout(method, ardm: GridARDM, history, observations, num_steps,
 def _numeric(options) -> dict:
   """Numeric options travel as traced arguments (no recompilation)."""
   return {f.name: getattr(options, f.name)
-          for f in dataclasses.fields(options) if f.name != "ks_config"}
+          for f in dataclasses.fields(options)
+          if f.name not in enkf.STATIC_FIELDS}
 
 
 @functools.lru_cache(maxsize=32)
@@ -228,8 +231,10 @@ def assimilate_baseline(method: str, ardm: GridARDM | None, history,
   if method == "enkf":
     enkf.check_enkf_inputs(history, options, ensemble_size)
     observations.check_compatible(tuple(history.shape[1:]), num_steps)
-    static = dataclasses.replace(options, localization_radius=1.0,
-                                 inflation=1.0, initial_std=0.0)
+    static = dataclasses.replace(
+        options, localization_radius=1.0, inflation=1.0, initial_std=0.0,
+        obs_capacity=options.obs_capacity or enkf.observation_capacity(
+            observations))
   else:
     if not isinstance(ardm, GridARDM):
       raise ValueError(f"method {method!r} needs a GridARDM, got"
