@@ -7,6 +7,8 @@
     gencast-control train --config ks --out runs/ks   # all three steps
     gencast-control assimilate --config ks --data data/ks --ardm A --controller C --out results/ks
     gencast-control evaluate --config ks --out results/eval
+    gencast-control benchmark --mode quick --out results/benchmark
+    gencast-control pilot --config era5_pilot --data D --ardm A --controller C
     gencast-control data probe STORE
 
 --config takes a built-in name (configs/NAME.py) or a path to a .py file with
@@ -79,28 +81,53 @@ def _cmd_assimilate(args):
                 checkpoints=(Path(args.ardm), Path(args.controller)))
 
 
+def _cmd_benchmark(args):
+  from gencast_control import benchmark
+  size = {k: v for k, v in (("num_trajectories", args.trajectories),
+                            ("num_steps", args.steps),
+                            ("ensemble_size", args.members)) if v is not None}
+  results = benchmark.run_benchmark(
+      args.out, args.config, args.mode, args.method or benchmark.METHODS,
+      args.regime, args.set, args.checkpoints, size)
+  print(benchmark.markdown_report(results))
+  for path in results["paths"]:
+    print(f"wrote {path}")
+
+
 def _cmd_evaluate(args):
   from gencast_control import demo, evaluation, pipeline
   from gencast_control.adapters.grid import load_grid_ardm
   from gencast_control.controller import load_controller
   config = _config(args)
+  if config.system == "era5" and not args.data:
+    raise ValueError("ERA5 configs need --data (the folder written by"
+                     " `gencast-control simulate --config era5_pilot`)")
   default_ardm, default_controller = pipeline.shipped_checkpoints(config.name)
   ardm, _ = load_grid_ardm(args.ardm or default_ardm)
   controller_config, params, _ = load_controller(
       args.controller or default_controller, ardm)
+  weights = None
   if args.data:
     length = config.assimilation.num_steps + config.ardm.history_length
     truth = pipeline.load_split(config, args.data, "test")[
         :config.assimilation.num_trajectories, :length]
+    weights = pipeline.spatial_weights(config, args.data)
   else:
     truth = demo.test_trajectories(config)
   regimes = args.regime or [r.name for r in config.regimes]
   rows = evaluation.evaluate_regimes(config, ardm, controller_config, params,
                                      truth, regimes,
-                                     config.assimilation.ensemble_size)
+                                     config.assimilation.ensemble_size,
+                                     weights=weights)
   print(evaluation.markdown_table(rows))
   for path in evaluation.write_evaluation(rows, args.out).values():
     print(f"wrote {path}")
+
+
+def _cmd_pilot(args):
+  from gencast_control import era5_pilot
+  era5_pilot.run_pilot(_config(args), args.data, args.ardm, args.controller,
+                       args.out, args.regime)
 
 
 def _cmd_data_probe(args):
@@ -164,6 +191,43 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", default="results/assimilate")
   p.set_defaults(func=_cmd_assimilate)
 
+  p = sub.add_parser(
+      "benchmark", help="DA benchmark: controller vs unguided, DPS, SDA,"
+      " RePaint and EnKF for every observation regime and PDE; writes"
+      " benchmark.csv/.json/.md and plots",
+      description="Runs every method on the same held-out truth, the same"
+      " observations and PRNG keys and the same sampler sub-steps, for every"
+      " regime of every config with checkpoints (a config without them is"
+      " skipped with a note). Scores: RMSE of the ensemble mean, fair CRPS,"
+      " spread-skill, energy-spectrum error, a physics error (KS total"
+      " variation, Kolmogorov enstrophy), wall-clock after compilation and"
+      " XLA's memory estimate of the compiled program. --mode quick (default)"
+      " runs a few short trajectories (minutes on 2 CPU cores); --mode full"
+      " uses each config's `assimilation` sizes (see README, DA benchmark).")
+  p.add_argument("--config", action="extend", nargs="+",
+                 help="config name or .py path (repeatable; default: ks and"
+                 " kolmogorov, those with checkpoints)")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="config override applied to every --config"
+                 " (repeatable)")
+  p.add_argument("--mode", choices=("quick", "full"), default="quick")
+  p.add_argument("--method", "--methods", action="extend", nargs="+",
+                 help="method (repeatable; default: controlled unguided dps"
+                 " sda repaint enkf)")
+  p.add_argument("--regime", action="extend", nargs="+",
+                 help="regime name(s) (repeatable; default: all of the"
+                 " config's)")
+  p.add_argument("--checkpoints", help="folder with NAME_ardm.npz and"
+                 " NAME_controller.npz (default: the shipped checkpoints)")
+  p.add_argument("--trajectories", type=int, help="override the mode's"
+                 " number of held-out trajectories")
+  p.add_argument("--steps", type=int, help="override the mode's number of"
+                 " assimilated steps")
+  p.add_argument("--members", type=int, help="override the mode's ensemble"
+                 " size (>= 2)")
+  p.add_argument("--out", default="results/benchmark")
+  p.set_defaults(func=_cmd_benchmark)
+
   p = sub.add_parser("evaluate", help="controller vs unguided ARDM for every"
                      " observation regime: RMSE, CRPS, spread-skill,"
                      " wall-clock; writes JSON, markdown and a plot")
@@ -177,6 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
                  help="regime name (repeatable; default: all of the config's)")
   p.add_argument("--out", default="results/evaluate")
   p.set_defaults(func=_cmd_evaluate)
+
+  p = sub.add_parser("pilot", help="ERA5 pilot: controller vs unguided ARDM"
+                     " vs DPS per observation density; latitude-weighted"
+                     " RMSE and fair CRPS; writes JSON, markdown and a plot")
+  _add_config(p, default="era5_pilot")
+  p.add_argument("--data", required=True, help="folder with the test split")
+  p.add_argument("--ardm", required=True)
+  p.add_argument("--controller", required=True)
+  p.add_argument("--regime", action="append",
+                 help="regime name (repeatable; default: all of the config's)")
+  p.add_argument("--out", default="results/era5_pilot")
+  p.set_defaults(func=_cmd_pilot)
 
   p = sub.add_parser("data", help="data utilities (WeatherBench2 stores)")
   data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -193,7 +269,7 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     args.func(args)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, ConnectionError) as e:
     print(f"gencast-control {args.command}: error: {e}", file=sys.stderr)
     return 2
   return 0

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gencast_control import pipeline, plots
+from gencast_control import metrics, pipeline, plots
 from gencast_control.checkpoint import atomic_write
 from gencast_control.experiment import ExperimentConfig
 
@@ -21,18 +21,24 @@ from gencast_control.experiment import ExperimentConfig
 def evaluate_regimes(config: ExperimentConfig, ardm, controller_config,
                      controller_params, truth: np.ndarray,
                      regimes: Sequence[str], ensemble_size: int,
-                     seed: int = 1) -> dict[str, dict]:
-  """Scores both methods per regime; adds per-time RMSE curves."""
+                     seed: int = 1, weights: np.ndarray | None = None
+                     ) -> dict[str, dict]:
+  """Scores both methods per regime; adds per-time RMSE curves.
+
+  weights: optional [*spatial] weights of the spatial means (latitude area
+    weights for ERA5, `pipeline.spatial_weights`); None = uniform.
+  """
   rows = {}
   for name in regimes:
     result = pipeline.assimilate_trajectories(
         ardm, controller_config, controller_params, truth,
         config.regime(name), ensemble_size, seed)
-    scores = pipeline.score(result)
+    scores = pipeline.score(result, weights)
+    w = None if weights is None else np.asarray(weights)[..., None]
     for method in ("unguided", "controlled"):
-      error = (getattr(result, method).mean(axis=1) - result.truth)**2
-      axes = (0,) + tuple(range(2, error.ndim))  # all but time
-      scores[method]["rmse_per_time"] = np.sqrt(error.mean(axes)).tolist()
+      scores[method]["rmse_per_time"] = metrics.rmse(
+          getattr(result, method).mean(axis=1), result.truth, weights=w,
+          axes=(0,) + tuple(range(2, result.truth.ndim))).tolist()
     rows[name] = scores
   return rows
 

@@ -71,12 +71,14 @@ class System:
   """A built-in dynamical system.
 
   generate(key, num_trajectories, num_steps, pde_config, burn_in_steps) returns
-  an xarray Dataset with dims (trajectory, time, *spatial_dims).
+  an xarray Dataset with dims (trajectory, time, *spatial_dims). Data-driven
+  systems (ERA5) have no generator and take their variables from the config
+  (see `state_variables`).
   """
   name: str
   variables: tuple[str, ...]
   spatial_dims: tuple[str, ...]
-  generate: Callable[..., xr.Dataset]
+  generate: Callable[..., xr.Dataset] | None
 
 
 def get_system(name: str) -> System:
@@ -88,16 +90,32 @@ def get_system(name: str) -> System:
     from gencast_control.pdes import kolmogorov
     return System("kolmogorov", ("vorticity",), ("x", "y"),
                   kolmogorov.generate_kolmogorov_dataset)
-  raise ValueError(f"unknown system {name!r}; built-in: ks, kolmogorov")
+  if name == "era5":
+    return System("era5", (), ("latitude", "longitude"), None)
+  raise ValueError(f"unknown system {name!r}; built-in: ks, kolmogorov,"
+                   " era5")
+
+
+def state_variables(config: ExperimentConfig) -> tuple[str, ...]:
+  """Channel names of the states: the system's, or the config's ERA5 channels."""
+  return get_system(config.system).variables or tuple(config.pde.channels)
 
 
 def simulate_splits(config: ExperimentConfig) -> dict[str, xr.Dataset]:
-  """Generates train/validation/test trajectories of the config's system."""
+  """Generates train/validation/test trajectories of the config's system.
+
+  For ERA5 the splits are read from the store instead (era5_trajectories;
+  the counts are maxima, 0 = every window of the period).
+  """
   system = get_system(config.system)
   data = config.data
   key = jax.random.PRNGKey(data.seed)
   counts = {"train": data.num_train, "validation": data.num_validation,
             "test": data.num_test}
+  if system.generate is None:
+    from gencast_control import era5_trajectories
+    return era5_trajectories.extract_splits(config.pde, data.num_steps, counts,
+                                            config.ardm.state_shape)
   return {
       split: system.generate(jax.random.fold_in(key, i), count,
                              data.num_steps, config.pde,

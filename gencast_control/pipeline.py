@@ -23,7 +23,8 @@ from gencast_control.ardm_training import train_ardm
 from gencast_control.assimilation import ensemble_rollout, ensemble_to_dataset
 from gencast_control.controller import bind_controller, save_controller
 from gencast_control.controller_training import train_controller
-from gencast_control.experiment import ExperimentConfig, get_system
+from gencast_control.experiment import (ExperimentConfig, get_system,
+                                        state_variables)
 from gencast_control.observations import Observations
 from gencast_control.regimes import ObservationRegime, sample_observations
 
@@ -56,15 +57,33 @@ def find_split(data_dir, split: str) -> Path:
 def load_split(config: ExperimentConfig, data_dir, split: str) -> np.ndarray:
   """Loads and validates a split as [trajectory, time, *spatial, C]."""
   system = get_system(config.system)
+  variables = state_variables(config)
   path = find_split(data_dir, split)
   ds = trajectories.open_trajectories(path)
-  trajectories.validate_trajectories(ds, system.variables, system.spatial_dims)
-  array = trajectories.trajectories_to_array(ds, system.variables)
+  trajectories.validate_trajectories(ds, variables, system.spatial_dims)
+  array = trajectories.trajectories_to_array(ds, variables)
   if tuple(array.shape[2:]) != tuple(config.ardm.state_shape):
     raise ValueError(
         f"{path}: states have shape {array.shape[2:]} but the config's ARDM"
         f" expects {tuple(config.ardm.state_shape)}")
   return array
+
+
+def spatial_weights(config: ExperimentConfig, data_dir,
+                    split: str = "test") -> np.ndarray | None:
+  """Area weights [lat, lon] for a lat/lon system, None for flat PDE grids.
+
+  Latitude-weighted scores as in WeatherBench2 (metrics.area_weights on the
+  split's `latitude` coordinate, broadcast over longitude).
+  """
+  if get_system(config.system).spatial_dims[:1] != ("latitude",):
+    return None
+  ds = trajectories.open_trajectories(find_split(data_dir, split), load=False)
+  if "latitude" not in ds.coords:
+    raise ValueError(f"{find_split(data_dir, split)} has no latitude"
+                     " coordinate; cannot weight scores by latitude")
+  w = metrics.area_weights(ds["latitude"].values)
+  return np.broadcast_to(w[:, None], tuple(config.ardm.state_shape[:2]))
 
 
 def train_ardm_step(config: ExperimentConfig, data_dir, out_path,
@@ -156,18 +175,23 @@ def assimilate_trajectories(ardm: GridARDM, controller_config, controller_params
       seconds_controlled=seconds["controlled"], regime=regime)
 
 
-def score(result: AssimilationResult) -> dict[str, dict[str, float]]:
-  """RMSE of the ensemble mean (over space and time), fair CRPS, spread-skill."""
+def score(result: AssimilationResult, weights: np.ndarray | None = None
+          ) -> dict[str, dict[str, float]]:
+  """RMSE of the ensemble mean (over space and time), fair CRPS, spread-skill.
+
+  weights: optional [*spatial] weights of the spatial means (e.g.
+    `spatial_weights`: latitude area weights on a lat/lon grid); None = uniform.
+  """
+  w = None if weights is None else np.asarray(weights)[..., None]
   scores = {}
   for name in ("unguided", "controlled"):
     ens = getattr(result, name)  # [K, M, T+1, ...]
-    mean_rmse = float(np.sqrt(np.mean((ens.mean(1) - result.truth)**2)))
     scores[name] = {
-        "rmse": mean_rmse,
-        "crps": float(np.mean(metrics.crps_fair(
-            np.moveaxis(ens, 1, 0), result.truth))),
+        "rmse": float(metrics.rmse(ens.mean(1), result.truth, weights=w)),
+        "crps": float(metrics.crps_fair(np.moveaxis(ens, 1, 0), result.truth,
+                                        weights=w)),
         "spread_skill": float(metrics.spread_skill_ratio(
-            np.moveaxis(ens, 1, 0), result.truth)),
+            np.moveaxis(ens, 1, 0), result.truth, weights=w)),
         "seconds": getattr(result, f"seconds_{name}"),
     }
   return scores
@@ -177,7 +201,7 @@ def result_dataset(config: ExperimentConfig, result: AssimilationResult,
                    trajectory: int = 0) -> xr.Dataset:
   """One trajectory's truth, observations and ensembles as xarray."""
   system = get_system(config.system)
-  var = system.variables
+  var = state_variables(config)
   unguided = ensemble_to_dataset(result.unguided[trajectory], var,
                                  system.spatial_dims)
   controlled = ensemble_to_dataset(result.controlled[trajectory], var,
