@@ -33,8 +33,8 @@ upstream()  # fail here, with the install hint, if DeepMind's code is absent
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from gencast_control.adapters.gencast_assets import (  # noqa: E402,F401
     AssetUnavailableError, GenCastModel, NormalizationStats,
-    attention_type_for_backend, load_checkpoint, load_model, load_stats,
-    model_from_checkpoint, with_attention_for_backend)
+    attention_type_for_backend, load_checkpoint, load_example, load_model,
+    load_stats, model_from_checkpoint, with_attention_for_backend)
 from gencast_control.adapters.gencast_channels import (  # noqa: E402,F401
     ChannelLayout, ChannelStats, check_call, check_grid,
     observations_from_dataset)

@@ -168,24 +168,24 @@ def load_checkpoint(source: str | os.PathLike, timeout_s: float = 60.0):
     ) from e
 
 
-def _load_netcdf(path: str) -> xr.Dataset:
+def _load_netcdf(path: str, what: str = "statistics") -> xr.Dataset:
   try:
     return xr.load_dataset(path)
   except (ValueError, OSError) as e:
-    raise ValueError(f"{path} is not a NetCDF statistics file: {e}") from e
+    raise ValueError(f"{path} is not a NetCDF {what} file: {e}") from e
 
 
-def _netcdf_from_bytes(data: bytes, origin: str) -> xr.Dataset:
+def _netcdf_from_bytes(data: bytes, origin: str,
+                       what: str = "statistics") -> xr.Dataset:
   """Loads NetCDF bytes through a temporary file (any installed engine)."""
   with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, "stats.nc")
+    path = os.path.join(tmp, "data.nc")
     with open(path, "wb") as f:
       f.write(data)
     try:
       return xr.load_dataset(path)
     except (ValueError, OSError) as e:
-      raise ValueError(f"{origin} is not a NetCDF statistics file: {e}"
-                       ) from e
+      raise ValueError(f"{origin} is not a NetCDF {what} file: {e}") from e
 
 
 def load_stats(source: str | os.PathLike = "bucket",
@@ -211,6 +211,31 @@ def load_stats(source: str | os.PathLike = "bucket",
         raise AssetUnavailableError(f"GenCast statistics {path!r} do not exist")
       datasets[name] = _load_netcdf(path)
   return NormalizationStats(**datasets)
+
+
+def load_example(source: str | os.PathLike,
+                 timeout_s: float = 300.0) -> xr.Dataset:
+  """One of DeepMind's example datasets, loaded into memory.
+
+  Dims batch, time (12 h timedeltas), lat (ascending), lon, level, with a
+  `datetime` coordinate: the input of `data_utils.
+  extract_inputs_targets_forcings`, as in DeepMind's gencast_mini_demo.
+
+  Args:
+    source: a local NetCDF file, a gs:// path, or a registered name of
+      configs/gencast_assets.EXAMPLE_DATASETS.
+    timeout_s: deadline for the network read (the 30-step 1 deg example is
+      several hundred MB).
+  """
+  source = str(source)
+  if source in assets_config.EXAMPLE_DATASETS:
+    source = assets_config.example_dataset_path(source)
+  if source.startswith("gs://"):
+    return _netcdf_from_bytes(read_asset(source, timeout_s), source,
+                              "GenCast example")
+  if not Path(source).is_file():
+    raise AssetUnavailableError(f"GenCast example {source!r} does not exist")
+  return _load_netcdf(source, "GenCast example")
 
 
 def grid_shape_from_name(name: str) -> tuple[int, int] | None:

@@ -9,6 +9,8 @@ latent 512, 16 transformer layers, 181 x 360 grid) with random weights, for
 accelerator benchmarks. `synthetic_example` writes data in the layout of
 DeepMind's example datasets (dims batch, time, lat, lon, level; a `datetime`
 coordinate), so the real `data_utils.extract_inputs_targets_forcings` runs on it.
+`offline_assets` pairs the two as the offline stand-in for `load_model` +
+`load_example` (used by the tests and colab/gencast.ipynb).
 """
 
 from __future__ import annotations
@@ -97,6 +99,20 @@ def tiny_model(seed: int = 0, backend: str | None = None,
     return model
   return init_params(model, synthetic_example(task, 10.0, num_steps=1),
                      seed)
+
+
+def offline_assets(num_steps: int, seed: int = 0, example_seed: int = 1
+                   ) -> tuple[GenCastModel, xr.Dataset]:
+  """(tiny random GenCast, generated example of 2 + num_steps times).
+
+  The no-network stand-in for `load_model(...)` and `load_example(...)`:
+  the same xarray layout as DeepMind's example datasets, on the 10 deg grid.
+  """
+  if num_steps < 1:
+    raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+  model = tiny_model(seed=seed)
+  return model, synthetic_example(model.task_config, 10.0,
+                                  num_steps=num_steps, seed=example_seed)
 
 
 def mini_1deg_architecture(backend: str | None = None):

@@ -48,9 +48,7 @@ def _max_diff(a: xr.Dataset, b: xr.Dataset) -> float:
 
 @pytest.fixture(scope="module")
 def setup():
-  model = tiny.tiny_model(seed=0)
-  example = tiny.synthetic_example(model.task_config, 10.0, num_steps=2,
-                                   seed=1)
+  model, example = tiny.offline_assets(num_steps=2, seed=0, example_seed=1)
   inputs, targets, forcings = tiny.split_example(model.task_config, example,
                                                  2)
   layout = g.ChannelLayout.from_template(targets)
@@ -354,6 +352,37 @@ def test_checkpoint_and_stats_files_in_deepmind_format(setup, tmp_path):
                       "stats": dataclasses.replace(
                           model.stats, mean_by_level=model.stats
                           .mean_by_level.drop_vars("temperature"))})
+
+
+def test_example_dataset_loads_locally_and_from_the_registry(
+    setup, tmp_path, monkeypatch):
+  example = setup["example"]
+  path = tmp_path / "example.nc"
+  example.to_netcdf(path)
+  loaded = g.load_example(path)
+  xr.testing.assert_allclose(loaded, example)
+  # A registered name reads its gs:// path through the guarded reader.
+  requested = []
+
+  def fake_read(source, timeout_s):
+    requested.append((source, timeout_s))
+    return path.read_bytes()
+
+  monkeypatch.setattr(gencast_assets, "read_asset", fake_read)
+  name = "era5_1p0deg_2019-03-29_30steps"
+  from_bucket = g.load_example(name, timeout_s=5)
+  assert requested == [(
+      "gs://dm_graphcast/gencast/dataset/"
+      "source-era5_date-2019-03-29_res-1.0_levels-13_steps-30.nc", 5)]
+  xr.testing.assert_allclose(from_bucket, example)
+  inputs, targets, _ = tiny.split_example(setup["model"].task_config,
+                                          from_bucket, 2)
+  assert targets.sizes["time"] == 2 and inputs.sizes["time"] == 2
+  with pytest.raises(g.AssetUnavailableError, match="does not exist"):
+    g.load_example(tmp_path / "missing.nc")
+  (tmp_path / "bad.nc").write_bytes(b"not netcdf")
+  with pytest.raises(ValueError, match="not a NetCDF GenCast example"):
+    g.load_example(tmp_path / "bad.nc")
 
 
 def test_bucket_reads_time_out_with_a_clear_error(monkeypatch):
