@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control import training_loop
+from gencast_control import sharding, training_loop
 from gencast_control.ardm import FrozenARDM
 from gencast_control.assimilation import rollout
 from gencast_control.controller import (ControllerConfig, bind_controller,
@@ -46,6 +46,11 @@ class ControllerTrainingConfig:
     control_cost: lambda, weight of the control energy.
     regimes: observation regimes sampled uniformly per example (by name,
       resolved by the caller).
+    shard_batch: split each batch over a device mesh (gencast_control.sharding:
+      axis "batch", parameters replicated); batch_size must be a multiple of
+      the number of devices used. Multi-host jobs call
+      sharding.initialize_distributed() first.
+    num_devices: devices in the mesh when shard_batch (0: all devices).
   """
   window: int = 4
   spinup: int = 8
@@ -57,6 +62,16 @@ class ControllerTrainingConfig:
   seed: int = 0
   checkpoint_every: int = 50
   log_every: int = 10
+  shard_batch: bool = False
+  num_devices: int = 0
+
+  def mesh(self) -> jax.sharding.Mesh | None:
+    """The device mesh of a sharded run (None unless shard_batch)."""
+    if not self.shard_batch:
+      return None
+    mesh = sharding.make_mesh(self.num_devices)
+    sharding.check_batch_size(self.batch_size, mesh)
+    return mesh
 
 
 def sample_windows(data: jax.Array, key: jax.Array, batch_size: int,
@@ -132,6 +147,39 @@ def window_cost(ardm: FrozenARDM, controller, horizon: int,
   return misfit + control_cost * energy, (misfit, energy)
 
 
+def controller_loss_fn(ardm: FrozenARDM, data: jax.Array,
+                       regimes: list[ObservationRegime],
+                       config: ControllerConfig,
+                       training: ControllerTrainingConfig,
+                       mesh: jax.sharding.Mesh | None = None):
+  """loss_fn(params, key) -> (mean window cost, metrics) of one random batch.
+
+  With a mesh, the batch's windows and keys are sharded over it (the vmapped
+  rollout then runs data-parallel; the mean becomes an all-reduce).
+  """
+  if mesh is not None:
+    sharding.check_batch_size(training.batch_size, mesh)
+
+  def loss_fn(params, key):
+    controller = bind_controller(config, ardm.periodic, params)
+    k_data, k_cost = jax.random.split(key)
+    windows = sample_windows(data, k_data, training.batch_size,
+                             ardm.history_length,
+                             training.spinup + training.window)
+    keys = jax.random.split(k_cost, training.batch_size)
+    if mesh is not None:
+      windows, keys = sharding.constrain_batch((windows, keys), mesh)
+    example = lambda w, k: window_cost(ardm, controller, config.horizon,
+                                       regimes, w, k, training.control_cost,
+                                       training.spinup,
+                                       training.holdout_fraction)
+    costs, (misfit, energy) = jax.vmap(example)(windows, keys)
+    return jnp.mean(costs), {"misfit": jnp.mean(misfit),
+                             "energy": jnp.mean(energy)}
+
+  return loss_fn
+
+
 def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
                      regimes: list[ObservationRegime],
                      config: ControllerConfig,
@@ -140,7 +188,8 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
   """Trains u_psi on trajectories [N, T, *spatial, C]; ARDM stays frozen.
 
   Each example picks one of `regimes` at random, so one controller serves
-  several observing systems.
+  several observing systems. With training.shard_batch the batch is split
+  over all (or num_devices) devices; the data and parameters are replicated.
 
   Returns:
     (controller params, history of logged metrics).
@@ -151,29 +200,17 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
                      f" match the ARDM state shape {ardm.state_shape}")
   if not regimes:
     raise ValueError("train_controller needs at least one observation regime")
+  mesh = training.mesh()
   key = jax.random.PRNGKey(training.seed)
   if params is None:
     params = init_controller(config, ardm, key)
-  data = jnp.asarray(train_data)
-
-  def loss_fn(params, key):
-    controller = bind_controller(config, ardm.periodic, params)
-    k_data, k_cost = jax.random.split(key)
-    windows = sample_windows(data, k_data, training.batch_size,
-                             ardm.history_length,
-                             training.spinup + training.window)
-    keys = jax.random.split(k_cost, training.batch_size)
-    example = lambda w, k: window_cost(ardm, controller, config.horizon,
-                                       regimes, w, k, training.control_cost,
-                                       training.spinup,
-                                       training.holdout_fraction)
-    costs, (misfit, energy) = jax.vmap(example)(windows, keys)
-    return jnp.mean(costs), {"misfit": jnp.mean(misfit),
-                             "energy": jnp.mean(energy)}
-
+  data = (jnp.asarray(train_data) if mesh is None
+          else sharding.replicate(train_data, mesh))
+  loss_fn = controller_loss_fn(ardm, data, regimes, config, training, mesh)
   optimizer = training_loop.make_optimizer(training.learning_rate,
                                            training.num_steps)
   return training_loop.train(
       loss_fn, params, optimizer, training.num_steps,
       jax.random.fold_in(key, 1), workdir, training.checkpoint_every,
-      training.log_every, "controller (SOC loss)", progress=progress)
+      training.log_every, "controller (SOC loss)", progress=progress,
+      mesh=mesh)

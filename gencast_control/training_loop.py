@@ -4,10 +4,16 @@ The state is a pytree {params, opt_state, step, key}. Step i draws its batch
 from fold_in(key, i), so a run interrupted after a checkpoint and resumed takes
 the same batches as an uninterrupted one. Checkpoints are atomic
 (checkpoint.save_training_state); losses go to a JSON-lines log and a tqdm bar.
+
+With a device mesh (gencast_control.sharding) the state is replicated on every
+device, before the first step and after restoring a checkpoint, and the jitted
+step keeps it replicated (in/out shardings); loss_fn shards its batch over the
+mesh. Only process 0 writes checkpoints and logs.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -20,6 +26,7 @@ import optax
 import tqdm
 
 from gencast_control import checkpoint
+from gencast_control import sharding as sharding_lib
 
 # loss_fn(params, key) -> (loss, metrics dict of scalars)
 LossFn = Callable[[Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
@@ -35,28 +42,47 @@ def make_optimizer(learning_rate: float, num_steps: int,
                      optax.adamw(schedule, weight_decay=1e-5))
 
 
+def initial_state(params, optimizer: optax.GradientTransformation,
+                  key: jax.Array, state_path: str | Path | None = None,
+                  mesh: jax.sharding.Mesh | None = None):
+  """{params, opt_state, step, key}: fresh, or restored from state_path.
+
+  With a mesh every leaf is placed replicated on its devices.
+  """
+  state = {"params": params, "opt_state": optimizer.init(params),
+           "step": jnp.zeros((), jnp.int32), "key": key}
+  if state_path is not None and Path(state_path).exists():
+    state, _ = checkpoint.load_training_state(state_path, state)
+  if mesh is not None:
+    return sharding_lib.replicate(state, mesh)
+  return jax.tree.map(jnp.asarray, state)
+
+
 def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
           num_steps: int, key: jax.Array, workdir: str | Path | None = None,
           checkpoint_every: int = 100, log_every: int = 10,
           description: str = "training", metadata: dict | None = None,
-          progress: bool = True):
+          progress: bool = True, mesh: jax.sharding.Mesh | None = None):
   """Minimises loss_fn over params; resumes from workdir/state.npz if present.
+
+  mesh: if given, the state is replicated over its devices (see module doc).
 
   Returns:
     (params, history) with history a list of logged metric dicts.
   """
-  state = {"params": params, "opt_state": optimizer.init(params),
-           "step": jnp.zeros((), jnp.int32), "key": key}
   state_path = log_path = None
   if workdir is not None:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     state_path, log_path = workdir / "state.npz", workdir / "log.jsonl"
-    if state_path.exists():
-      state, _ = checkpoint.load_training_state(state_path, state)
-      state = jax.tree.map(jnp.asarray, state)
+  state = initial_state(params, optimizer, key, state_path, mesh)
+  jit_kwargs = {}
+  if mesh is not None:
+    replicated = sharding_lib.replicated(mesh)
+    jit_kwargs = dict(in_shardings=replicated, out_shardings=replicated)
+  primary = sharding_lib.is_primary()
 
-  @jax.jit
+  @functools.partial(jax.jit, **jit_kwargs)
   def update(state):
     batch_key = jax.random.fold_in(state["key"], state["step"])
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -69,7 +95,7 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
                 step=state["step"] + 1), metrics
 
   def save():
-    if state_path is not None:
+    if state_path is not None and primary:
       checkpoint.save_training_state(state_path, state, dict(metadata or {}))
 
   history = []
@@ -88,7 +114,7 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
             f"{description}: loss became {record['loss']} at step {i + 1}")
       history.append(record)
       bar.set_postfix(loss=f"{record['loss']:.4g}")
-      if log_path is not None:
+      if log_path is not None and primary:
         with open(log_path, "a") as f:
           f.write(json.dumps(record) + "\n")
     if (i + 1) % checkpoint_every == 0:
