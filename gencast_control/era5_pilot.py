@@ -32,7 +32,7 @@ from gencast_control import metrics, pipeline, plots, trajectories
 from gencast_control.adapters.grid import GridARDM, load_grid_ardm
 from gencast_control.baselines import assimilate_baseline
 from gencast_control.checkpoint import atomic_write
-from gencast_control.controller import load_controller
+from gencast_control.controller import bind_controller, load_controller
 from gencast_control.era5_trajectories import channel_stds
 from gencast_control.experiment import ExperimentConfig, state_variables
 
@@ -88,12 +88,14 @@ def evaluate_pilot(config: ExperimentConfig, ardm: GridARDM,
   channels = state_variables(config)
   h = ardm.history_length
   num_steps = truth.shape[1] - h
+  controller = bind_controller(controller_config, ardm.periodic,
+                               controller_params)  # one compile for all
   rows = {}
   for name in regimes:
     regime = config.regime(name)
     result = pipeline.assimilate_trajectories(
         ardm, controller_config, controller_params, truth, regime,
-        ensemble_size, seed)
+        ensemble_size, seed, controller)
     key = jax.random.PRNGKey(seed)
     dps, dps_seconds = [], 0.0
     for k, traj in enumerate(np.asarray(truth, np.float32)):
@@ -155,7 +157,8 @@ def write_pilot(rows: dict[str, dict], out_dir) -> dict[str, Path]:
 
 
 def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
-              out_dir, regimes: Sequence[str] | None = None) -> dict:
+              out_dir, regimes: Sequence[str] | None = None,
+              keep_ensembles: bool = False) -> dict:
   """Loads the test split and checkpoints, evaluates, writes the results."""
   if config.system != "era5":
     raise ValueError(f"the pilot evaluation needs an ERA5 config (system"
@@ -177,8 +180,9 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
   rows = evaluate_pilot(config, ardm, controller_config, params, truth,
                         ds["latitude"].values, channel_stds(ds, channels),
                         regimes or [r.name for r in config.regimes],
-                        a.ensemble_size, a.seed + 1)
-  print(markdown_table(rows))
+                        a.ensemble_size, a.seed + 1, keep_ensembles)
+  print(markdown_table({r: {m: by[m] for m in METHODS}
+                        for r, by in rows.items()}))
   for path in write_pilot(rows, out_dir).values():
     print(f"wrote {path}")
   return rows
