@@ -37,7 +37,8 @@ import jax.numpy as jnp
 
 from gencast_control import enkf
 from gencast_control.adapters.grid import GridARDM
-from gencast_control.assimilation import ensemble_rollout
+from gencast_control.assimilation import (_check_inputs,
+                                          _compiled_ensemble)
 from gencast_control.observations import Observations
 from gencast_control.samplers import _move, noise_levels, sample
 
@@ -198,23 +199,12 @@ def _compiled(method, ardm, num_steps, static_options):
   return run
 
 
-def assimilate_baseline(method: str, ardm: GridARDM | None, history,
-                        observations: Observations, num_steps: int,
-                        key: jax.Array, ensemble_size: int,
-                        **method_options) -> jax.Array:
-  """Ensemble [M, T+1, *spatial, C] of a DA baseline; jit-compiled per signature.
-
-  Args:
-    method: one of METHODS.
-    ardm: the frozen ARDM (ignored by "enkf", which uses the true solver).
-    history: [h, *spatial, C] states at times -h+1..0 (h = ardm.history_length).
-    observations: the stream over times 0..T.
-    num_steps: T.
-    key: PRNG key; member m uses fold_in(key, m) as in `ensemble_rollout`.
-    ensemble_size: M.
-    **method_options: the fields of DPSOptions / SDAOptions / RepaintOptions /
-      enkf.EnKFOptions.
-  """
+def baseline_program(method: str, ardm: GridARDM | None, history,
+                     observations: Observations, num_steps: int,
+                     key: jax.Array, ensemble_size: int, **method_options):
+  """(jitted program, its arguments) of `assimilate_baseline` after input
+  checks: program(*arguments) is the ensemble. For ahead-of-time inspection,
+  e.g. program.lower(*arguments).compile().memory_analysis()."""
   options = _parse_options(method, method_options)
   history = jnp.asarray(history, jnp.float32)
   if ensemble_size < 1:
@@ -226,8 +216,11 @@ def assimilate_baseline(method: str, ardm: GridARDM | None, history,
                      f" {type(observations).__name__}")
   if not bool(jnp.all(jnp.isfinite(history))):
     raise ValueError("initial history contains NaN or inf")
+  keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
+      jnp.arange(ensemble_size))
   if method == "unguided":
-    return ensemble_rollout(ardm, history, num_steps, key, ensemble_size)
+    _check_inputs(ardm, history, num_steps, None, None)
+    return _compiled_ensemble(ardm, None, num_steps, 1), (history, None, keys)
   if method == "enkf":
     enkf.check_enkf_inputs(history, options, ensemble_size)
     observations.check_compatible(tuple(history.shape[1:]), num_steps)
@@ -247,8 +240,29 @@ def assimilate_baseline(method: str, ardm: GridARDM | None, history,
     static = RepaintOptions() if method == "repaint" else type(options)()
     if method == "dps":  # zeta None vs float changes the program
       static = DPSOptions(zeta=None if options.zeta is None else 0.0)
-  keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
-      jnp.arange(ensemble_size))
   run = _compiled(method, ardm if method != "enkf" else None, num_steps,
                   static)
-  return run(history, observations, keys, _numeric(options))
+  return run, (history, observations, keys, _numeric(options))
+
+
+def assimilate_baseline(method: str, ardm: GridARDM | None, history,
+                        observations: Observations, num_steps: int,
+                        key: jax.Array, ensemble_size: int,
+                        **method_options) -> jax.Array:
+  """Ensemble [M, T+1, *spatial, C] of a DA baseline; jit-compiled per signature.
+
+  Args:
+    method: one of METHODS.
+    ardm: the frozen ARDM (ignored by "enkf", which uses the true solver).
+    history: [h, *spatial, C] states at times -h+1..0 (h = ardm.history_length).
+    observations: the stream over times 0..T.
+    num_steps: T.
+    key: PRNG key; member m uses fold_in(key, m) as in `ensemble_rollout`.
+    ensemble_size: M.
+    **method_options: the fields of DPSOptions / SDAOptions / RepaintOptions /
+      enkf.EnKFOptions.
+  """
+  run, arguments = baseline_program(method, ardm, history, observations,
+                                    num_steps, key, ensemble_size,
+                                    **method_options)
+  return run(*arguments)

@@ -88,3 +88,63 @@ def plot_error_vs_time(curves: dict[str, np.ndarray], path,
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def plot_spectra(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+                 path, title: str = "") -> Path:
+  """Energy spectra E(k) on log-log axes: one panel per key of `panels`,
+  one line per (name -> (wavenumbers, E)) inside it; the k = 0 mode is
+  left out."""
+  cols = min(3, len(panels))
+  rows = -(-len(panels) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows),
+                           constrained_layout=True, squeeze=False)
+  for ax, (panel, lines) in zip(axes.ravel(), panels.items()):
+    for name, (k, e) in lines.items():
+      ax.loglog(np.asarray(k)[1:], np.maximum(np.asarray(e)[1:], 1e-12),
+                label=name, color="k" if name == "truth" else None,
+                lw=2 if name == "truth" else 1)
+    ax.set_title(panel, fontsize=9)
+    ax.set_xlabel("wavenumber")
+  for ax in axes.ravel()[len(panels):]:
+    ax.axis("off")
+  axes[0, 0].set_ylabel("E(k)")
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle(title)
+  path = Path(path)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_fields(panels: dict[str, np.ndarray], path, title: str = "",
+                columns: int = 8) -> Path:
+  """One image per panel, rows drawn bottom-up: [time, x] space-time fields
+  (1-D systems) or [y, x] snapshots (2-D, pass field.T). Panels named "|...|"
+  are errors (magma from 0); the others share the symmetric colour scale of
+  the first one; NaN (unobserved) shows grey. `columns` panels per row."""
+  fields = {k: np.asarray(v) for k, v in panels.items()}
+  signed = [v for k, v in fields.items() if not k.startswith("|")]
+  vmax = float(np.nanmax(np.abs(signed[0]))) if signed else 1.0
+  emax = max([float(np.nanmax(v)) for k, v in fields.items()
+              if k.startswith("|")] or [1.0])
+  cols = min(columns, len(fields))
+  rows = -(-len(fields) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 3.0 * rows),
+                           constrained_layout=True, squeeze=False)
+  for ax in axes.ravel()[len(fields):]:
+    ax.axis("off")
+  for ax, (name, data) in zip(axes.ravel(), fields.items()):
+    is_error = name.startswith("|")
+    ax.imshow(data, aspect="auto", origin="lower", interpolation="nearest",
+              cmap="magma" if is_error else "RdBu_r",
+              vmin=0 if is_error else -vmax, vmax=emax if is_error else vmax)
+    ax.set_facecolor("0.85")
+    ax.set_title(name, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle(title)
+  path = Path(path)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

@@ -1,0 +1,582 @@
+"""The DA benchmark: the controller against diffusion and Kalman baselines.
+
+For every PDE config, observation regime and method of METHODS, on the SAME
+held-out truth trajectories (`demo.test_trajectories`, seeds disjoint from
+training), the SAME observations and the SAME PRNG keys as
+`pipeline.assimilate_trajectories` (trajectory k: observations drawn with
+fold_in(key, 2k), ensemble member m with fold_in(fold_in(key, 2k + 1), m)),
+and the same number of sampler sub-steps:
+
+  controlled      the learned controller: one causal rollout, no gradients
+  unguided        the plain ARDM forecast
+  dps, sda        gradient guidance through the frozen denoiser (baselines.py)
+  repaint         replacement of the observed entries (baselines.py)
+  enkf            stochastic EnKF with the true solver (enkf.py)
+
+Scores (over the assimilated times t = 1..T; t = 0 is the given state), with
+the estimators of `metrics`:
+
+  rmse            RMSE of the ensemble mean over trajectories, times, space
+  crps            fair CRPS (unbiased in the ensemble size)
+  spread_skill    unbiased spread-skill ratio (1 = reliable)
+  spectrum_error  mean |log10 E_ens(k) / E_truth(k)| over k > 0, E_ens the
+                  member-averaged energy spectrum, averaged over times
+  physics_error   relative error of a member's physics diagnostic, averaged
+                  over members and times: KS total variation (sharpness),
+                  Kolmogorov enstrophy (= that of the dissipation 2 nu Z)
+  seconds         wall-clock of the compiled program, summed over the
+                  trajectories (compilation excluded: each program is
+                  compiled ahead of time, then run once per trajectory)
+  cpu_seconds     the process's CPU time over the same runs (all threads):
+                  the work done, less sensitive than wall-clock to other
+                  jobs sharing the cores
+  memory          XLA's estimate for the compiled program of one
+                  trajectory's ensemble (argument + output + temp bytes of
+                  `compiled.memory_analysis()`), not a measured peak
+
+`run_benchmark` writes benchmark.csv, benchmark.json, benchmark.md and plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gencast_control import assimilation, baselines, metrics, pipeline, plots
+from gencast_control.adapters.grid import load_grid_ardm
+from gencast_control.checkpoint import atomic_write
+from gencast_control.config import load_config
+from gencast_control.controller import bind_controller, load_controller
+from gencast_control.demo import test_trajectories
+from gencast_control.experiment import ExperimentConfig
+from gencast_control.observations import Observations
+from gencast_control.regimes import sample_observations
+
+METHODS = ("controlled", "unguided", "dps", "sda", "repaint", "enkf")
+GRADIENT_GUIDED = ("dps", "sda")
+DEFAULT_CONFIGS = ("ks", "kolmogorov")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSize:
+  """Held-out trajectories K, assimilated steps T and ensemble members M."""
+  num_trajectories: int
+  num_steps: int
+  ensemble_size: int
+
+  def __post_init__(self):
+    for name, low in (("num_trajectories", 1), ("num_steps", 1),
+                      ("ensemble_size", 2)):
+      value = getattr(self, name)
+      if isinstance(value, bool) or int(value) != value or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+# Quick mode: sized so that all shipped PDEs finish in well under 15 minutes
+# on 2 CPU cores (see README "DA benchmark" for the measured time). Full mode
+# uses each config's `assimilation` section (KS: 4 x 100 steps x 8 members).
+QUICK = {"ks": BenchmarkSize(2, 50, 4),
+         "kolmogorov": BenchmarkSize(1, 4, 4)}
+MODES = ("quick", "full")
+
+
+def benchmark_size(config: ExperimentConfig, mode: str) -> BenchmarkSize:
+  if mode not in MODES:
+    raise ValueError(f"unknown benchmark mode {mode!r}; choose one of {MODES}")
+  a = config.assimilation
+  full = BenchmarkSize(a.num_trajectories, a.num_steps,
+                       max(2, a.ensemble_size))
+  if mode == "full":
+    return full
+  quick = QUICK.get(config.name, full)
+  return BenchmarkSize(min(quick.num_trajectories, full.num_trajectories),
+                       min(quick.num_steps, full.num_steps),
+                       min(quick.ensemble_size, full.ensemble_size))
+
+
+def baseline_options(config: ExperimentConfig) -> dict[str, dict]:
+  """Per-method options: the defaults of baselines.py (no per-PDE tuning);
+  the EnKF gets the config's true solver."""
+  return {"dps": {}, "sda": {}, "repaint": {}, "unguided": {},
+          "enkf": {"pde_config": config.pde}}
+
+
+# ------------------------------------------------------------------ scores
+
+
+def _spectra(field: np.ndarray, config: ExperimentConfig) -> np.ndarray:
+  """Energy spectra of [..., *spatial, C] fields, shape [..., C, K]."""
+  if len(config.ardm.state_shape) == 2:  # 1-D: [..., X, C]
+    return metrics.energy_spectrum_1d(field, axis=-2,
+                                      domain_length=config.pde.domain_length)[1]
+  return metrics.energy_spectrum_2d(field, axes=(-3, -2),
+                                    domain_length=2 * np.pi)[1]
+
+
+def wavenumbers(config: ExperimentConfig) -> np.ndarray:
+  n = config.ardm.state_shape[0]
+  if len(config.ardm.state_shape) == 2:
+    return metrics.energy_spectrum_1d(np.zeros(n), axis=-1,
+                                      domain_length=config.pde.domain_length)[0]
+  return metrics.energy_spectrum_2d(np.zeros((n, n)),
+                                    domain_length=2 * np.pi)[0]
+
+
+def physics_metric_name(config: ExperimentConfig) -> str:
+  return ("total_variation" if len(config.ardm.state_shape) == 2
+          else "enstrophy")
+
+
+def score_ensemble(ensemble: np.ndarray, truth: np.ndarray,
+                   config: ExperimentConfig) -> dict:
+  """Scores of ensembles [K, M, T+1, *spatial, C] against truth [K, T+1, ...]
+  over times 1..T (see the module docstring); adds the per-time RMSE curve
+  (times 0..T) and the mean spectra."""
+  ens = np.moveaxis(np.asarray(ensemble, np.float64)[:, :, 1:], 1, 0)
+  tru = np.asarray(truth, np.float64)[:, 1:]  # ens: [M, K, T, ...]
+  members = np.broadcast_to(tru, ens.shape)
+  one_d = len(config.ardm.state_shape) == 2
+  if one_d:
+    physics = metrics.total_variation_error(ens, members, axis=-2)
+  else:
+    physics = metrics.enstrophy_error(ens, members, axes=(-3, -2))
+  ens_spectrum = _spectra(ens, config).mean(0)  # [K, T, C, k]
+  truth_spectrum = _spectra(tru, config)
+  curve = metrics.rmse(np.asarray(ensemble).mean(1), truth,
+                       axes=(0,) + tuple(range(2, truth.ndim)))
+  return {
+      "rmse": float(metrics.rmse(ens.mean(0), tru)),
+      "crps": float(metrics.crps_fair(ens, tru)),
+      "spread_skill": float(metrics.spread_skill_ratio(ens, tru)),
+      "spectrum_error": float(np.mean(metrics.spectrum_error(
+          ens_spectrum, truth_spectrum))),
+      "physics_error": float(np.mean(physics)),
+      "rmse_per_time": np.asarray(curve).tolist(),
+      "spectrum": ens_spectrum.mean(axis=(0, 1, 2)).tolist(),
+      "truth_spectrum": truth_spectrum.mean(axis=(0, 1, 2)).tolist(),
+  }
+
+
+# --------------------------------------------------------------- programs
+
+
+def _memory(compiled) -> dict | None:
+  """XLA's buffer estimate of a compiled program (None if not available)."""
+  try:
+    stats = compiled.memory_analysis()
+    parts = {name: int(getattr(stats, f"{name}_size_in_bytes"))
+             for name in ("argument", "output", "temp")}
+  except Exception:  # noqa: BLE001 - backends without the analysis
+    return None
+  parts["total"] = sum(parts.values())
+  return parts
+
+
+@dataclasses.dataclass
+class Models:
+  """A config's frozen ARDM and its bound controller."""
+  ardm: object
+  controller_config: object
+  controller: Callable
+
+
+def load_models(ardm_path, controller_path) -> Models:
+  ardm, _ = load_grid_ardm(ardm_path)
+  controller_config, params, _ = load_controller(controller_path, ardm)
+  return Models(ardm, controller_config,
+                bind_controller(controller_config, ardm.periodic, params))
+
+
+def method_program(method: str, models: Models, history: jax.Array,
+                   observations: Observations, num_steps: int, key: jax.Array,
+                   ensemble_size: int, options: dict):
+  """(jitted program, arguments) whose value is the method's ensemble."""
+  if method == "controlled":
+    keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
+        jnp.arange(ensemble_size))
+    # The program `assimilation.ensemble_rollout` runs (after its checks).
+    assimilation._check_inputs(models.ardm, history, num_steps, observations,
+                               models.controller)
+    run = assimilation._compiled_ensemble(
+        models.ardm, models.controller, num_steps,
+        models.controller_config.horizon)
+    return run, (history, observations, keys)
+  return baselines.baseline_program(
+      method, models.ardm if method != "enkf" else None, history,
+      observations, num_steps, key, ensemble_size, **options.get(method, {}))
+
+
+def run_cell(method, models, history, observations, num_steps, key,
+             ensemble_size, options):
+  """One method on one trajectory: (ensemble, wall-clock seconds, CPU
+  seconds, memory). The program is compiled ahead of time (cached across
+  calls), then timed once."""
+  run, arguments = method_program(method, models, history, observations,
+                                  num_steps, key, ensemble_size, options)
+  compiled = run.lower(*arguments).compile()
+  t0, c0 = time.perf_counter(), time.process_time()
+  out = jax.block_until_ready(compiled(*arguments))
+  wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+  return np.asarray(out), wall, cpu, _memory(compiled)
+
+
+# ------------------------------------------------------------- benchmark
+
+
+def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
+  unknown = [m for m in methods if m not in METHODS]
+  if unknown:
+    raise ValueError(f"unknown method(s) {unknown}; choose from {METHODS}")
+  if not methods:
+    raise ValueError("no methods given")
+  return tuple(dict.fromkeys(methods))
+
+
+def benchmark_config(config: ExperimentConfig, models: Models,
+                     truth: np.ndarray, regimes: Sequence[str],
+                     methods: Sequence[str], ensemble_size: int,
+                     seed: int = 1, options: dict | None = None,
+                     log: Callable[[str], None] = print) -> dict:
+  """Runs every method on every regime; returns {"regimes": {regime:
+  {method: scores}}, "examples": ...} (see `score_ensemble`).
+
+  truth: [K, T + h, *spatial, C]; the first h = history_length states are the
+  initial history, T = the assimilated steps.
+  """
+  methods = check_methods(methods)
+  regime_objects = [config.regime(name) for name in regimes]
+  options = baseline_options(config) if options is None else options
+  h = models.ardm.history_length
+  num_steps = truth.shape[1] - h
+  key = jax.random.PRNGKey(seed)
+  truth = np.asarray(truth, np.float32)
+  out = {"regimes": {}, "examples": {}}
+  for regime in regime_objects:
+    observations = [
+        sample_observations(regime, jax.random.fold_in(key, 2 * k),
+                            jnp.asarray(traj[h - 1:]))
+        for k, traj in enumerate(truth)]
+    rows = {}
+    for method in methods:
+      ensembles, seconds, cpu_seconds, memory = [], 0.0, 0.0, None
+      for k, traj in enumerate(truth):
+        ens, sec, cpu, memory = run_cell(
+            method, models, jnp.asarray(traj[:h]), observations[k], num_steps,
+            jax.random.fold_in(key, 2 * k + 1), ensemble_size, options)
+        ensembles.append(ens)
+        seconds += sec
+        cpu_seconds += cpu
+      ensembles = np.stack(ensembles)
+      if not np.isfinite(ensembles).all():
+        log(f"  warning: {method} produced NaN/inf on {regime.name}")
+      scores = score_ensemble(ensembles, truth[:, h - 1:], config)
+      scores.update(seconds=seconds, cpu_seconds=cpu_seconds, memory=memory)
+      rows[method] = scores
+      log(f"  {config.name} {regime.name:<16} {method:<11} RMSE"
+          f" {scores['rmse']:.4f}  {seconds:8.3f} s  (CPU {cpu_seconds:.2f} s)")
+      # Example fields: the first trajectory's ensemble mean.
+      out["examples"].setdefault(regime.name, {})[method] = (
+          ensembles[0].mean(0)[..., 0])
+    first = np.asarray(observations[0].mask[..., 0]) > 0
+    out["examples"][regime.name]["truth"] = truth[0, h - 1:, ..., 0]
+    out["examples"][regime.name]["observed"] = np.where(
+        first, np.asarray(observations[0].values[..., 0]), np.nan)
+    out["regimes"][regime.name] = rows
+  return out
+
+
+# ---------------------------------------------------------------- reports
+
+
+def ratios(rows: dict, method: str, clock: str = "seconds"
+           ) -> tuple[float | None, float | None]:
+  """(RMSE method / controller, time method / controller), None without a
+  controller row; clock: "seconds" (wall) or "cpu_seconds"."""
+  if "controlled" not in rows:
+    return None, None
+  c, m = rows["controlled"], rows[method]
+  return m["rmse"] / c["rmse"], m[clock] / c[clock]
+
+
+def goal_summary(regimes: dict) -> dict:
+  """The two headline checks, from the measured table."""
+  summary = {}
+  with_controller = {r: rows for r, rows in regimes.items()
+                     if "controlled" in rows}
+  if with_controller and any(len(rows) > 1 for rows in
+                             with_controller.values()):
+    wins = [r for r, rows in with_controller.items()
+            if min(rows, key=lambda m: rows[m]["rmse"]) == "controlled"]
+    summary["controller_lowest_rmse"] = {"regimes": wins,
+                                         "count": len(wins),
+                                         "of": len(with_controller)}
+  for clock, label in (("seconds", ""), ("cpu_seconds", "_cpu")):
+    speed = {}
+    for r, rows in with_controller.items():
+      guided = [rows[m][clock] for m in GRADIENT_GUIDED if m in rows]
+      if guided:
+        speed[r] = min(guided) / rows["controlled"][clock]
+    if speed:
+      summary[f"speedup_vs_fastest_gradient_guided{label}"] = speed
+  return summary
+
+
+COLUMNS = ("config", "regime", "method", "rmse", "rmse_vs_controlled",
+           "seconds", "seconds_vs_controlled", "cpu_seconds",
+           "cpu_seconds_vs_controlled", "crps", "spread_skill",
+           "spectrum_error", "physics_metric", "physics_error",
+           "memory_bytes", "memory_argument_bytes", "memory_output_bytes",
+           "memory_temp_bytes", "num_trajectories", "num_steps",
+           "ensemble_size", "sampler_substeps")
+
+
+def table_rows(results: dict) -> list[dict]:
+  """One flat row per (config, regime, method)."""
+  out = []
+  for name, result in results["configs"].items():
+    setup = result["setup"]
+    for regime, rows in result["regimes"].items():
+      for method, s in rows.items():
+        rmse_ratio, time_ratio = ratios(rows, method)
+        cpu_ratio = ratios(rows, method, "cpu_seconds")[1]
+        memory = s.get("memory") or {}
+        out.append({
+            "config": name, "regime": regime, "method": method,
+            "rmse": s["rmse"], "rmse_vs_controlled": rmse_ratio,
+            "seconds": s["seconds"], "seconds_vs_controlled": time_ratio,
+            "cpu_seconds": s["cpu_seconds"],
+            "cpu_seconds_vs_controlled": cpu_ratio,
+            "crps": s["crps"], "spread_skill": s["spread_skill"],
+            "spectrum_error": s["spectrum_error"],
+            "physics_metric": setup["physics_metric"],
+            "physics_error": s["physics_error"],
+            "memory_bytes": memory.get("total"),
+            "memory_argument_bytes": memory.get("argument"),
+            "memory_output_bytes": memory.get("output"),
+            "memory_temp_bytes": memory.get("temp"),
+            **{k: setup[k] for k in ("num_trajectories", "num_steps",
+                                     "ensemble_size", "sampler_substeps")}})
+  return out
+
+
+def _fmt(x, spec=".4f", suffix=""):
+  return "-" if x is None else f"{x:{spec}}{suffix}"
+
+
+def markdown_report(results: dict) -> str:
+  machine = results["machine"]
+  lines = [f"# DA benchmark ({results['mode']} mode)", "",
+           f"Machine: {machine['device']}, {machine['cpu_cores']} CPU cores,"
+           f" JAX {machine['jax']}; load average at start"
+           f" {machine.get('load_average_1min')}, at end"
+           f" {results.get('load_average_end')};"
+           f" total {results['total_seconds']:.0f} s."
+           " Times: compiled program, summed over trajectories. Memory:"
+           " XLA's estimate (argument + output + temp) for one trajectory's"
+           " ensemble, not a measured peak.", ""]
+  for name, result in results["configs"].items():
+    s = result["setup"]
+    lines += [f"## {name}", "",
+              f"{s['num_trajectories']} held-out trajectories x"
+              f" {s['num_steps']} steps, {s['ensemble_size']} members,"
+              f" {s['sampler_substeps']} sampler sub-steps per step; scores"
+              f" over t = 1..{s['num_steps']}; physics: relative"
+              f" {s['physics_metric']} error.", "",
+              "| regime | method | RMSE | RMSE / ctrl | time [s] |"
+              " time / ctrl | CPU time / ctrl | CRPS | spread/skill |"
+              " spectrum err | physics err | XLA mem [MiB] |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for regime, rows in result["regimes"].items():
+      for method, m in rows.items():
+        r_ratio, t_ratio = ratios(rows, method)
+        c_ratio = ratios(rows, method, "cpu_seconds")[1]
+        memory = (m.get("memory") or {}).get("total")
+        lines.append(
+            f"| {regime} | {method} | {m['rmse']:.4f} |"
+            f" {_fmt(r_ratio, '.2f', 'x')} | {m['seconds']:.3f} |"
+            f" {_fmt(t_ratio, '.2f', 'x')} | {_fmt(c_ratio, '.2f', 'x')} |"
+            f" {m['crps']:.4f} |"
+            f" {m['spread_skill']:.2f} | {m['spectrum_error']:.3f} |"
+            f" {m['physics_error']:.3f} |"
+            f" {_fmt(None if memory is None else memory / 2**20, '.1f')} |")
+    goals = result["goals"]
+    lines.append("")
+    if "controller_lowest_rmse" in goals:
+      g = goals["controller_lowest_rmse"]
+      lines.append(f"Controller lowest RMSE in {g['count']} of {g['of']}"
+                   f" regimes ({', '.join(g['regimes']) or 'none'}).")
+    for label, name in (("wall-clock", ""), ("CPU time", "_cpu")):
+      speed = goals.get(f"speedup_vs_fastest_gradient_guided{name}")
+      if speed:
+        lines.append(f"Fastest gradient-guided baseline (DPS/SDA) {label} /"
+                     " controller's: " + ", ".join(
+                         f"{r} {v:.1f}x" for r, v in speed.items()) + ".")
+    lines.append("")
+  for name in results.get("skipped", {}):
+    lines.append(f"Skipped {name}: {results['skipped'][name]}")
+  return "\n".join(lines).rstrip() + "\n"
+
+
+def _csv_text(rows: list[dict]) -> str:
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+  return buffer.getvalue()
+
+
+def _write_text(path: Path, text: str) -> Path:
+  return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_plots(name: str, result: dict, examples: dict, config,
+                out_dir: Path) -> list[Path]:
+  """Error vs time per regime, spectra per regime, example fields."""
+  paths = []
+  k = wavenumbers(config)
+  spectra = {}
+  for regime, rows in result["regimes"].items():
+    curves = {m: np.asarray(s["rmse_per_time"]) for m, s in rows.items()}
+    paths.append(plots.plot_error_vs_time(
+        curves, out_dir / f"{name}_rmse_vs_time_{regime}.png",
+        f"{name}, {regime}: RMSE of the ensemble mean"))
+    first = next(iter(rows.values()))
+    spectra[regime] = {"truth": (k, np.asarray(first["truth_spectrum"]))}
+    spectra[regime].update({m: (k, np.asarray(s["spectrum"]))
+                            for m, s in rows.items()})
+  paths.append(plots.plot_spectra(spectra, out_dir / f"{name}_spectra.png",
+                                  f"{name}: energy spectra (member mean)"))
+  regime = (config.assimilation.regime if config.assimilation.regime in
+            examples else next(iter(examples)))
+  fields = examples[regime]
+  one_d = len(config.ardm.state_shape) == 2
+  pick = (lambda a: a) if one_d else (lambda a: a[-1].T)  # last time
+  panels = {"truth": pick(fields["truth"]),
+            "observed": pick(fields["observed"])}
+  methods = [m for m in fields if m not in ("truth", "observed")]
+  panels.update({m: pick(fields[m]) for m in methods})
+  panels.update({f"|{m} - truth|": np.abs(pick(fields[m])
+                                           - pick(fields["truth"]))
+                 for m in methods})
+  paths.append(plots.plot_fields(
+      panels, out_dir / f"{name}_fields.png",
+      f"{name}, {regime}: trajectory 0, ensemble means"
+      + ("" if one_d else ", last time")))
+  return paths
+
+
+def machine_info() -> dict:
+  try:
+    cores = len(os.sched_getaffinity(0))
+  except AttributeError:
+    cores = os.cpu_count()
+  device = jax.devices()[0]
+  load = os.getloadavg() if hasattr(os, "getloadavg") else None
+  return {"device": f"{device.platform} ({device.device_kind})",
+          "cpu_cores": cores, "jax": jax.__version__,
+          "python": platform.python_version(),
+          "load_average_1min": None if load is None else round(load[0], 1)}
+
+
+def resolve_configs(names: Sequence[str] | None, overrides: Sequence[str],
+                    checkpoints_dir=None, log: Callable[[str], None] = print
+                    ) -> tuple[list[tuple[ExperimentConfig, Path, Path]],
+                               dict[str, str]]:
+  """Loads the configs and finds their checkpoints; a config without
+  checkpoints is skipped with a note (an error when no config is left)."""
+  names = list(names or DEFAULT_CONFIGS)
+  found, skipped = [], {}
+  for name in dict.fromkeys(names):
+    config = load_config(name, list(overrides))
+    if checkpoints_dir is not None:
+      paths = (Path(checkpoints_dir) / f"{config.name}_ardm.npz",
+               Path(checkpoints_dir) / f"{config.name}_controller.npz")
+    else:
+      paths = pipeline.shipped_checkpoints(config.name)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+      skipped[config.name] = f"no checkpoints ({', '.join(missing)})"
+      log(f"note: skipping {config.name}: {skipped[config.name]}")
+      continue
+    found.append((config, *paths))
+  if not found:
+    raise ValueError("no config with checkpoints to benchmark: "
+                     + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+  return found, skipped
+
+
+def run_benchmark(out_dir, configs: Sequence[str] | None = None,
+                  mode: str = "quick", methods: Sequence[str] = METHODS,
+                  regimes: Sequence[str] | None = None,
+                  overrides: Sequence[str] = (), checkpoints_dir=None,
+                  size: dict | None = None, seed: int = 1,
+                  log: Callable[[str], None] = print) -> dict:
+  """The benchmark end to end; returns the results written to out_dir.
+
+  size: optional overrides of the mode's BenchmarkSize fields.
+  """
+  t_start = time.perf_counter()
+  methods = check_methods(methods)
+  if mode not in MODES:
+    raise ValueError(f"unknown benchmark mode {mode!r}; choose one of {MODES}")
+  if size:  # validate the overrides before any work
+    BenchmarkSize(**{**dataclasses.asdict(BenchmarkSize(1, 1, 2)), **size})
+  found, skipped = resolve_configs(configs, overrides, checkpoints_dir, log)
+  for config, _, _ in found:  # fail fast on bad names, before any run
+    for name in regimes or ():
+      config.regime(name)
+  out_dir = Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  results = {"mode": mode, "machine": machine_info(), "methods": methods,
+             "configs": {}, "skipped": skipped}
+  plot_paths = []
+  for config, ardm_path, controller_path in found:
+    sz = dataclasses.replace(benchmark_size(config, mode), **(size or {}))
+    config = dataclasses.replace(config, assimilation=dataclasses.replace(
+        config.assimilation, num_trajectories=sz.num_trajectories,
+        num_steps=sz.num_steps, ensemble_size=sz.ensemble_size))
+    models = load_models(ardm_path, controller_path)
+    t0 = time.perf_counter()
+    truth = test_trajectories(config)
+    log(f"{config.name}: {sz.num_trajectories} held-out trajectories x"
+        f" {sz.num_steps} steps ({time.perf_counter() - t0:.1f} s to"
+        f" simulate), {sz.ensemble_size} members")
+    names = list(regimes or [r.name for r in config.regimes])
+    out = benchmark_config(config, models, truth, names, methods,
+                           sz.ensemble_size, seed, log=log)
+    result = {
+        "setup": {**dataclasses.asdict(sz),
+                  "sampler_substeps": models.ardm.config.sampler.num_steps,
+                  "physics_metric": physics_metric_name(config),
+                  "ardm": str(ardm_path), "controller": str(controller_path),
+                  "baseline_options": {
+                      m: {k: repr(v) for k, v in o.items()}
+                      for m, o in baseline_options(config).items()},
+                  "seconds": round(time.perf_counter() - t0, 1)},
+        "regimes": out["regimes"]}
+    result["goals"] = goal_summary(out["regimes"])
+    results["configs"][config.name] = result
+    plot_paths += write_plots(config.name, result, out["examples"], config,
+                              out_dir)
+  results["total_seconds"] = round(time.perf_counter() - t_start, 1)
+  results["load_average_end"] = machine_info()["load_average_1min"]
+  rows = table_rows(results)
+  paths = [
+      _write_text(out_dir / "benchmark.csv", _csv_text(rows)),
+      _write_text(out_dir / "benchmark.json", json.dumps(results, indent=1)),
+      _write_text(out_dir / "benchmark.md", markdown_report(results)),
+  ] + plot_paths
+  results["paths"] = [str(p) for p in paths]
+  return results

@@ -1,0 +1,152 @@
+"""`gencast-control benchmark` on a tiny KS model: outputs, metrics, errors."""
+
+import csv
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gencast_control import benchmark, cli, demo
+from gencast_control.adapters.grid import save_grid_ardm
+from gencast_control.baselines import assimilate_baseline
+from gencast_control.config import load_config
+from gencast_control.controller import (ControllerConfig, init_controller,
+                                        save_controller)
+from gencast_control.networks import ConvNetConfig
+from gencast_control.regimes import sample_observations
+
+TINY = ["--set", "pde.num_points=32", "--set", "pde.domain_length=22.0",
+        "--set", "ardm.state_shape=(32, 1)",
+        "--set", "data.burn_in_steps=20"]
+SIZE = ["--trajectories", "1", "--steps", "3", "--members", "3"]
+REGIMES = ("random_25pct", "stations_10pct")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, tiny_ardm):
+  """The tiny ARDM and a (randomly perturbed, so u != 0) tiny controller."""
+  folder = tmp_path_factory.mktemp("checkpoints")
+  save_grid_ardm(folder / "ks_ardm.npz", tiny_ardm)
+  config = ControllerConfig(horizon=2, network=ConvNetConfig(
+      width=8, num_blocks=1, kernel_size=3, dilations=(1,),
+      embedding_size=8))
+  params = init_controller(config, tiny_ardm, jax.random.PRNGKey(0))
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  params = jax.tree.unflatten(tree, [
+      p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+  save_controller(folder / "ks_controller.npz", params, config, tiny_ardm)
+  return folder
+
+
+@pytest.fixture(scope="module")
+def run(checkpoints, tmp_path_factory):
+  out = tmp_path_factory.mktemp("benchmark")
+  args = (["benchmark", "--config", "ks", "--checkpoints", str(checkpoints),
+           "--out", str(out), "--regime", *REGIMES] + TINY + SIZE)
+  assert cli.main(args) == 0
+  return out
+
+
+def test_writes_every_method_and_regime(run):
+  rows = list(csv.DictReader((run / "benchmark.csv").open()))
+  cells = {(r["regime"], r["method"]) for r in rows}
+  assert cells == {(g, m) for g in REGIMES for m in benchmark.METHODS}
+  for r in rows:
+    for column in ("rmse", "crps", "spread_skill", "spectrum_error",
+                   "physics_error", "seconds"):
+      assert np.isfinite(float(r[column])) and float(r[column]) >= 0, r
+    assert r["physics_metric"] == "total_variation"
+    if r["method"] == "controlled":
+      assert float(r["rmse_vs_controlled"]) == 1.0
+  results = json.loads((run / "benchmark.json").read_text())
+  ks = results["configs"]["ks"]
+  assert ks["setup"]["sampler_substeps"] == 4  # the tiny ARDM's sampler
+  assert set(ks["regimes"]) == set(REGIMES)
+  memory = ks["regimes"]["random_25pct"]["dps"]["memory"]
+  if memory is not None:  # XLA's estimate, where the backend provides it
+    assert memory["total"] == (memory["argument"] + memory["output"]
+                               + memory["temp"]) > 0
+  markdown = (run / "benchmark.md").read_text()
+  assert markdown.count("| random_25pct |") == len(benchmark.METHODS)
+  assert "Controller lowest RMSE in" in markdown
+  for name in ("ks_spectra.png", "ks_fields.png",
+               "ks_rmse_vs_time_random_25pct.png"):
+    assert (run / name).stat().st_size > 5_000, name
+
+
+def test_table_matches_a_brute_force_recomputation(run):
+  """One cell (stations_10pct, enkf: its program does not depend on the ARDM
+  object, so it is not compiled again) recomputed from scratch: the same
+  truth, the documented observation and ensemble keys, scores by loops."""
+  rows = list(csv.DictReader((run / "benchmark.csv").open()))
+  row = next(r for r in rows
+             if r["regime"] == "stations_10pct" and r["method"] == "enkf")
+  config = load_config("ks", TINY[1::2] + [
+      "assimilation.num_trajectories=1", "assimilation.num_steps=3",
+      "assimilation.ensemble_size=3"])
+  truth = demo.test_trajectories(config)[0]  # [T + 1, 32, 1]
+  key = jax.random.PRNGKey(1)
+  obs = sample_observations(config.regime("stations_10pct"),
+                            jax.random.fold_in(key, 0), jnp.asarray(truth))
+  ens = np.asarray(assimilate_baseline(
+      "enkf", None, truth[:1], obs, 3, jax.random.fold_in(key, 1), 3,
+      pde_config=config.pde), np.float64)[:, 1:, :, 0]  # [M, T, X]
+  y = truth[1:, :, 0].astype(np.float64)
+  m = ens.shape[0]
+  mean = ens.mean(0)
+  rmse = np.sqrt(np.mean((mean - y)**2))
+  crps = np.mean([np.mean(np.abs(ens[i] - y)) for i in range(m)]) - sum(
+      np.mean(np.abs(ens[i] - ens[j])) for i in range(m)
+      for j in range(m)) / (2 * m * (m - 1))
+  spread = np.mean(ens.var(0, ddof=1))
+  ssr = np.sqrt((m + 1) / m * spread / np.mean((mean - y)**2))
+  tv = lambda u: np.abs(np.roll(u, -1, -1) - u).sum(-1)
+  physics = np.mean([np.abs(tv(ens[i]) - tv(y)) / tv(y) for i in range(m)])
+  n = y.shape[-1]  # energy spectra by the definition, then the log ratio
+  spectrum = lambda u: np.stack(
+      [np.abs(np.sum(u * np.exp(-2j * np.pi * k * np.arange(n) / n), -1)
+              / n)**2 * (1.0 if k in (0, n // 2) else 2.0) / 2
+       for k in range(n // 2 + 1)], -1)
+  e_ens = np.mean([spectrum(ens[i]) for i in range(m)], 0)[:, 1:]
+  e_truth = spectrum(y)[:, 1:]
+  floor = 1e-12 * spectrum(y).max(-1, keepdims=True) + np.finfo(
+      np.float32).tiny  # metrics.spectrum_error's floor for empty modes
+  spectrum_error = np.mean(np.abs(np.log10(np.maximum(e_ens, floor)
+                                           / np.maximum(e_truth, floor))))
+  assert float(row["spectrum_error"]) == pytest.approx(spectrum_error,
+                                                        rel=1e-3)
+  assert float(row["rmse"]) == pytest.approx(rmse, rel=1e-4)
+  assert float(row["crps"]) == pytest.approx(crps, rel=1e-4)
+  assert float(row["spread_skill"]) == pytest.approx(ssr, rel=1e-4)
+  assert float(row["physics_error"]) == pytest.approx(physics, rel=1e-4)
+  controlled = next(r for r in rows if r["regime"] == "stations_10pct"
+                    and r["method"] == "controlled")
+  assert float(row["rmse_vs_controlled"]) == pytest.approx(
+      rmse / float(controlled["rmse"]), rel=1e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "kalman"], "unknown method"),
+    (["--regime", "nope"], "unknown observation regime 'nope'"),
+    (["--config", "nope"], "unknown config 'nope'"),
+    (["--members", "1"], "ensemble_size must be an integer >= 2"),
+])
+def test_bad_input_gives_a_clear_error(checkpoints, tmp_path, capsys, args,
+                                       message):
+  base = ["benchmark", "--checkpoints", str(checkpoints), "--out",
+          str(tmp_path)] + TINY + SIZE
+  if "--config" not in args:
+    base += ["--config", "ks"]
+  assert cli.main(base + args) == 2
+  assert message in capsys.readouterr().err
+  assert not (tmp_path / "benchmark.csv").exists()
+
+
+def test_missing_checkpoints_skip_the_config_with_a_note(tmp_path, capsys):
+  with pytest.raises(ValueError, match="no config with checkpoints"):
+    benchmark.run_benchmark(tmp_path, ["ks"], checkpoints_dir=tmp_path,
+                            log=print)
+  assert "note: skipping ks" in capsys.readouterr().out
