@@ -11,9 +11,10 @@ standardised per channel with the training-period mean and std
 Three station-like observing densities: a fixed random network of 1 %, 5 % or
 20 % of the grid points (20, 102, 410 points), observed every step with error
 std 0.1 in standardised units, i.e. per-variable errors sigma_c = 0.1 s_c
-(s_c: the channel's training std). No checkpoints are shipped and no results
-are measured for this config yet: it needs the public gs://weatherbench2
-bucket (see the README's "ERA5 pilot").
+(s_c: the channel's training std). The ARDM has 507,204 parameters, the
+controller 74,788. No checkpoints are shipped and no results are measured for
+this config yet: it needs the public WeatherBench2 bucket (see the README's
+"ERA5 pilot").
 """
 
 from gencast_control.adapters.grid import GridARDMConfig

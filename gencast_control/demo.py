@@ -48,6 +48,9 @@ def build_checkpoints(config: ExperimentConfig, out_dir,
 def test_trajectories(config: ExperimentConfig) -> np.ndarray:
   """Fresh truth trajectories [K, T+1, *spatial, C] from the solver."""
   system = get_system(config.system)
+  if system.generate is None:
+    raise ValueError(f"system {config.system!r} has no solver to draw test"
+                     " trajectories from; use `evaluate --data` or `pilot`")
   a = config.assimilation
   ds = system.generate(
       jax.random.PRNGKey(TEST_SEED_OFFSET + a.seed), a.num_trajectories,

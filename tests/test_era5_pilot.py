@@ -86,6 +86,7 @@ def test_data_step_writes_standardised_ascending_splits(store, tmp_path):
   np.testing.assert_allclose(got * s + m, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_pilot_end_to_end_with_latitude_weighted_scores(store, tmp_path):
   path, _ = store
   data, out = tmp_path / "data", tmp_path / "pilot"
