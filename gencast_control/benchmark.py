@@ -87,7 +87,7 @@ class BenchmarkSize:
 # on 2 CPU cores (see README "DA benchmark" for the measured time). Full mode
 # uses each config's `assimilation` section (KS: 4 x 100 steps x 8 members).
 QUICK = {"ks": BenchmarkSize(2, 50, 4),
-         "kolmogorov": BenchmarkSize(1, 4, 4)}
+         "kolmogorov": BenchmarkSize(1, 8, 4)}
 MODES = ("quick", "full")
 
 
