@@ -47,6 +47,7 @@ them (benchmarks/gencast_step.py --grad reports the peak where one is).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -60,7 +61,7 @@ import tqdm
 import xarray as xr
 
 from gencast_control import checkpoint as checkpoint_lib
-from gencast_control import training_loop
+from gencast_control import sharding, training_loop
 from gencast_control.adapters.gencast_assets import GenCastModel
 from gencast_control.adapters.gencast_channels import (ChannelLayout,
                                                        ChannelStats, check_call)
@@ -69,6 +70,7 @@ from gencast_control.adapters.gencast_controller import (
 from gencast_control.adapters.gencast_predictor import (forward_transform,
                                                         next_inputs,
                                                         stack_conditioning)
+from gencast_control.adapters.gencast_upstream import upstream
 from gencast_control.controller import ControllerConfig
 from gencast_control.observations import Observations, Preview
 from gencast_control.regimes import ObservationRegime, sample_observations
@@ -85,6 +87,12 @@ class GenCastControllerTrainingConfig:
     remat: rematerialise each sampler sub-step in the backward pass.
     seed: PRNG seed (batches, observations, sampler noise).
     log_every, checkpoint_every: in optimisation steps.
+    shard_batch: split each batch's `batch` dim over a device mesh
+      (gencast_control.sharding; GenCast and controller parameters and the
+      optimiser state replicated); batch_size must be a multiple of the
+      number of devices used. Multi-host jobs call
+      sharding.initialize_distributed() first.
+    num_devices: devices in the mesh when shard_batch (0: all devices).
   """
   window: int = 1
   batch_size: int = 1
@@ -95,6 +103,34 @@ class GenCastControllerTrainingConfig:
   seed: int = 0
   log_every: int = 10
   checkpoint_every: int = 50
+  shard_batch: bool = False
+  num_devices: int = 0
+
+  def mesh(self) -> jax.sharding.Mesh | None:
+    """The device mesh of a sharded run (None unless shard_batch)."""
+    if not self.shard_batch:
+      return None
+    mesh = sharding.make_mesh(self.num_devices)
+    sharding.check_batch_size(self.batch_size, mesh)
+    return mesh
+
+
+def shard_examples(datasets, mesh: jax.sharding.Mesh):
+  """Places xarray data on the mesh: the `batch` dim split, the rest copied.
+
+  Every process must pass the same (global) batch; each keeps its devices'
+  part (jax.make_array_from_callback).
+  """
+  spec = lambda dims: jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec(
+          *[sharding.AXES if d == "batch" else None for d in dims]))
+
+  def put(array, dims):
+    value = np.asarray(array)
+    return jax.make_array_from_callback(
+        value.shape, spec(dims or ()), lambda index: value[index])
+
+  return upstream().xarray_jax.tree_map_with_dims(put, datasets)
 
 
 def batched_preview(observations: Observations, step, horizon: int) -> Preview:
@@ -237,6 +273,7 @@ def train_controller(model: GenCastModel, inputs: xr.Dataset,
   if training.batch_size > num_examples:
     raise ValueError(f"batch_size {training.batch_size} exceeds the"
                      f" {num_examples} examples")
+  mesh = training.mesh()
   key = jax.random.PRNGKey(training.seed)
   if params is None:
     layout = ChannelLayout.from_template(targets)
@@ -247,23 +284,27 @@ def train_controller(model: GenCastModel, inputs: xr.Dataset,
   optimizer = training_loop.make_optimizer(
       training.learning_rate, training.num_steps,
       warmup_steps=max(training.num_steps // 10, 1))
-  state = {"params": params, "opt_state": optimizer.init(params),
-           "step": jnp.zeros((), jnp.int32), "key": jax.random.fold_in(key, 1)}
   state_path = log_path = None
   if workdir is not None:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     state_path, log_path = workdir / "state.npz", workdir / "log.jsonl"
-    if state_path.exists():
-      state, _ = checkpoint_lib.load_training_state(state_path, state)
-      state = jax.tree.map(jnp.asarray, state)
+  state = training_loop.initial_state(params, optimizer,
+                                      jax.random.fold_in(key, 1), state_path,
+                                      mesh)
+  gencast_params = model.params
+  jit_kwargs = {}
+  if mesh is not None:
+    gencast_params = sharding.replicate(model.params, mesh)
+    jit_kwargs = dict(out_shardings=sharding.replicated(mesh))
+  primary = sharding.is_primary()
 
   def loss_fn(controller_params, gencast_params, rng, i, t, f):
     return controller_loss(model, gencast_params, controller_config,
                            controller_params, rng, i, t, f, regimes,
                            training.control_cost, training.remat)
 
-  @jax.jit
+  @functools.partial(jax.jit, **jit_kwargs)
   def update(state, gencast_params, i, t, f):
     rng = jax.random.fold_in(state["key"], state["step"])
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -275,7 +316,7 @@ def train_controller(model: GenCastModel, inputs: xr.Dataset,
                 opt_state=opt_state, step=state["step"] + 1), metrics
 
   def save():
-    if state_path is not None:
+    if state_path is not None and primary:
       checkpoint_lib.save_training_state(state_path, state,
                                          {"what": "gencast controller"})
 
@@ -288,8 +329,11 @@ def train_controller(model: GenCastModel, inputs: xr.Dataset,
   for step in bar:
     index = np.random.default_rng([training.seed, step]).choice(
         num_examples, training.batch_size, replace=False)
-    state, metrics = update(state, model.params, _take(inputs, index),
-                            _take(targets, index), _take(forcings, index))
+    batch = (_take(inputs, index), _take(targets, index),
+             _take(forcings, index))
+    if mesh is not None:
+      batch = shard_examples(batch, mesh)
+    state, metrics = update(state, gencast_params, *batch)
     if (step + 1) % training.log_every == 0 or step + 1 == training.num_steps:
       record = {k: float(v) for k, v in metrics.items()}
       record.update(step=step + 1, seconds=round(time.perf_counter() - t0, 2))
@@ -300,7 +344,7 @@ def train_controller(model: GenCastModel, inputs: xr.Dataset,
             f" {step + 1}")
       history.append(record)
       bar.set_postfix(loss=f"{record['loss']:.4g}")
-      if log_path is not None:
+      if log_path is not None and primary:
         with open(log_path, "a") as f:
           f.write(json.dumps(record) + "\n")
     if (step + 1) % training.checkpoint_every == 0:

@@ -8,7 +8,6 @@
     gencast-control assimilate --config ks --data data/ks --ardm A --controller C --out results/ks
     gencast-control evaluate --config ks --out results/eval
     gencast-control benchmark --mode quick --out results/benchmark
-    gencast-control benchmark --mode quick --out results/benchmark
     gencast-control pilot --config era5_pilot --data D --ardm A --controller C
     gencast-control data probe STORE
 
@@ -63,7 +62,12 @@ def _cmd_train_ardm(args):
 
 
 def _cmd_train_controller(args):
-  from gencast_control import pipeline
+  from gencast_control import pipeline, sharding
+  if args.distributed:
+    sharding.initialize_distributed(force=True)
+  if args.devices is not None:
+    args.set = args.set + ["controller_training.shard_batch=True",
+                           f"controller_training.num_devices={args.devices}"]
   pipeline.train_controller_step(
       _config(args), args.ardm, args.data, args.out,
       args.workdir or Path(args.out).with_suffix(".work"))
@@ -80,19 +84,6 @@ def _cmd_assimilate(args):
   from gencast_control import demo
   demo.run_demo(_config(args), args.out,
                 checkpoints=(Path(args.ardm), Path(args.controller)))
-
-
-def _cmd_benchmark(args):
-  from gencast_control import benchmark
-  size = {k: v for k, v in (("num_trajectories", args.trajectories),
-                            ("num_steps", args.steps),
-                            ("ensemble_size", args.members)) if v is not None}
-  results = benchmark.run_benchmark(
-      args.out, args.config, args.mode, args.method or benchmark.METHODS,
-      args.regime, args.set, args.checkpoints, size)
-  print(benchmark.markdown_report(results))
-  for path in results["paths"]:
-    print(f"wrote {path}")
 
 
 def _cmd_benchmark(args):
@@ -190,6 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--ardm", required=True, help="ARDM checkpoint (.npz)")
   p.add_argument("--out", required=True, help="controller checkpoint (.npz)")
   p.add_argument("--workdir")
+  p.add_argument("--devices", type=int, metavar="N",
+                 help="split each batch over N devices (0: all devices, of"
+                 " every process); the same as --set"
+                 " controller_training.shard_batch=True --set"
+                 " controller_training.num_devices=N. batch_size must be a"
+                 " multiple of N")
+  p.add_argument("--distributed", action="store_true",
+                 help="first join a multi-host job with"
+                 " jax.distributed.initialize (cluster auto-detection: Cloud"
+                 " TPU, SLURM, mpirun, or JAX_COORDINATOR_ADDRESS,"
+                 " JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
   p.set_defaults(func=_cmd_train_controller)
 
   p = sub.add_parser("train", help="simulate + train-ardm + train-controller")
@@ -204,43 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--controller", required=True)
   p.add_argument("--out", default="results/assimilate")
   p.set_defaults(func=_cmd_assimilate)
-
-  p = sub.add_parser(
-      "benchmark", help="DA benchmark: controller vs unguided, DPS, SDA,"
-      " RePaint and EnKF for every observation regime and PDE; writes"
-      " benchmark.csv/.json/.md and plots",
-      description="Runs every method on the same held-out truth, the same"
-      " observations and PRNG keys and the same sampler sub-steps, for every"
-      " regime of every config with checkpoints (a config without them is"
-      " skipped with a note). Scores: RMSE of the ensemble mean, fair CRPS,"
-      " spread-skill, energy-spectrum error, a physics error (KS total"
-      " variation, Kolmogorov enstrophy), wall-clock after compilation and"
-      " XLA's memory estimate of the compiled program. --mode quick (default)"
-      " runs a few short trajectories (minutes on 2 CPU cores); --mode full"
-      " uses each config's `assimilation` sizes (see README, DA benchmark).")
-  p.add_argument("--config", action="extend", nargs="+",
-                 help="config name or .py path (repeatable; default: ks and"
-                 " kolmogorov, those with checkpoints)")
-  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="config override applied to every --config"
-                 " (repeatable)")
-  p.add_argument("--mode", choices=("quick", "full"), default="quick")
-  p.add_argument("--method", "--methods", action="extend", nargs="+",
-                 help="method (repeatable; default: controlled unguided dps"
-                 " sda repaint enkf)")
-  p.add_argument("--regime", action="extend", nargs="+",
-                 help="regime name(s) (repeatable; default: all of the"
-                 " config's)")
-  p.add_argument("--checkpoints", help="folder with NAME_ardm.npz and"
-                 " NAME_controller.npz (default: the shipped checkpoints)")
-  p.add_argument("--trajectories", type=int, help="override the mode's"
-                 " number of held-out trajectories")
-  p.add_argument("--steps", type=int, help="override the mode's number of"
-                 " assimilated steps")
-  p.add_argument("--members", type=int, help="override the mode's ensemble"
-                 " size (>= 2)")
-  p.add_argument("--out", default="results/benchmark")
-  p.set_defaults(func=_cmd_benchmark)
 
   p = sub.add_parser(
       "benchmark", help="DA benchmark: controller vs unguided, DPS, SDA,"

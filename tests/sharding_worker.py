@@ -168,6 +168,42 @@ def check_timing(ardm, data, params, repeats=5):
   return out
 
 
+def check_gencast(devices=2, num_steps=2):
+  """Tiny GenCast controller training: sharded over 2 devices vs one."""
+  import dataclasses
+  import xarray as xr
+  from gencast_control.adapters import gencast_tiny as tiny
+  from gencast_control.adapters import gencast_training as gt
+  from gencast_control.adapters.gencast_channels import ChannelLayout
+  model, example = tiny.offline_assets(num_steps=1, seed=0, example_seed=1)
+  model = dataclasses.replace(model, sampler_config=dataclasses.replace(
+      model.sampler_config, num_noise_levels=3))
+  inputs, targets, forcings = tiny.split_example(model.task_config, example,
+                                                 1)
+  two = lambda ds: xr.concat([ds, ds + 0.01 * (ds - ds.mean())], "batch") \
+      if "batch" in ds.dims else ds
+  inputs, targets, forcings = two(inputs), two(targets), two(forcings)
+  regimes = [ObservationRegime("half", fraction=0.5, noise_std=0.1)]
+  config = ControllerConfig(horizon=1, network=ConvNetConfig(
+      width=8, num_blocks=1, kernel_size=3, dilations=(1,), embedding_size=8))
+  out = {}
+  for shard in (False, True):
+    training = gt.GenCastControllerTrainingConfig(
+        window=1, batch_size=2, num_steps=num_steps, learning_rate=1e-2,
+        control_cost=1e-3, log_every=1, shard_batch=shard,
+        num_devices=devices)
+    params, history = gt.train_controller(model, inputs, targets, forcings,
+                                          regimes, config, training,
+                                          progress=False)
+    out[f"loss_{int(shard)}"] = [h["loss"] for h in history]
+    out[f"params_{int(shard)}"] = params
+  p0, p1 = out.pop("params_0"), out.pop("params_1")
+  out["params_max_abs_diff"] = max(jax.tree.leaves(jax.tree.map(
+      lambda a, b: float(jnp.max(jnp.abs(a - b))), p0, p1)))
+  out["params_devices"] = len(jax.tree.leaves(p1)[0].devices())
+  return out
+
+
 def main(argv):
   workdir, checks = Path(argv[0]), argv[1:]
   # Identical programs (each train() call jits its own step) compile once.
@@ -184,6 +220,8 @@ def main(argv):
       result = check_resume(ardm, data, params, workdir)
     elif check == "indivisible":
       result = check_indivisible()
+    elif check == "gencast":
+      result = check_gencast()
     elif check == "timing":
       result = check_timing(ardm, data, params)
     else:

@@ -1,0 +1,81 @@
+"""Controller training through GenCast 1 deg: the cloud training job's config.
+
+Run by `python -m gencast_control.adapters.gencast_job --config
+gencast_1deg_train --out DIR` (README, "Training the GenCast controller on a
+cloud VM"). Examples are GenCast batches built from the WeatherBench2 ERA5
+store subsampled to 1 deg (configs/stores.py "era5_1deg_6h") at random 00/12
+UTC initialisation times of `years`; GenCast's weights and statistics come
+from DeepMind's bucket (configs/gencast_assets.py) or local copies.
+
+Memory (adapters/gencast_training.py, estimated, not measured on an
+accelerator): one example of one 12 h window keeps ~1.2 GiB of rematerialised
+sub-step states plus one sub-step's backward of two GenCast denoiser calls, so
+each device holds one example: batch_size = number of devices (8 on an
+8-GPU VM or a TPU slice with 8 chips of >= 32 GiB each).
+"""
+
+import dataclasses
+
+from gencast_control.controller import ControllerConfig
+from gencast_control.networks import ConvNetConfig
+from gencast_control.regimes import ObservationRegime
+
+
+@dataclasses.dataclass(frozen=True)
+class JobTrainingConfig:
+  """Fields of adapters.gencast_training.GenCastControllerTrainingConfig.
+
+  (Mirrored here so this config loads without DeepMind's package.)
+  """
+  window: int = 1
+  batch_size: int = 8
+  num_steps: int = 2000
+  learning_rate: float = 3e-4
+  control_cost: float = 1e-3
+  remat: bool = True
+  seed: int = 0
+  log_every: int = 10
+  checkpoint_every: int = 50
+  shard_batch: bool = True
+  num_devices: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class GenCastJobConfig:
+  """Attributes:
+    checkpoint: GenCast weights: a name of configs/gencast_assets.CHECKPOINTS,
+      a local file or a gs:// path.
+    stats: "bucket" (DeepMind's statistics) or a local folder of the four
+      NetCDF files.
+    store: WeatherBench2 store (registry name or path) for the examples.
+    years: inclusive range of initialisation years of the examples.
+    num_examples: examples drawn (once, seeded) and held in host memory.
+    example_seed: seed of the drawn initialisation times.
+    levels: pressure levels (None: the checkpoint's task config levels).
+    backend: attention backend ("tpu": splash, else triblockdiag); None: the
+      platform JAX runs on.
+    timeout_s: deadline of each network read.
+  """
+  checkpoint: str = "1p0deg_mini"
+  stats: str = "bucket"
+  store: str = "era5_1deg_6h"
+  years: tuple[int, int] = (2016, 2017)
+  num_examples: int = 256
+  example_seed: int = 0
+  levels: tuple[int, ...] | None = None
+  backend: str | None = None
+  timeout_s: float = 600.0
+  controller: ControllerConfig = ControllerConfig(
+      horizon=2, network=ConvNetConfig(width=64, num_blocks=4, kernel_size=3,
+                                       dilations=(1, 2, 4, 8),
+                                       embedding_size=64))
+  training: JobTrainingConfig = JobTrainingConfig()
+  regimes: tuple[ObservationRegime, ...] = (
+      ObservationRegime("stations_1pct", fraction=0.01, fixed=True,
+                        noise_std=0.1),
+      ObservationRegime("random_5pct", fraction=0.05, noise_std=0.1),
+  )
+
+
+def get_config() -> GenCastJobConfig:
+  return GenCastJobConfig()
