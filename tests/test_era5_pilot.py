@@ -34,7 +34,7 @@ def data_overrides(store):
 
 TINY = ["ardm.network.width=8", "ardm.network.num_blocks=1",
         "ardm.network.dilations=(1,)", "ardm.network.embedding_size=8",
-        "ardm.sampler.method='euler'", "ardm.sampler.num_steps=2",
+        "ardm.sampler.method='euler'", "ardm.sampler.num_steps=1",
         "ardm_training.num_steps=3",
         "ardm_training.batch_size=4", "controller.network.width=4",
         "controller.network.num_blocks=1", "controller.network.dilations=(1,)",
