@@ -5,7 +5,7 @@ jax is imported, so tests/test_sharding.py runs this script with it set:
 
     python tests/sharding_worker.py WORKDIR CHECK [CHECK ...]
 
-Checks: grads, resume, indivisible, timing. Prints one JSON line per check.
+Checks: grads, resume, indivisible, timing, gencast, gencast_job. Prints one JSON line per check.
 The model is a tiny KS-shaped grid ARDM with random weights.
 """
 
@@ -204,6 +204,20 @@ def check_gencast(devices=2, num_steps=2):
   return out
 
 
+def check_gencast_job(workdir):
+  """The cloud job's entry point on the tiny GenCast, batch over 2 devices."""
+  from gencast_control.adapters import gencast_job
+  out = workdir / "job"
+  args = ["--tiny", "--out", str(out), "--set", "training.num_steps=2",
+          "--set", "training.batch_size=2", "--set", "training.num_devices=2",
+          "--set", "num_examples=4", "--set", "training.log_every=1"]
+  rc = gencast_job.main(args)
+  log = (out / "work" / "log.jsonl").read_text().splitlines()
+  return {"rc": rc, "controller": (out / "controller.npz").is_file(),
+          "state": (out / "work" / "state.npz").is_file(),
+          "steps": [json.loads(line)["step"] for line in log]}
+
+
 def main(argv):
   workdir, checks = Path(argv[0]), argv[1:]
   # Identical programs (each train() call jits its own step) compile once.
@@ -222,6 +236,8 @@ def main(argv):
       result = check_indivisible()
     elif check == "gencast":
       result = check_gencast()
+    elif check == "gencast_job":
+      result = check_gencast_job(workdir)
     elif check == "timing":
       result = check_timing(ardm, data, params)
     else:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 from gencast_control import sharding
@@ -20,14 +21,11 @@ from gencast_control.controller_training import ControllerTrainingConfig
 WORKER = Path(__file__).with_name("sharding_worker.py")
 
 
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("sharding")
+def _run_worker(workdir, *checks):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=8")
-  proc = subprocess.run(
-      [sys.executable, str(WORKER), str(workdir), "indivisible", "grads",
-       "resume"], env=env, capture_output=True, text=True, timeout=600)
+  proc = subprocess.run([sys.executable, str(WORKER), str(workdir), *checks],
+                        env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = {}
   for line in proc.stdout.splitlines():
@@ -35,6 +33,12 @@ def worker(tmp_path_factory):
       results.update(json.loads(line))
   assert results["devices"] == 8
   return results
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+  return _run_worker(tmp_path_factory.mktemp("sharding"), "indivisible",
+                     "grads", "resume")
 
 
 def test_loss_and_gradients_match_one_device(worker):
@@ -91,3 +95,40 @@ def test_initialize_distributed_after_jax_started_is_a_clear_error():
   jax.devices()  # the backend is up: too late to join a cluster
   with pytest.raises(RuntimeError, match="before any JAX"):
     sharding.initialize_distributed("localhost:12355", 1, 0)
+
+
+@pytest.mark.gencast
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("GENCAST_CONTROL_SLOW_TESTS"),
+                    reason="about 3 min of CPU (two GenCast gradient"
+                    " compilations): set GENCAST_CONTROL_SLOW_TESTS=1")
+def test_gencast_sharded_training_and_job(tmp_path):
+  pytest.importorskip(
+      "graphcast.gencast",
+      reason="DeepMind's graphcast 0.2 is not installed (pip install"
+      " 'gencast-control[gencast]')")
+  r = _run_worker(tmp_path, "gencast", "gencast_job")
+  g = r["gencast"]
+  assert g["params_devices"] == 2
+  np.testing.assert_allclose(g["loss_1"], g["loss_0"], rtol=1e-5)
+  assert g["params_max_abs_diff"] <= 1e-5
+  j = r["gencast_job"]
+  assert j == {"rc": 0, "controller": True, "state": True, "steps": [1, 2],
+               "seconds": j["seconds"]}
+
+
+def test_gencast_job_draws_valid_initialisation_times():
+  from gencast_control.adapters.gencast_job import draw_init_times
+  times = np.arange(np.datetime64("2015-12-31T00"), np.datetime64("2018-01-01"),
+                    np.timedelta64(6, "h"))
+  inits = draw_init_times(times, (2016, 2017), 50, window=2, seed=0)
+  assert len(set(inits.tolist())) == 50 and np.all(np.diff(inits) > 0)
+  hours = (inits - inits.astype("datetime64[D]")).astype("timedelta64[h]")
+  assert set(hours.astype(int).tolist()) <= {0, 12}
+  assert inits.min() >= np.datetime64("2016-01-01")
+  # t0 + 2 x 12 h must exist: the store's last time is 2017-12-31T18.
+  assert inits.max() <= np.datetime64("2017-12-30T18")
+  again = draw_init_times(times, (2016, 2017), 50, window=2, seed=0)
+  np.testing.assert_array_equal(inits, again)
+  with pytest.raises(ValueError, match="usable initialisation times"):
+    draw_init_times(times[:20], (2016, 2017), 50, window=1, seed=0)
