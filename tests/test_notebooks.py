@@ -13,8 +13,20 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "colab").glob("*.ipynb"))
 OFFLINE_OVERRIDE = "OFFLINE = True  # injected by tests/test_notebooks.py"
+
+
+def requirements(path: Path) -> list[str]:
+  """Modules a notebook needs beyond the core (its metadata says which)."""
+  nb = nbformat.read(path, as_version=4)
+  return list(nb.metadata.get("gencast_control", {}).get("requires", []))
+
+
+NOTEBOOKS = [
+    pytest.param(path, id=path.name, marks=[pytest.mark.gencast] if any(
+        m.startswith("graphcast") for m in requirements(path)) else [])
+    for path in sorted((Path(__file__).parent.parent / "colab").glob("*.ipynb"))
+]
 
 
 def offline(nb):
@@ -28,14 +40,14 @@ def offline(nb):
   return nb
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS)
 def test_notebook_runs(path, tmp_path):
   nb = nbformat.read(path, as_version=4)
   for cell in nb.cells:
     assert not cell.get("outputs"), f"{path.name}: outputs must be stripped"
     assert cell.get("execution_count") is None, (
         f"{path.name}: execution counts must be stripped")
-  for module in nb.metadata.get("gencast_control", {}).get("requires", []):
+  for module in requirements(path):
     pytest.importorskip(module, reason=f"{path.name} needs {module} (DeepMind's"
                         " graphcast 0.2: pip install 'gencast-control[gencast]')")
   NotebookClient(offline(nb), timeout=600, kernel_name="python3",
