@@ -138,6 +138,16 @@ def check_resume(ardm, data, params, workdir):
 
 def check_indivisible():
   out = {}
+  mesh = sharding.make_mesh(8, sample=2)
+  members = jax.device_put(np.zeros((4, 2, 3), np.float32),
+                           sharding.ensemble_sharding(mesh))
+  out["mesh_shape"] = dict(mesh.shape)
+  out["ensemble_shard_shapes"] = sorted(
+      {tuple(s.data.shape) for s in members.addressable_shards})
+  try:
+    sharding.check_batch_size(4, mesh)
+  except ValueError as e:
+    out["4_on_4x2"] = str(e)
   for batch, devices in ((6, 4), (12, 8)):
     training = ControllerTrainingConfig(batch_size=batch, shard_batch=True,
                                         num_devices=devices)
