@@ -184,7 +184,6 @@ def check_gencast(devices=2, num_steps=2):
   import xarray as xr
   from gencast_control.adapters import gencast_tiny as tiny
   from gencast_control.adapters import gencast_training as gt
-  from gencast_control.adapters.gencast_channels import ChannelLayout
   model, example = tiny.offline_assets(num_steps=1, seed=0, example_seed=1)
   model = dataclasses.replace(model, sampler_config=dataclasses.replace(
       model.sampler_config, num_noise_levels=3))
