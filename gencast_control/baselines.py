@@ -224,10 +224,13 @@ def baseline_program(method: str, ardm: GridARDM | None, history,
   if method == "enkf":
     enkf.check_enkf_inputs(history, options, ensemble_size)
     observations.check_compatible(tuple(history.shape[1:]), num_steps)
+    needed = enkf.observation_capacity(observations)
+    if 0 < options.obs_capacity < needed:
+      raise ValueError(f"obs_capacity={options.obs_capacity} is below the"
+                       f" {needed} entries observed at one time")
     static = dataclasses.replace(
         options, localization_radius=1.0, inflation=1.0, initial_std=0.0,
-        obs_capacity=options.obs_capacity or enkf.observation_capacity(
-            observations))
+        obs_capacity=options.obs_capacity or needed)
   else:
     if not isinstance(ardm, GridARDM):
       raise ValueError(f"method {method!r} needs a GridARDM, got"

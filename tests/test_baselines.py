@@ -191,8 +191,9 @@ def test_enkf_on_kolmogorov_flow_assimilates_with_the_true_solver():
   regime = ObservationRegime("k", fraction=0.5, noise_std=0.05)
   obs = sample_observations(regime, jax.random.PRNGKey(1), jnp.asarray(truth))
   no_obs = Observations.from_arrays(truth, np.zeros_like(truth), 0.05)
+  # one observation-slot count for all runs: one compiled program
   options = dict(pde_config=TINY_KOLMOGOROV, initial_std=1.0,
-                 localization_radius=3.0)
+                 localization_radius=3.0, obs_capacity=128)
   free = np.asarray(assimilate_baseline("enkf", None, truth[:1], no_obs, 6,
                                         KEY, 6, **options))
   filtered = np.asarray(assimilate_baseline("enkf", None, truth[:1], obs, 6,
@@ -202,9 +203,12 @@ def test_enkf_on_kolmogorov_flow_assimilates_with_the_true_solver():
   assert rmse(filtered) < 0.5 * rmse(free), (rmse(filtered), rmse(free))
   # without perturbations every member is the true model run
   exact = np.asarray(assimilate_baseline(
-      "enkf", None, truth[:1], no_obs, 6, KEY, 6, pde_config=TINY_KOLMOGOROV,
-      initial_std=0.0, localization_radius=3.0))
+      "enkf", None, truth[:1], no_obs, 6, KEY, 6, **dict(options,
+                                                         initial_std=0.0)))
   np.testing.assert_allclose(exact[0], truth, atol=1e-3 * np.abs(truth).max())
+  with pytest.raises(ValueError, match="obs_capacity=8 is below the 128"):
+    assimilate_baseline("enkf", None, truth[:1], obs, 6, KEY, 2,
+                        **dict(options, obs_capacity=8))
   with pytest.raises(ValueError, match="output_resolution=16"):
     assimilate_baseline("enkf", None, truth[:1, :4, :4], no_obs, 6, KEY, 2,
                         pde_config=TINY_KOLMOGOROV)
