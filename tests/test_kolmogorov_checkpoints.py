@@ -1,4 +1,4 @@
-"""The shipped Kolmogorov-flow ARDM and controller match configs/kolmogorov.py."""
+"""The shipped Kolmogorov-flow checkpoints match configs/kolmogorov.py."""
 
 import jax
 import jax.numpy as jnp
