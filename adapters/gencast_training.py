@@ -108,11 +108,8 @@ class GenCastControllerTrainingConfig:
 
   def mesh(self) -> jax.sharding.Mesh | None:
     """The device mesh of a sharded run (None unless shard_batch)."""
-    if not self.shard_batch:
-      return None
-    mesh = sharding.make_mesh(self.num_devices)
-    sharding.check_batch_size(self.batch_size, mesh)
-    return mesh
+    return sharding.training_mesh(self.shard_batch, self.num_devices,
+                                  self.batch_size)
 
 
 def shard_examples(datasets, mesh: jax.sharding.Mesh):

@@ -151,6 +151,16 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
         f" {shards} or fewer devices")
 
 
+def training_mesh(shard_batch: bool, num_devices: int,
+                  batch_size: int) -> Mesh | None:
+  """The mesh of a training run (None unless shard_batch), batch size checked."""
+  if not shard_batch:
+    return None
+  mesh = make_mesh(num_devices)
+  check_batch_size(batch_size, mesh)
+  return mesh
+
+
 def replicate(tree, mesh: Mesh):
   """Places every leaf of a host pytree on all devices of the mesh.
 

@@ -1,0 +1,15 @@
+"""The built-in PDE systems (Kuramoto-Sivashinsky, Kolmogorov flow)."""
+
+import math
+
+
+def check_time_steps(solver_dt: float, model_dt: float) -> None:
+  """ValueError unless both steps are finite, > 0 and model_dt / solver_dt is
+  a positive integer (the solver steps per model step)."""
+  for name, value in (("solver_dt", solver_dt), ("model_dt", model_dt)):
+    if not (math.isfinite(value) and value > 0):
+      raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+  ratio = model_dt / solver_dt
+  if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
+    raise ValueError(f"model_dt ({model_dt}) must be an integer multiple of"
+                     f" solver_dt ({solver_dt})")

@@ -58,6 +58,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from gencast_control.pdes import check_time_steps
+
 SYSTEM_NAME = "kolmogorov"
 DOMAIN_LENGTH = 2 * math.pi
 _CONTOUR_POINTS = 32  # Kassam & Trefethen's M
@@ -133,14 +135,7 @@ class KolmogorovConfig:
                        f" got {kf!r}")
     if not (math.isfinite(self.drag) and self.drag >= 0):
       raise ValueError(f"drag must be finite and >= 0, got {self.drag!r}")
-    for name in ("solver_dt", "model_dt"):
-      value = getattr(self, name)
-      if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    ratio = self.model_dt / self.solver_dt
-    if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
-      raise ValueError(f"model_dt ({self.model_dt}) must be an integer"
-                       f" multiple of solver_dt ({self.solver_dt})")
+    check_time_steps(self.solver_dt, self.model_dt)
 
   @property
   def viscosity(self) -> float:
