@@ -99,8 +99,7 @@ def run(config, out: str | Path, tiny: bool = False, progress: bool = True):
         config.checkpoint, config.stats,
         config.backend or jax.default_backend(), config.timeout_s)
     inputs, targets, forcings = load_examples(config, model)
-  training = gencast_training.GenCastControllerTrainingConfig(
-      **dataclasses.asdict(config.training))
+  training = config.training
   print(f"{jax.process_count()} process(es), {jax.device_count()} device(s)"
         f" ({jax.default_backend()}); {inputs.sizes['batch']} examples,"
         f" batch {training.batch_size}, sharded={training.shard_batch};"

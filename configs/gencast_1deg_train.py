@@ -16,28 +16,11 @@ each device holds one example: batch_size = number of devices (8 on an
 
 import dataclasses
 
+from gencast_control.adapters.gencast_training_config import (
+    GenCastControllerTrainingConfig)
 from gencast_control.controller import ControllerConfig
 from gencast_control.networks import ConvNetConfig
 from gencast_control.regimes import ObservationRegime
-
-
-@dataclasses.dataclass(frozen=True)
-class JobTrainingConfig:
-  """Fields of adapters.gencast_training.GenCastControllerTrainingConfig.
-
-  (Mirrored here so this config loads without DeepMind's package.)
-  """
-  window: int = 1
-  batch_size: int = 8
-  num_steps: int = 2000
-  learning_rate: float = 3e-4
-  control_cost: float = 1e-3
-  remat: bool = True
-  seed: int = 0
-  log_every: int = 10
-  checkpoint_every: int = 50
-  shard_batch: bool = True
-  num_devices: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +52,8 @@ class GenCastJobConfig:
       horizon=2, network=ConvNetConfig(width=64, num_blocks=4, kernel_size=3,
                                        dilations=(1, 2, 4, 8),
                                        embedding_size=64))
-  training: JobTrainingConfig = JobTrainingConfig()
+  training: GenCastControllerTrainingConfig = GenCastControllerTrainingConfig(
+      batch_size=8, num_steps=2000, learning_rate=3e-4, shard_batch=True)
   regimes: tuple[ObservationRegime, ...] = (
       ObservationRegime("stations_1pct", fraction=0.01, fixed=True,
                         noise_std=0.1),
