@@ -80,15 +80,32 @@ def ensemble_rollout(ardm: FrozenARDM, history, num_steps: int,
                      controller: ControllerFn | None = None,
                      horizon: int = 1) -> jax.Array:
   """Ensemble of rollouts, [M, T+1, *spatial, C]; jit-compiled, vmapped."""
+  run, arguments = ensemble_program(ardm, history, num_steps, key,
+                                    ensemble_size, observations, controller,
+                                    horizon)
+  return run(*arguments)
+
+
+def member_keys(key: jax.Array, ensemble_size: int) -> jax.Array:
+  """Member m's PRNG key fold_in(key, m), m = 0..M-1, stacked."""
+  return jax.vmap(lambda m: jax.random.fold_in(key, m))(
+      jnp.arange(ensemble_size))
+
+
+def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
+                     key: jax.Array, ensemble_size: int = 1,
+                     observations: Observations | None = None,
+                     controller: ControllerFn | None = None,
+                     horizon: int = 1):
+  """(jitted program, its arguments) of `ensemble_rollout` after its input
+  checks: program(*arguments) is the ensemble. For ahead-of-time compilation
+  and timing, e.g. program.lower(*arguments).compile()."""
   history = jnp.asarray(history, jnp.float32)
   _check_inputs(ardm, history, num_steps, observations, controller)
   if ensemble_size < 1:
     raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
-
-  keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
-      jnp.arange(ensemble_size))
   run = _compiled_ensemble(ardm, controller, num_steps, horizon)
-  return run(history, observations, keys)
+  return run, (history, observations, member_keys(key, ensemble_size))
 
 
 @functools.lru_cache(maxsize=32)

@@ -37,8 +37,7 @@ import jax.numpy as jnp
 
 from gencast_control import enkf
 from gencast_control.adapters.grid import GridARDM
-from gencast_control.assimilation import (_check_inputs,
-                                          _compiled_ensemble)
+from gencast_control.assimilation import ensemble_program, member_keys
 from gencast_control.observations import Observations
 from gencast_control.samplers import _move, noise_levels, sample
 
@@ -216,11 +215,8 @@ def baseline_program(method: str, ardm: GridARDM | None, history,
                      f" {type(observations).__name__}")
   if not bool(jnp.all(jnp.isfinite(history))):
     raise ValueError("initial history contains NaN or inf")
-  keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
-      jnp.arange(ensemble_size))
   if method == "unguided":
-    _check_inputs(ardm, history, num_steps, None, None)
-    return _compiled_ensemble(ardm, None, num_steps, 1), (history, None, keys)
+    return ensemble_program(ardm, history, num_steps, key, ensemble_size)
   if method == "enkf":
     enkf.check_enkf_inputs(history, options, ensemble_size)
     observations.check_compatible(tuple(history.shape[1:]), num_steps)
@@ -245,7 +241,8 @@ def baseline_program(method: str, ardm: GridARDM | None, history,
       static = DPSOptions(zeta=None if options.zeta is None else 0.0)
   run = _compiled(method, ardm if method != "enkf" else None, num_steps,
                   static)
-  return run, (history, observations, keys, _numeric(options))
+  return run, (history, observations, member_keys(key, ensemble_size),
+               _numeric(options))
 
 
 def assimilate_baseline(method: str, ardm: GridARDM | None, history,

@@ -215,15 +215,9 @@ def method_program(method: str, models: Models, history: jax.Array,
                    ensemble_size: int, options: dict):
   """(jitted program, arguments) whose value is the method's ensemble."""
   if method == "controlled":
-    keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
-        jnp.arange(ensemble_size))
-    # The program `assimilation.ensemble_rollout` runs (after its checks).
-    assimilation._check_inputs(models.ardm, history, num_steps, observations,
-                               models.controller)
-    run = assimilation._compiled_ensemble(
-        models.ardm, models.controller, num_steps,
-        models.controller_config.horizon)
-    return run, (history, observations, keys)
+    return assimilation.ensemble_program(
+        models.ardm, history, num_steps, key, ensemble_size, observations,
+        models.controller, models.controller_config.horizon)
   return baselines.baseline_program(
       method, models.ardm if method != "enkf" else None, history,
       observations, num_steps, key, ensemble_size, **options.get(method, {}))
