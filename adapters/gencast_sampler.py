@@ -114,7 +114,8 @@ class ControlledSampler:
         sub-step.
 
     Returns:
-      (x_N, control energy sum_i mean(u_i^2)); energy is 0 without control.
+      (x_N, control energy sum_i mean(d_i^2) / (2 sigma_hat_i^2) of the
+      displacements d_i = (sigma_hat_i - sigma_{i+1}) u_i); 0 without control.
     """
     gc = upstream()
     utils = gc.samplers_utils
@@ -176,7 +177,11 @@ class ControlledSampler:
       if control is None:
         return x_next, energy
       u = control(x_hat, denoised, sigma_hat, i)
-      return x_next + (sigma_hat - sigma_next) * u, energy + mean_square(u)
+      # Displacement d = (sigma_hat - sigma_next) u; its cost is
+      # mean(d^2) / (2 sigma_hat^2), as in gencast_control.samplers.
+      relative = (sigma_hat - sigma_next) / sigma_hat
+      return (x_next + (sigma_hat - sigma_next) * u,
+              energy + 0.5 * relative**2 * mean_square(u))
 
     if self._remat:
       update = hk.remat(update)

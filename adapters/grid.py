@@ -159,11 +159,19 @@ class GridARDM(FrozenARDM):
     norm_preview = Preview(values=preview.mask * self.normalize(preview.values),
                            mask=preview.mask, offsets=preview.offsets)
 
+    # The step's encoding (conditioning and preview only) is computed once,
+    # outside the sampler's sub-step loop, for controllers that split.
+    encoding = (controller.encode(conditioning, norm_preview)
+                if hasattr(controller, "encode") else None)
+
     def control(z_hat, sigma_hat, denoised, s):
       del s
       estimate = self.normalize(self.to_state(denoised, last))
-      return controller(ControllerInputs(z_hat, estimate, sigma_hat,
-                                         conditioning, norm_preview))
+      inputs = ControllerInputs(z_hat, estimate, sigma_hat, conditioning,
+                                norm_preview)
+      if encoding is None:
+        return controller(inputs)
+      return controller.head(encoding, inputs)
 
     return control
 

@@ -79,5 +79,7 @@ class FrozenARDM(abc.ABC):
       remat: rematerialise sampler sub-steps in the backward pass.
 
     Returns:
-      (x_{n+1} [*spatial, C], control energy sum_s mean(u_s^2)).
+      (x_{n+1} [*spatial, C], control energy: per sub-step [S], or a scalar,
+      with e_s = mean(d_s^2) / (2 sigma_hat_s^2) of the control's displacement
+      d_s (gencast_control.samplers)).
     """

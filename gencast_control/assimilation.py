@@ -41,8 +41,9 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
     remat: rematerialise sampler sub-steps (for training).
 
   Returns:
-    (states [T+1, *spatial, C] with states[0] = history[-1], total control
-    energy summed over steps and sub-steps).
+    (states [T+1, *spatial, C] with states[0] = history[-1], the control
+    energy of each sub-step summed over the forecast steps: [S] for a sampler
+    that reports per-sub-step energies, else a scalar).
   """
 
   def forecast_step(history, n):
@@ -56,16 +57,35 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
 
   _, (states, energies) = jax.lax.scan(forecast_step, history,
                                        jnp.arange(num_steps))
-  return jnp.concatenate([history[-1:], states], axis=0), jnp.sum(energies)
+  return (jnp.concatenate([history[-1:], states], axis=0),
+          jnp.sum(energies, axis=0))
 
 
-def _check_inputs(ardm, history, num_steps, observations, controller):
-  expected = (ardm.history_length,) + tuple(ardm.state_shape)
-  if tuple(history.shape) != expected:
-    raise ValueError(f"initial history must have shape {expected}"
-                     f" (history_length, *state_shape), got {history.shape}")
+def member_histories(history, ensemble_size: int,
+                     expected: tuple[int, ...]) -> jax.Array:
+  """The initial history of every member, [M, h, *spatial, C].
+
+  history: one history [h, *spatial, C] shared by all members (e.g. the true
+  state of a twin experiment), or an initial ensemble [M, h, *spatial, C]
+  with one history per member (e.g. a cold start from climatological states).
+  expected: (h, *spatial, C).
+  """
+  history = jnp.asarray(history, jnp.float32)
+  if ensemble_size < 1:
+    raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+  if tuple(history.shape) == tuple(expected):
+    history = jnp.broadcast_to(history, (ensemble_size,) + history.shape)
+  elif tuple(history.shape) != (ensemble_size,) + tuple(expected):
+    raise ValueError(
+        f"initial history must have shape {tuple(expected)} (history_length,"
+        " *state_shape) or, one per member, "
+        f"{(ensemble_size,) + tuple(expected)}; got {tuple(history.shape)}")
   if not np.isfinite(np.asarray(history)).all():
     raise ValueError("initial history contains NaN or inf")
+  return history
+
+
+def _check_inputs(ardm, num_steps, observations, controller):
   if num_steps < 1:
     raise ValueError(f"num_steps must be >= 1, got {num_steps}")
   if controller is not None:
@@ -79,7 +99,11 @@ def ensemble_rollout(ardm: FrozenARDM, history, num_steps: int,
                      observations: Observations | None = None,
                      controller: ControllerFn | None = None,
                      horizon: int = 1) -> jax.Array:
-  """Ensemble of rollouts, [M, T+1, *spatial, C]; jit-compiled, vmapped."""
+  """Ensemble of rollouts, [M, T+1, *spatial, C]; jit-compiled, vmapped.
+
+  history: [h, *spatial, C] shared by the members, or [M, h, *spatial, C]
+  (an initial ensemble, see `member_histories`).
+  """
   run, arguments = ensemble_program(ardm, history, num_steps, key,
                                     ensemble_size, observations, controller,
                                     horizon)
@@ -100,12 +124,12 @@ def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
   """(jitted program, its arguments) of `ensemble_rollout` after its input
   checks: program(*arguments) is the ensemble. For ahead-of-time compilation
   and timing, e.g. program.lower(*arguments).compile()."""
-  history = jnp.asarray(history, jnp.float32)
-  _check_inputs(ardm, history, num_steps, observations, controller)
-  if ensemble_size < 1:
-    raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+  histories = member_histories(
+      history, ensemble_size,
+      (ardm.history_length,) + tuple(ardm.state_shape))
+  _check_inputs(ardm, num_steps, observations, controller)
   run = _compiled_ensemble(ardm, controller, num_steps, horizon)
-  return run, (history, observations, member_keys(key, ensemble_size))
+  return run, (histories, observations, member_keys(key, ensemble_size))
 
 
 @functools.lru_cache(maxsize=32)
@@ -114,10 +138,10 @@ def _compiled_ensemble(ardm, controller, num_steps, horizon):
   repeated calls reuse the compiled program."""
 
   @jax.jit
-  def run(history, observations, keys):
-    member = lambda k: rollout(ardm, history, num_steps, k, observations,
-                               controller, horizon)[0]
-    return jax.vmap(member)(keys)
+  def run(histories, observations, keys):
+    member = lambda h, k: rollout(ardm, h, num_steps, k, observations,
+                                  controller, horizon)[0]
+    return jax.vmap(member)(histories, keys)
 
   return run
 

@@ -186,14 +186,14 @@ def _compiled(method, ardm, num_steps, static_options):
   """One jitted ensemble program per (method, model, length, solver config)."""
 
   @jax.jit
-  def run(history, observations, keys, numeric):
+  def run(histories, observations, keys, numeric):
     if method == "enkf":
-      return enkf.enkf_rollout(history, observations, num_steps, keys,
+      return enkf.enkf_rollout(histories, observations, num_steps, keys,
                                static_options, **numeric)
     options = dataclasses.replace(static_options, **numeric)
-    member = lambda k: _guided_rollout(method, ardm, history, observations,
-                                       num_steps, k, options)
-    return jax.vmap(member)(keys)
+    member = lambda h, k: _guided_rollout(method, ardm, h, observations,
+                                          num_steps, k, options)
+    return jax.vmap(member)(histories, keys)
 
   return run
 
@@ -208,6 +208,10 @@ def baseline_program(method: str, ardm: GridARDM | None, history,
   history = jnp.asarray(history, jnp.float32)
   if ensemble_size < 1:
     raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+  state_ndim = (len(enkf.state_shape(options)) if method == "enkf"
+                else len(ardm.state_shape) if ardm is not None else None)
+  # An initial ensemble [M, h, ...]: check one member's history.
+  single = history[0] if history.ndim == (state_ndim or 0) + 2 else history
   if num_steps < 1:
     raise ValueError(f"num_steps must be >= 1, got {num_steps}")
   if not isinstance(observations, Observations):
@@ -218,8 +222,8 @@ def baseline_program(method: str, ardm: GridARDM | None, history,
   if method == "unguided":
     return ensemble_program(ardm, history, num_steps, key, ensemble_size)
   if method == "enkf":
-    enkf.check_enkf_inputs(history, options, ensemble_size)
-    observations.check_compatible(tuple(history.shape[1:]), num_steps)
+    enkf.check_enkf_inputs(single, options, ensemble_size)
+    observations.check_compatible(tuple(single.shape[1:]), num_steps)
     needed = enkf.observation_capacity(observations)
     if 0 < options.obs_capacity < needed:
       raise ValueError(f"obs_capacity={options.obs_capacity} is below the"
@@ -231,17 +235,16 @@ def baseline_program(method: str, ardm: GridARDM | None, history,
     if not isinstance(ardm, GridARDM):
       raise ValueError(f"method {method!r} needs a GridARDM, got"
                        f" {type(ardm).__name__}")
-    expected = (ardm.history_length,) + tuple(ardm.state_shape)
-    if tuple(history.shape) != expected:
-      raise ValueError(f"initial history must have shape {expected}"
-                       f" (history_length, *state_shape), got {history.shape}")
     observations.check_compatible(ardm.state_shape, num_steps)
     static = RepaintOptions() if method == "repaint" else type(options)()
     if method == "dps":  # zeta None vs float changes the program
       static = DPSOptions(zeta=None if options.zeta is None else 0.0)
+  expected = (tuple(single.shape) if method == "enkf" else
+              (ardm.history_length,) + tuple(ardm.state_shape))
+  histories = member_histories(history, ensemble_size, expected)
   run = _compiled(method, ardm if method != "enkf" else None, num_steps,
                   static)
-  return run, (history, observations, member_keys(key, ensemble_size),
+  return run, (histories, observations, member_keys(key, ensemble_size),
                _numeric(options))
 
 
@@ -254,7 +257,8 @@ def assimilate_baseline(method: str, ardm: GridARDM | None, history,
   Args:
     method: one of METHODS.
     ardm: the frozen ARDM (ignored by "enkf", which uses the true solver).
-    history: [h, *spatial, C] states at times -h+1..0 (h = ardm.history_length).
+    history: [h, *spatial, C] states at times -h+1..0 (h = ardm.history_length)
+      shared by the members, or one per member [M, h, *spatial, C].
     observations: the stream over times 0..T.
     num_steps: T.
     key: PRNG key; member m uses fold_in(key, m) as in `ensemble_rollout`.

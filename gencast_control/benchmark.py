@@ -13,8 +13,14 @@ and the same number of sampler sub-steps:
   repaint         replacement of the observed entries (baselines.py)
   enkf            stochastic EnKF with the true solver (enkf.py)
 
-Scores (over the assimilated times t = 1..T; t = 0 is the given state), with
-the estimators of `metrics`:
+Starts (`start`): "truth", every member starts from the true state (a twin
+experiment's best case); "cold", member m of trajectory k starts from its own
+random climatological state (`climatological_histories`), as in real DA where
+the state is unknown. Every method gets the same initial ensemble.
+
+Scores (over the assimilated times t = B+1..T after a burn-in of B steps, as
+DAPPER's time-averaged analysis RMSE rmse.a; default B = T // 5), with the
+estimators of `metrics`:
 
   rmse            RMSE of the ensemble mean over trajectories, times, space
   crps            fair CRPS (unbiased in the ensemble size)
@@ -30,6 +36,11 @@ the estimators of `metrics`:
   cpu_seconds     the process's CPU time over the same runs (all threads):
                   the work done, less sensitive than wall-clock to other
                   jobs sharing the cores
+  diverged        members whose state RMS exceeds DIVERGENCE_FACTOR x the
+                  truth's (or turns non-finite) at some time, out of K x M
+  control_size    controlled only: per sampler sub-step, the RMS of the
+                  control's displacement (sigma_hat - sigma_next) u over
+                  sigma_hat (one member of the first trajectory)
   memory          XLA's estimate for the compiled program of one
                   trajectory's ensemble (argument + output + temp bytes of
                   `compiled.memory_analysis()`), not a measured peak
@@ -59,11 +70,15 @@ from gencast_control.checkpoint import atomic_write
 from gencast_control.config import load_config
 from gencast_control.controller import bind_controller, load_controller
 from gencast_control.demo import test_trajectories
-from gencast_control.experiment import ExperimentConfig
+from gencast_control.experiment import ExperimentConfig, get_system
 from gencast_control.observations import Observations
 from gencast_control.regimes import sample_observations
+from gencast_control.trajectories import trajectories_to_array
 
 METHODS = ("controlled", "unguided", "dps", "sda", "repaint", "enkf")
+STARTS = ("truth", "cold")
+DIVERGENCE_FACTOR = 5.0
+CLIMATOLOGY_SEED_OFFSET = 20_000
 GRADIENT_GUIDED = ("dps", "sda")
 DEFAULT_CONFIGS = ("ks", "kolmogorov")
 
@@ -150,13 +165,32 @@ def physics_metric_name(config: ExperimentConfig) -> str:
           else "enstrophy")
 
 
+def default_burn_in(num_steps: int) -> int:
+  return num_steps // 5
+
+
+def count_diverged(ensemble: np.ndarray, truth: np.ndarray) -> int:
+  """Members [K, M, T+1, ...] whose spatial RMS exceeds DIVERGENCE_FACTOR x
+  the truth's RMS over the whole run, or is non-finite, at some time."""
+  spatial = tuple(range(3, ensemble.ndim))
+  size = np.sqrt(np.mean(np.asarray(ensemble, np.float64)**2, axis=spatial))
+  limit = DIVERGENCE_FACTOR * np.sqrt(np.mean(np.asarray(truth,
+                                                         np.float64)**2))
+  bad = ~np.isfinite(size) | (size > limit)
+  return int(np.sum(np.any(bad, axis=-1)))
+
+
 def score_ensemble(ensemble: np.ndarray, truth: np.ndarray,
-                   config: ExperimentConfig) -> dict:
+                   config: ExperimentConfig, burn_in: int = 0) -> dict:
   """Scores of ensembles [K, M, T+1, *spatial, C] against truth [K, T+1, ...]
-  over times 1..T (see the module docstring); adds the per-time RMSE curve
-  (times 0..T) and the mean spectra."""
-  ens = np.moveaxis(np.asarray(ensemble, np.float64)[:, :, 1:], 1, 0)
-  tru = np.asarray(truth, np.float64)[:, 1:]  # ens: [M, K, T, ...]
+  over times burn_in+1..T (see the module docstring); adds the per-time RMSE
+  curve (times 0..T) and the mean spectra."""
+  if not 0 <= burn_in < truth.shape[1] - 1:
+    raise ValueError(f"burn_in must be in 0..{truth.shape[1] - 2} for"
+                     f" {truth.shape[1] - 1} steps, got {burn_in}")
+  first = burn_in + 1
+  ens = np.moveaxis(np.asarray(ensemble, np.float64)[:, :, first:], 1, 0)
+  tru = np.asarray(truth, np.float64)[:, first:]  # ens: [M, K, T', ...]
   members = np.broadcast_to(tru, ens.shape)
   one_d = len(config.ardm.state_shape) == 2
   if one_d:
@@ -174,6 +208,7 @@ def score_ensemble(ensemble: np.ndarray, truth: np.ndarray,
       "spectrum_error": float(np.mean(metrics.spectrum_error(
           ens_spectrum, truth_spectrum))),
       "physics_error": float(np.mean(physics)),
+      "diverged": count_diverged(ensemble, truth),
       "rmse_per_time": np.asarray(curve).tolist(),
       "spectrum": ens_spectrum.mean(axis=(0, 1, 2)).tolist(),
       "truth_spectrum": truth_spectrum.mean(axis=(0, 1, 2)).tolist(),
@@ -223,6 +258,52 @@ def method_program(method: str, models: Models, history: jax.Array,
       observations, num_steps, key, ensemble_size, **options.get(method, {}))
 
 
+def climatological_histories(config: ExperimentConfig, count: int,
+                             history_length: int, seed: int = 0
+                             ) -> np.ndarray:
+  """`count` random initial histories [count, h, *spatial, C] of a cold start.
+
+  Random windows of h consecutive states from trajectories simulated like
+  the training split (same solver, burn-in and length, a seed disjoint from
+  the test truth's), so each is a state of the attractor unrelated to the
+  truth: the climatological background of real DA.
+  """
+  system = get_system(config.system)
+  if system.generate is None:
+    raise ValueError(f"system {config.system!r} has no solver to draw"
+                     " climatological states from")
+  num_traj = 2
+  ds = system.generate(
+      jax.random.PRNGKey(CLIMATOLOGY_SEED_OFFSET + config.data.seed + seed),
+      num_traj, config.data.num_steps, config.pde,
+      burn_in_steps=config.data.burn_in_steps)
+  states = trajectories_to_array(ds, system.variables)
+  rng = np.random.default_rng(seed)
+  traj = rng.integers(0, num_traj, count)
+  t0 = rng.integers(0, states.shape[1] - history_length + 1, count)
+  return np.stack([states[i, t:t + history_length]
+                   for i, t in zip(traj, t0)]).astype(np.float32)
+
+
+def control_sizes(models: Models, history: jax.Array,
+                  observations: Observations, num_steps: int,
+                  key: jax.Array) -> list[float]:
+  """Per sub-step RMS of (sigma_hat - sigma_next) u / sigma_hat over one
+  controlled rollout: sqrt(2 e_s / T) from the sampler's energies e_s."""
+  history = jnp.asarray(history, jnp.float32)
+  if history.ndim == len(models.ardm.state_shape) + 2:
+    history = history[0]  # an initial ensemble: its first member
+
+  @jax.jit
+  def energies(history, observations):
+    return assimilation.rollout(models.ardm, history, num_steps, key,
+                                observations, models.controller,
+                                models.controller_config.horizon)[1]
+
+  e = np.atleast_1d(np.asarray(energies(history, observations)))
+  return np.sqrt(2.0 * e / num_steps).tolist()
+
+
 def run_cell(method, models, history, observations, num_steps, key,
              ensemble_size, options):
   """One method on one trajectory: (ensemble, wall-clock seconds, CPU
@@ -253,19 +334,26 @@ def benchmark_config(config: ExperimentConfig, models: Models,
                      truth: np.ndarray, regimes: Sequence[str],
                      methods: Sequence[str], ensemble_size: int,
                      seed: int = 1, options: dict | None = None,
-                     log: Callable[[str], None] = print) -> dict:
+                     log: Callable[[str], None] = print,
+                     initial: np.ndarray | None = None,
+                     burn_in: int | None = None) -> dict:
   """Runs every method on every regime; returns {"regimes": {regime:
   {method: scores}}, "examples": ...} (see `score_ensemble`).
 
   truth: [K, T + h, *spatial, C]; the first h = history_length states are the
   initial history, T = the assimilated steps.
+  initial: optional initial ensembles [K, M, h, *spatial, C] (a cold start);
+  default: every member starts from the truth's first h states.
+  burn_in: steps left out of the scores (default T // 5).
   """
   methods = check_methods(methods)
   regime_objects = [config.regime(name) for name in regimes]
   options = baseline_options(config) if options is None else options
   h = models.ardm.history_length
   num_steps = truth.shape[1] - h
+  burn_in = default_burn_in(num_steps) if burn_in is None else burn_in
   key = jax.random.PRNGKey(seed)
+  starts = [traj[:h] for traj in truth] if initial is None else list(initial)
   truth = np.asarray(truth, np.float32)
   out = {"regimes": {}, "examples": {}}
   for regime in regime_objects:
@@ -278,7 +366,7 @@ def benchmark_config(config: ExperimentConfig, models: Models,
       ensembles, seconds, cpu_seconds, memory = [], 0.0, 0.0, None
       for k, traj in enumerate(truth):
         ens, sec, cpu, memory = run_cell(
-            method, models, jnp.asarray(traj[:h]), observations[k], num_steps,
+            method, models, jnp.asarray(starts[k]), observations[k], num_steps,
             jax.random.fold_in(key, 2 * k + 1), ensemble_size, options)
         ensembles.append(ens)
         seconds += sec
@@ -286,8 +374,12 @@ def benchmark_config(config: ExperimentConfig, models: Models,
       ensembles = np.stack(ensembles)
       if not np.isfinite(ensembles).all():
         log(f"  warning: {method} produced NaN/inf on {regime.name}")
-      scores = score_ensemble(ensembles, truth[:, h - 1:], config)
+      scores = score_ensemble(ensembles, truth[:, h - 1:], config, burn_in)
       scores.update(seconds=seconds, cpu_seconds=cpu_seconds, memory=memory)
+      if method == "controlled":
+        scores["control_size"] = control_sizes(
+            models, jnp.asarray(starts[0]), observations[0], num_steps,
+            jax.random.fold_in(key, 1))
       rows[method] = scores
       log(f"  {config.name} {regime.name:<16} {method:<11} RMSE"
           f" {scores['rmse']:.4f}  {seconds:8.3f} s  (CPU {cpu_seconds:.2f} s)")
@@ -338,10 +430,11 @@ def goal_summary(regimes: dict) -> dict:
   return summary
 
 
-COLUMNS = ("config", "regime", "method", "rmse", "rmse_vs_controlled",
+COLUMNS = ("config", "start", "burn_in", "regime", "method", "rmse",
+           "rmse_vs_controlled",
            "seconds", "seconds_vs_controlled", "cpu_seconds",
            "cpu_seconds_vs_controlled", "crps", "spread_skill",
-           "spectrum_error", "physics_metric", "physics_error",
+           "spectrum_error", "physics_metric", "physics_error", "diverged",
            "memory_bytes", "memory_argument_bytes", "memory_output_bytes",
            "memory_temp_bytes", "num_trajectories", "num_steps",
            "ensemble_size", "sampler_substeps")
@@ -358,7 +451,9 @@ def table_rows(results: dict) -> list[dict]:
         cpu_ratio = ratios(rows, method, "cpu_seconds")[1]
         memory = s.get("memory") or {}
         out.append({
-            "config": name, "regime": regime, "method": method,
+            "config": name, "start": setup.get("start", "truth"),
+            "burn_in": setup.get("burn_in", 0), "regime": regime,
+            "method": method,
             "rmse": s["rmse"], "rmse_vs_controlled": rmse_ratio,
             "seconds": s["seconds"], "seconds_vs_controlled": time_ratio,
             "cpu_seconds": s["cpu_seconds"],
@@ -367,6 +462,7 @@ def table_rows(results: dict) -> list[dict]:
             "spectrum_error": s["spectrum_error"],
             "physics_metric": setup["physics_metric"],
             "physics_error": s["physics_error"],
+            "diverged": s.get("diverged"),
             "memory_bytes": memory.get("total"),
             "memory_argument_bytes": memory.get("argument"),
             "memory_output_bytes": memory.get("output"),
@@ -396,13 +492,17 @@ def markdown_report(results: dict) -> str:
     lines += [f"## {name}", "",
               f"{s['num_trajectories']} held-out trajectories x"
               f" {s['num_steps']} steps, {s['ensemble_size']} members,"
-              f" {s['sampler_substeps']} sampler sub-steps per step; scores"
-              f" over t = 1..{s['num_steps']}; physics: relative"
-              f" {s['physics_metric']} error.", "",
+              f" {s['sampler_substeps']} sampler sub-steps per step; start:"
+              f" {s.get('start', 'truth')}; scores over t ="
+              f" {s.get('burn_in', 0) + 1}..{s['num_steps']} (burn-in"
+              f" {s.get('burn_in', 0)}); physics: relative"
+              f" {s['physics_metric']} error; diverged: members out of"
+              f" {s['num_trajectories'] * s['ensemble_size']} whose RMS"
+              f" passed {DIVERGENCE_FACTOR:g}x the truth's.", "",
               "| regime | method | RMSE | RMSE / ctrl | time [s] |"
               " time / ctrl | CPU time / ctrl | CRPS | spread/skill |"
-              " spectrum err | physics err | XLA mem [MiB] |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              " spectrum err | physics err | diverged | XLA mem [MiB] |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for regime, rows in result["regimes"].items():
       for method, m in rows.items():
         r_ratio, t_ratio = ratios(rows, method)
@@ -414,10 +514,18 @@ def markdown_report(results: dict) -> str:
             f" {_fmt(t_ratio, '.2f', 'x')} | {_fmt(c_ratio, '.2f', 'x')} |"
             f" {m['crps']:.4f} |"
             f" {m['spread_skill']:.2f} | {m['spectrum_error']:.3f} |"
-            f" {m['physics_error']:.3f} |"
+            f" {m['physics_error']:.3f} | {m.get('diverged', '-')} |"
             f" {_fmt(None if memory is None else memory / 2**20, '.1f')} |")
     goals = result["goals"]
     lines.append("")
+    sizes = {r: rows["controlled"]["control_size"]
+             for r, rows in result["regimes"].items()
+             if "control_size" in rows.get("controlled", {})}
+    if sizes:
+      lines.append("Control size per sampler sub-step, RMS of (sigma_hat -"
+                   " sigma_next) u / sigma_hat: " + "; ".join(
+                       f"{r} " + " ".join(f"{v:.3f}" for v in sz)
+                       for r, sz in sizes.items()) + ".")
     if "controller_lowest_rmse" in goals:
       g = goals["controller_lowest_rmse"]
       lines.append(f"Controller lowest RMSE in {g['count']} of {g['of']}"
@@ -528,13 +636,20 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
                   regimes: Sequence[str] | None = None,
                   overrides: Sequence[str] = (), checkpoints_dir=None,
                   size: dict | None = None, seed: int = 1,
-                  log: Callable[[str], None] = print) -> dict:
+                  log: Callable[[str], None] = print, start: str = "truth",
+                  burn_in: int | None = None) -> dict:
   """The benchmark end to end; returns the results written to out_dir.
 
   size: optional overrides of the mode's BenchmarkSize fields.
+  start: "truth" or "cold" (module docstring); burn_in: steps left out of
+  the scores (default T // 5).
   """
   t_start = time.perf_counter()
   methods = check_methods(methods)
+  if start not in STARTS:
+    raise ValueError(f"unknown start {start!r}; choose one of {STARTS}")
+  if burn_in is not None and burn_in < 0:
+    raise ValueError(f"burn_in must be >= 0, got {burn_in}")
   if mode not in MODES:
     raise ValueError(f"unknown benchmark mode {mode!r}; choose one of {MODES}")
   if size:  # validate the overrides before any work
@@ -545,8 +660,8 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
       config.regime(name)
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  results = {"mode": mode, "machine": machine_info(), "methods": methods,
-             "configs": {}, "skipped": skipped}
+  results = {"mode": mode, "start": start, "machine": machine_info(),
+             "methods": methods, "configs": {}, "skipped": skipped}
   plot_paths = []
   for config, ardm_path, controller_path in found:
     sz = dataclasses.replace(benchmark_size(config, mode), **(size or {}))
@@ -560,10 +675,19 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
         f" {sz.num_steps} steps ({time.perf_counter() - t0:.1f} s to"
         f" simulate), {sz.ensemble_size} members")
     names = list(regimes or [r.name for r in config.regimes])
+    h = models.ardm.history_length
+    initial = None
+    if start == "cold":
+      k, m = sz.num_trajectories, sz.ensemble_size
+      initial = climatological_histories(config, k * m, h, seed).reshape(
+          (k, m, h) + tuple(models.ardm.state_shape))
+    steps_burn_in = default_burn_in(sz.num_steps) if burn_in is None else burn_in
     out = benchmark_config(config, models, truth, names, methods,
-                           sz.ensemble_size, seed, log=log)
+                           sz.ensemble_size, seed, log=log, initial=initial,
+                           burn_in=steps_burn_in)
     result = {
-        "setup": {**dataclasses.asdict(sz),
+        "setup": {**dataclasses.asdict(sz), "start": start,
+                  "burn_in": steps_burn_in,
                   "sampler_substeps": models.ardm.config.sampler.num_steps,
                   "physics_metric": physics_metric_name(config),
                   "ardm": str(ardm_path), "controller": str(controller_path),

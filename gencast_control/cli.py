@@ -93,7 +93,8 @@ def _cmd_benchmark(args):
                             ("ensemble_size", args.members)) if v is not None}
   results = benchmark.run_benchmark(
       args.out, args.config, args.mode, args.method or benchmark.METHODS,
-      args.regime, args.set, args.checkpoints, size)
+      args.regime, args.set, args.checkpoints, size, start=args.start,
+      burn_in=args.burn_in)
   print(benchmark.markdown_report(results))
   for path in results["paths"]:
     print(f"wrote {path}")
@@ -227,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help="config override applied to every --config"
                  " (repeatable)")
   p.add_argument("--mode", choices=("quick", "full"), default="quick")
+  p.add_argument("--start", choices=("truth", "cold"), default="truth",
+                 help="members start from the true state, or (cold) each"
+                 " from its own random climatological state")
+  p.add_argument("--burn-in", type=int, default=None,
+                 help="steps left out of the scores (default: steps // 5)")
   p.add_argument("--method", "--methods", action="extend", nargs="+",
                  help="method (repeatable; default: controlled unguided dps"
                  " sda repaint enkf)")

@@ -4,12 +4,19 @@ At sub-step s of forecast step n the controller maps
 
     (z_hat_s, sigma_hat_s, D_theta(z_hat_s), x_{n-h+1..n}, {(y_j, M_j, Delta_j)}_{j=n+1}^{n+H})
 
-to an additive control u_s in the sampler's variable. Observations enter as grid
-channels: the lifted values M_j y_j, the masks M_j and the innovations
-M_j (y_j - x_hat_{n+1}) against the current denoised estimate, for every frame of
-the lookahead horizon H; the frame offsets Delta_j / H and the noise level enter
-the FiLM embedding. The output layer is zero-initialised, so a freshly
-initialised controller is exactly the pretrained sampler (u = 0).
+to an additive control u_s in the sampler's variable. It has two parts:
+
+* the encoder E_psi(x_{n-h+1..n}, {M_j y_j, M_j}_j) -> c_n, a conv net over
+  the conditioning and the lifted observations M_j y_j and masks M_j of every
+  frame of the lookahead horizon H (FiLM on the offsets Delta_j / H). None of
+  it depends on the sub-step, so it runs once per forecast step;
+* the head h_psi(c_n, z_hat_s, x_hat_s, {M_j (y_j - x_hat_s)}_j; sigma_hat_s)
+  -> u_s, a small conv net with FiLM on the noise level, run at every
+  sub-step; x_hat_s is the denoised estimate of x_{n+1} and M_j (y_j - x_hat_s)
+  its innovations.
+
+The head's output layer is zero-initialised, so a freshly initialised
+controller is exactly the pretrained sampler (u = 0).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from gencast_control.ardm import ControllerFn, ControllerInputs, FrozenARDM
+from gencast_control.ardm import ControllerInputs, FrozenARDM
 from gencast_control.networks import ConvNet, ConvNetConfig, fourier_embedding
 from gencast_control.observations import Preview
 
@@ -31,30 +38,49 @@ class ControllerConfig:
   """Architecture of u_psi.
 
   Attributes:
-    horizon: lookahead horizon H (observation frames n+1..n+H in the preview).
-    network: the conv net.
+    horizon: lookahead horizon H (observation frames n+1..n+H in the preview);
+      at least the longest gap between observation times it must bridge.
+    network: the per-step encoder E_psi.
+    encoding_channels: channels of the encoding c_n.
+    head: the per-sub-step head h_psi (keep it small: it runs S times per
+      forecast step).
   """
   horizon: int = 2
   network: ConvNetConfig = ConvNetConfig(
       width=24, num_blocks=2, kernel_size=5, dilations=(1, 4),
       embedding_size=32)
+  encoding_channels: int = 16
+  head: ConvNetConfig = ConvNetConfig(
+      width=16, num_blocks=1, kernel_size=3, dilations=(1,),
+      embedding_size=16)
+
+  def __post_init__(self):
+    if self.horizon < 1:
+      raise ValueError(f"controller horizon must be >= 1, got {self.horizon}")
+    if self.encoding_channels < 1:
+      raise ValueError("controller encoding_channels must be >= 1, got"
+                       f" {self.encoding_channels}")
 
 
-def controller_features(inputs: ControllerInputs) -> jax.Array:
-  """Stacks the grid inputs as channels [*spatial, F]."""
+def _frames_to_channels(x: jax.Array) -> jax.Array:
+  """[H, *spatial, C] -> [*spatial, H*C]."""
+  x = jnp.moveaxis(x, 0, -2)
+  return x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],))
+
+
+def step_features(conditioning: jax.Array, preview: Preview) -> jax.Array:
+  """The encoder's grid inputs [*spatial, F]: conditioning, M_j y_j, M_j."""
+  return jnp.concatenate([conditioning, _frames_to_channels(preview.values),
+                          _frames_to_channels(preview.mask)], axis=-1)
+
+
+def substep_features(encoding: jax.Array, inputs: ControllerInputs
+                     ) -> jax.Array:
+  """The head's grid inputs: c_n, z_hat, x_hat and the innovations."""
   preview = inputs.preview
-  horizon = preview.values.shape[0]
   innovation = preview.mask * (preview.values - inputs.denoised[None])
-
-  def frames_to_channels(x):  # [H, *spatial, C] -> [*spatial, H*C]
-    x = jnp.moveaxis(x, 0, -2)
-    return x.reshape(x.shape[:-2] + (horizon * x.shape[-1],))
-
-  return jnp.concatenate([
-      inputs.state, inputs.denoised, inputs.conditioning,
-      frames_to_channels(preview.values), frames_to_channels(preview.mask),
-      frames_to_channels(innovation)
-  ], axis=-1)
+  return jnp.concatenate([encoding, inputs.state, inputs.denoised,
+                          _frames_to_channels(innovation)], axis=-1)
 
 
 class Controller(hk.Module):
@@ -66,19 +92,26 @@ class Controller(hk.Module):
     self._config = config
     self._periodic = tuple(periodic)
 
-  def __call__(self, inputs: ControllerInputs) -> jax.Array:
+  def encode(self, conditioning: jax.Array, preview: Preview) -> jax.Array:
+    """c_n [*spatial, encoding_channels], once per forecast step."""
     horizon = self._config.horizon
-    if inputs.preview.values.shape[0] != horizon:
-      raise ValueError(f"preview has {inputs.preview.values.shape[0]} frames,"
+    if preview.values.shape[0] != horizon:
+      raise ValueError(f"preview has {preview.values.shape[0]} frames,"
                        f" the controller expects horizon {horizon}")
-    size = self._config.network.embedding_size
-    embedding = jnp.concatenate([
-        fourier_embedding(jnp.log(inputs.sigma) / 4.0, size),
-        inputs.preview.offsets / horizon
-    ])
-    net = ConvNet(self._config.network, inputs.state.shape[-1],
-                  self._periodic, zero_output=True, name="net")
-    return net(controller_features(inputs), embedding)
+    net = ConvNet(self._config.network, self._config.encoding_channels,
+                  self._periodic, name="net")
+    return net(step_features(conditioning, preview), preview.offsets / horizon)
+
+  def head(self, encoding: jax.Array, inputs: ControllerInputs) -> jax.Array:
+    """u_s from c_n and the sub-step's inputs (FiLM on log sigma_hat)."""
+    size = self._config.head.embedding_size
+    net = ConvNet(self._config.head, inputs.state.shape[-1], self._periodic,
+                  zero_output=True, name="head")
+    return net(substep_features(encoding, inputs),
+               fourier_embedding(jnp.log(inputs.sigma) / 4.0, size))
+
+  def __call__(self, inputs: ControllerInputs) -> jax.Array:
+    return self.head(self.encode(inputs.conditioning, inputs.preview), inputs)
 
 
 def make_controller(config: ControllerConfig,
@@ -86,6 +119,17 @@ def make_controller(config: ControllerConfig,
   """A haiku transform of u_psi: apply(params, inputs) -> u."""
   return hk.without_apply_rng(
       hk.transform(lambda inputs: Controller(config, periodic)(inputs)))
+
+
+def _controller_parts(config: ControllerConfig, periodic: Sequence[bool]):
+  """(encode_apply, head_apply) sharing make_controller's parameters."""
+
+  def parts():
+    controller = Controller(config, periodic)
+    return controller, (controller.encode, controller.head)
+
+  transformed = hk.without_apply_rng(hk.multi_transform(parts))
+  return transformed.apply
 
 
 def init_controller(config: ControllerConfig, ardm: FrozenARDM,
@@ -103,11 +147,37 @@ def init_controller(config: ControllerConfig, ardm: FrozenARDM,
   return make_controller(config, ardm.periodic).init(key, dummy)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class BoundController:
+  """u_psi with its parameters bound: the ARDM's `controller` argument.
+
+  Calling it computes u from ControllerInputs (encoder and head); an adapter
+  that runs many sub-steps per forecast step calls `encode` once and `head`
+  at every sub-step instead, with the same result.
+  """
+  config: ControllerConfig
+  periodic: tuple[bool, ...]
+  params: hk.Params
+
+  def __post_init__(self):
+    encode, head = _controller_parts(self.config, self.periodic)
+    object.__setattr__(self, "_encode", encode)
+    object.__setattr__(self, "_head", head)
+
+  def encode(self, conditioning: jax.Array, preview: Preview) -> jax.Array:
+    return self._encode(self.params, conditioning, preview)
+
+  def head(self, encoding: jax.Array, inputs: ControllerInputs) -> jax.Array:
+    return self._head(self.params, encoding, inputs)
+
+  def __call__(self, inputs: ControllerInputs) -> jax.Array:
+    return self.head(self.encode(inputs.conditioning, inputs.preview), inputs)
+
+
 def bind_controller(config: ControllerConfig, periodic: Sequence[bool],
-                    params: hk.Params) -> ControllerFn:
+                    params: hk.Params) -> BoundController:
   """u_psi with its parameters bound, as the ARDM's `controller` argument."""
-  apply = make_controller(config, periodic).apply
-  return lambda inputs: apply(params, inputs)
+  return BoundController(config, tuple(periodic), params)
 
 
 def save_controller(path, params: hk.Params, config: ControllerConfig,

@@ -1,22 +1,52 @@
 """Training the controller by entropy-regularised stochastic optimal control.
 
-Srivastava et al. 2025 (arXiv 2510.06637): from states x_0 drawn from training
-trajectories, roll the controlled ARDM over a window of L forecast steps with
-the preview buffer of each step, and minimise
+Srivastava et al. 2025 (arXiv 2510.06637): roll the controlled ARDM over a
+window of L forecast steps with the preview buffer of each step and minimise
 
-    J(psi) = E[ sum_{j=1..L} ||M_j (x_j - y_j)||^2 / sigma_obs^2 / |M|
-                + lambda * sum_{n, s} mean(u_{n,s}^2) ],
+    J(psi) = E[ (1/L) sum_{j=1..L} score_j  +  lambda (1/L) sum_{n,s} e_{n,s} ],
 
-the masked observation misfit (normalised by the number |M| of observed
-entries) plus the control energy, which for Gaussian sub-step transitions is
-(up to scale) the KL divergence to the uncontrolled ARDM. Gradients flow
-through every sampler sub-step and the frozen denoiser into psi only; the
-sub-steps are rematerialised (jax.checkpoint) so memory stays bounded.
+with e_{n,s} = mean(d_{n,s}^2) / (2 sigma_hat_s^2) the control's KL cost per
+sub-step (gencast_control.samplers) and score_j one of three objectives
+(`ControllerTrainingConfig.objective`):
+
+* "state" (twin experiments, simulations: the true trajectory is known
+  offline): the fair CRPS of a small ensemble of M controlled rollouts
+  against the truth x*_j, per entry, in units of the field's standard
+  deviation (Ferro 2014; Zamo & Naveau 2018),
+
+      CRPS_fair = (1/M) sum_m |x_m - x*| - 1/(2 M (M-1)) sum_{m != m'} |x_m - x_m'|.
+
+  It is a proper score: its minimum over ensemble distributions is at the
+  conditional distribution of the truth given what the controller saw, i.e.
+  the posterior, so it neither copies observation noise (the truth carries
+  none) nor collapses the members onto their mean, as a squared error would.
+* "heldout" (only observations exist): a random `holdout_fraction` of the
+  observed entries is hidden from the preview and scored by the fair CRPS of
+  the members' predicted observations x_m + sigma_obs eps_m against y, in
+  units of sigma_obs. The noise term makes it proper for the observations, so
+  its optimum is the posterior predictive; the shown observations are never
+  scored, so fitting their noise does not pay.
+* "observations": the in-sample misfit sum ||M (x - y)||^2 / sigma_obs^2 / |M|
+  of the observations the controller itself sees. Kept for comparison: its
+  optimum copies the observation noise into the state (see the README).
+
+Training starts where inference runs. Each example's members start from the
+true state, or, with probability `cold_fraction`, from independent random
+states of the training data (a cold start); then k ~ U{0..spinup} steps of
+spin-up run without gradient, controlled by the current parameters when
+`on_policy` (the states the controller itself produces, including its
+recovery from a cold start) or unguided otherwise; the window of L steps with
+gradients follows. Gradients flow through every sampler sub-step and the
+frozen denoiser into psi only; sub-steps are rematerialised
+(jax.checkpoint). With `validate_every`, a long rollout (`validation_steps`,
+cold start) on the validation split is scored every so often and the best
+parameters are kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,31 +60,42 @@ from gencast_control.controller import (ControllerConfig, bind_controller,
 from gencast_control.observations import Observations
 from gencast_control.regimes import ObservationRegime, sample_observations
 
+OBJECTIVES = ("state", "heldout", "observations")
+
 
 @dataclasses.dataclass(frozen=True)
 class ControllerTrainingConfig:
   """Attributes:
-    window: forecast steps L rolled out per training example.
-    spinup: maximum number of unguided ARDM steps run (without gradient) from
-      the true state before the controlled window, drawn uniformly in
-      0..spinup per example, so training starts from states carrying
-      realistic forecast errors rather than from the truth.
-    holdout_fraction: fraction of the observations hidden from the preview and
-      used only in the misfit. Scoring on observations the controller did not
-      see keeps it from fitting their noise (whose misfit would otherwise
-      drop below the noise floor); 0 scores on the previewed observations.
-    control_cost: lambda, weight of the control energy.
+    objective: "state", "heldout" or "observations" (module docstring).
+    members: controlled rollouts per example, scored together (>= 2 for the
+      CRPS objectives).
+    window: forecast steps L with gradients per example.
+    spinup: maximum number of spin-up steps (no gradient) before the window,
+      drawn uniformly in 0..spinup per example.
+    on_policy: spin up with the current controller (else unguided).
+    cold_fraction: fraction of examples whose members start from independent
+      random training states instead of the truth.
+    holdout_fraction: fraction of the observations hidden from the preview
+      and scored by the "heldout" objective (ignored by the others).
+    control_cost: lambda, weight of the control's KL cost per forecast step.
     regimes: observation regimes sampled uniformly per example (by name,
       resolved by the caller).
+    validate_every: training steps between validation rollouts (0: none).
+    validation_steps: length of a validation rollout (cold start).
+    validation_members: ensemble members of a validation rollout.
     shard_batch: split each batch over a device mesh (gencast_control.sharding:
       axis "batch", parameters replicated); batch_size must be a multiple of
       the number of devices used. Multi-host jobs call
       sharding.initialize_distributed() first.
     num_devices: devices in the mesh when shard_batch (0: all devices).
   """
+  objective: str = "state"
+  members: int = 2
   window: int = 4
   spinup: int = 8
-  holdout_fraction: float = 0.0
+  on_policy: bool = True
+  cold_fraction: float = 0.5
+  holdout_fraction: float = 0.3
   batch_size: int = 8
   num_steps: int = 400
   learning_rate: float = 1e-3
@@ -62,8 +103,29 @@ class ControllerTrainingConfig:
   seed: int = 0
   checkpoint_every: int = 50
   log_every: int = 10
+  validate_every: int = 0
+  validation_steps: int = 200
+  validation_members: int = 4
   shard_batch: bool = False
   num_devices: int = 0
+
+  def __post_init__(self):
+    if self.objective not in OBJECTIVES:
+      raise ValueError(f"unknown controller objective {self.objective!r};"
+                       f" choose one of {OBJECTIVES}")
+    low = 2 if self.objective in ("state", "heldout") else 1
+    if self.members < low:
+      raise ValueError(f"objective {self.objective!r} needs members >= {low},"
+                       f" got {self.members}")
+    if self.window < 1 or self.spinup < 0:
+      raise ValueError(f"need window >= 1 and spinup >= 0, got {self.window},"
+                       f" {self.spinup}")
+    if not 0.0 <= self.cold_fraction <= 1.0:
+      raise ValueError(f"cold_fraction must be in [0, 1], got"
+                       f" {self.cold_fraction}")
+    if self.objective == "heldout" and not 0.0 < self.holdout_fraction < 1.0:
+      raise ValueError("objective 'heldout' needs 0 < holdout_fraction < 1,"
+                       f" got {self.holdout_fraction}")
 
   def mesh(self) -> jax.sharding.Mesh | None:
     """The device mesh of a sharded run (None unless shard_batch)."""
@@ -71,39 +133,19 @@ class ControllerTrainingConfig:
                                   self.batch_size)
 
 
-def sample_windows(data: jax.Array, key: jax.Array, batch_size: int,
-                   history_length: int, window: int) -> jax.Array:
-  """Random windows [B, h + L, *spatial, C] of trajectories [N, T, ...]."""
-  num_traj, num_times = data.shape[:2]
-  length = history_length + window
-  if num_times < length:
-    raise ValueError(f"trajectories have {num_times} times, training windows"
-                     f" need {length}")
-  k1, k2 = jax.random.split(key)
-  traj = jax.random.randint(k1, (batch_size,), 0, num_traj)
-  t0 = jax.random.randint(k2, (batch_size,), 0, num_times - length + 1)
-  return data[traj[:, None], t0[:, None] + jnp.arange(length)[None, :]]
+# ---------------------------------------------------------------- scores
 
 
-def spun_up_window(ardm: FrozenARDM, truth_window: jax.Array, spinup: int,
-                   window: int, key: jax.Array):
-  """(history, truth [L+1]) after k ~ U{0..spinup} unguided steps.
+def fair_crps(members: jax.Array, target: jax.Array) -> jax.Array:
+  """Fair CRPS per entry of an ensemble [M, ...] against target [...].
 
-  truth_window has h + spinup + L states; the history is the unguided
-  forecast started from the true states, so it carries forecast errors.
+  (1/M) sum_m |x_m - y| - 1/(2 M (M-1)) sum_{m, m'} |x_m - x_m'|: unbiased
+  for the CRPS of the distribution the M members are drawn from.
   """
-  h = ardm.history_length
-  if spinup == 0:
-    return truth_window[:h], truth_window[h - 1:]
-  k_len, k_roll = jax.random.split(key)
-  steps = jax.random.randint(k_len, (), 0, spinup + 1)
-  states, _ = rollout(ardm, truth_window[:h], spinup, k_roll)
-  states = jax.lax.stop_gradient(
-      jnp.concatenate([truth_window[:h - 1], states]))
-  history = jax.lax.dynamic_slice_in_dim(states, steps, h)
-  truth = jax.lax.dynamic_slice_in_dim(truth_window, steps + h - 1,
-                                       window + 1)
-  return history, truth
+  m = members.shape[0]
+  skill = jnp.mean(jnp.abs(members - target[None]), axis=0)
+  spread = jnp.sum(jnp.abs(members[:, None] - members[None, :]), axis=(0, 1))
+  return skill - spread / (2 * m * (m - 1))
 
 
 def split_observations(observations: Observations, key: jax.Array,
@@ -120,73 +162,201 @@ def split_observations(observations: Observations, key: jax.Array,
                               values=observations.values * held_out))
 
 
-def window_cost(ardm: FrozenARDM, controller, horizon: int,
-                regimes: list[ObservationRegime], truth_window: jax.Array,
-                key: jax.Array, control_cost: float, spinup: int = 0,
-                holdout_fraction: float = 0.0):
-  """Misfit + lambda * energy of one controlled window under a random regime.
+def window_score(objective: str, states: jax.Array, truth: jax.Array,
+                 scored: Observations, scale: jax.Array, key: jax.Array
+                 ) -> jax.Array:
+  """The objective's score of members' states [M, L, ...] over a window.
 
-  truth_window: [h + spinup + L, *spatial, C] true states.
+  truth: [L, ...]; scored: the observations scored at those times (the
+  held-out ones for "heldout", the previewed ones for "observations");
+  scale: per-channel field std of the "state" score.
   """
-  k_spin, k_obs, k_phase, k_choice, k_roll, k_hold = jax.random.split(key, 6)
-  window = truth_window.shape[0] - ardm.history_length - spinup
-  history, truth = spun_up_window(ardm, truth_window, spinup, window, k_spin)
-  choice = jax.random.randint(k_choice, (), 0, len(regimes))
-  phase = jax.random.randint(k_phase, (), 0, max(r.every for r in regimes))
-  observations = sample_observations(regimes, k_obs, truth, phase, choice)
-  scored = observations
-  if holdout_fraction > 0:
-    observations, scored = split_observations(observations, k_hold,
-                                              holdout_fraction)
-  states, energy = rollout(ardm, history, window, k_roll, observations,
-                           controller, horizon, remat=True)
-  misfit = scored.misfit(states[1:], slice(1, None))
-  return misfit + control_cost * energy, (misfit, energy)
+  if objective == "state":
+    return jnp.mean(fair_crps(states / scale, truth / scale))
+  if objective == "observations":
+    return jnp.mean(jax.vmap(lambda s: scored.misfit(s, slice(None)))(states))
+  noise = scored.noise_std * jax.random.normal(key, states.shape)
+  crps = fair_crps((states + noise) / scored.noise_std,
+                   scored.values / scored.noise_std)
+  return jnp.sum(scored.mask * crps) / jnp.maximum(jnp.sum(scored.mask), 1.0)
+
+
+# --------------------------------------------------------------- windows
+
+
+def sample_windows(data: jax.Array, key: jax.Array, batch_size: int,
+                   length: int) -> jax.Array:
+  """Random windows [B, length, *spatial, C] of trajectories [N, T, ...]."""
+  num_traj, num_times = data.shape[:2]
+  if num_times < length:
+    raise ValueError(f"trajectories have {num_times} times, training windows"
+                     f" need {length}")
+  k1, k2 = jax.random.split(key)
+  traj = jax.random.randint(k1, (batch_size,), 0, num_traj)
+  t0 = jax.random.randint(k2, (batch_size,), 0, num_times - length + 1)
+  return data[traj[:, None], t0[:, None] + jnp.arange(length)[None, :]]
+
+
+def shift_observations(observations: Observations, start: jax.Array,
+                       length: int) -> Observations:
+  """The stream over times start..start+length-1 (zeros past its end)."""
+  pad = [(0, length)] + [(0, 0)] * (observations.values.ndim - 1)
+  take = lambda a: jax.lax.dynamic_slice_in_dim(jnp.pad(a, pad), start,
+                                                length)
+  return dataclasses.replace(observations, values=take(observations.values),
+                             mask=take(observations.mask))
+
+
+def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
+                 regimes: Sequence[ObservationRegime], truth_window: jax.Array,
+                 cold_histories: jax.Array, scale: jax.Array, key: jax.Array,
+                 training: ControllerTrainingConfig):
+  """Cost of one example: M members spun up, then a controlled window.
+
+  truth_window: [h + spinup + L, *spatial, C]; cold_histories: [M, h, ...]
+  random training states; frozen_controller: the controller with gradients
+  stopped, used for an on-policy spin-up.
+  """
+  h, spinup, window = ardm.history_length, training.spinup, training.window
+  keys = jax.random.split(key, 8)
+  truth = truth_window[h - 1:]  # times 0..spinup + L
+  choice = jax.random.randint(keys[0], (), 0, len(regimes))
+  phase = jax.random.randint(keys[1], (), 0, max(r.every for r in regimes))
+  observations = sample_observations(regimes, keys[2], truth, phase, choice)
+  shown, scored = observations, observations
+  if training.objective == "heldout":
+    shown, scored = split_observations(observations, keys[3],
+                                       training.holdout_fraction)
+  cold = jax.random.bernoulli(keys[4], training.cold_fraction)
+  starts = jnp.where(cold, cold_histories, truth_window[None, :h])
+  k = jax.random.randint(keys[5], (), 0, spinup + 1)
+  member_keys = jax.random.split(keys[6], training.members)
+
+  def member(start, member_key):
+    k_spin, k_window = jax.random.split(member_key)
+    history = start
+    if spinup > 0:
+      spin_controller = frozen_controller if training.on_policy else None
+      states, _ = rollout(ardm, start, spinup, k_spin, shown, spin_controller,
+                          horizon)
+      states = jax.lax.stop_gradient(
+          jnp.concatenate([start[:h - 1], states], axis=0))
+      history = jax.lax.dynamic_slice_in_dim(states, k, h)
+    window_obs = shift_observations(shown, k, window + 1 + horizon)
+    states, energy = rollout(ardm, history, window, k_window, window_obs,
+                             controller, horizon, remat=True)
+    return states[1:], jnp.sum(energy)
+
+  states, energy = jax.vmap(member)(starts, member_keys)  # [M, L, ...]
+  window_truth = jax.lax.dynamic_slice_in_dim(truth, k + 1, window)
+  window_scored = shift_observations(scored, k + 1, window)
+  score = window_score(training.objective, states, window_truth,
+                       window_scored, scale, keys[7])
+  energy = jnp.mean(energy) / window
+  return score + training.control_cost * energy, (score, energy)
 
 
 def controller_loss_fn(ardm: FrozenARDM, data: jax.Array,
-                       regimes: list[ObservationRegime],
+                       regimes: Sequence[ObservationRegime],
                        config: ControllerConfig,
                        training: ControllerTrainingConfig,
                        mesh: jax.sharding.Mesh | None = None):
-  """loss_fn(params, key) -> (mean window cost, metrics) of one random batch.
+  """loss_fn(params, key) -> (mean example cost, metrics) of one random batch.
 
   With a mesh, the batch's windows and keys are sharded over it (the vmapped
   rollout then runs data-parallel; the mean becomes an all-reduce).
   """
   if mesh is not None:
     sharding.check_batch_size(training.batch_size, mesh)
+  h = ardm.history_length
+  length = h + training.spinup + training.window
+  axes = tuple(range(data.ndim - 1))
+  scale = jnp.std(data, axis=axes) + 1e-6  # [C]
 
   def loss_fn(params, key):
     controller = bind_controller(config, ardm.periodic, params)
-    k_data, k_cost = jax.random.split(key)
-    windows = sample_windows(data, k_data, training.batch_size,
-                             ardm.history_length,
-                             training.spinup + training.window)
-    keys = jax.random.split(k_cost, training.batch_size)
+    frozen = bind_controller(config, ardm.periodic,
+                             jax.lax.stop_gradient(params))
+    k_data, k_cold, k_cost = jax.random.split(key, 3)
+    batch = training.batch_size
+    windows = sample_windows(data, k_data, batch, length)
+    cold = sample_windows(data, k_cold, batch * training.members, h)
+    cold = cold.reshape((batch, training.members) + cold.shape[1:])
+    keys = jax.random.split(k_cost, batch)
     if mesh is not None:
-      windows, keys = sharding.constrain_batch((windows, keys), mesh)
-    example = lambda w, k: window_cost(ardm, controller, config.horizon,
-                                       regimes, w, k, training.control_cost,
-                                       training.spinup,
-                                       training.holdout_fraction)
-    costs, (misfit, energy) = jax.vmap(example)(windows, keys)
-    return jnp.mean(costs), {"misfit": jnp.mean(misfit),
+      windows, cold, keys = sharding.constrain_batch((windows, cold, keys),
+                                                     mesh)
+    example = lambda w, c, k: example_cost(
+        ardm, controller, frozen, config.horizon, regimes, w, c, scale, k,
+        training)
+    costs, (score, energy) = jax.vmap(example)(windows, cold, keys)
+    return jnp.mean(costs), {"score": jnp.mean(score),
                              "energy": jnp.mean(energy)}
 
   return loss_fn
 
 
+# ------------------------------------------------------------ validation
+
+
+def validation_fn(ardm: FrozenARDM, data: np.ndarray,
+                  regimes: Sequence[ObservationRegime],
+                  config: ControllerConfig,
+                  training: ControllerTrainingConfig):
+  """validate(params) -> {"validation_rmse", "validation_crps"}.
+
+  One cold-start rollout of `validation_steps` per regime on the first
+  validation trajectory (members start from other validation states), scored
+  over its second half (after the burn-in of a cold start) in units of the
+  field's std; RMSE of the ensemble mean, fair CRPS, both averaged over the
+  regimes. A diverged rollout scores inf.
+  """
+  steps, members = training.validation_steps, training.validation_members
+  h = ardm.history_length
+  data = np.asarray(data, np.float32)
+  if data.shape[1] < h + steps:
+    raise ValueError(f"validation trajectories have {data.shape[1]} times;"
+                     f" validation_steps={steps} needs {h + steps}")
+  scale = data.std(axis=tuple(range(data.ndim - 1))) + 1e-6
+  truth = jnp.asarray(data[0, :h + steps])
+  key = jax.random.PRNGKey(training.seed + 7)
+  starts = sample_windows(jnp.asarray(data[1:] if len(data) > 1 else data),
+                          key, members, h)
+  obs = [sample_observations(r, jax.random.fold_in(key, i), truth[h - 1:])
+         for i, r in enumerate(regimes)]
+
+  @jax.jit
+  def scores(params, observations):
+    controller = bind_controller(config, ardm.periodic, params)
+    run = lambda s, k: rollout(ardm, s, steps, k, observations, controller,
+                               config.horizon)[0]
+    ens = jax.vmap(run)(starts, jax.random.split(key, members))
+    ens, tru = ens[:, steps // 2 + 1:] / scale, truth[h - 1:][steps // 2 + 1:] / scale
+    rmse = jnp.sqrt(jnp.mean((ens.mean(0) - tru)**2))
+    return rmse, jnp.mean(fair_crps(ens, tru))
+
+  def validate(params) -> dict[str, float]:
+    values = np.array([[float(v) for v in scores(params, o)] for o in obs])
+    values = np.where(np.isfinite(values), values, np.inf)
+    return {"validation_rmse": float(values[:, 0].mean()),
+            "validation_crps": float(values[:, 1].mean())}
+
+  return validate
+
+
 def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
-                     regimes: list[ObservationRegime],
+                     regimes: Sequence[ObservationRegime],
                      config: ControllerConfig,
                      training: ControllerTrainingConfig, workdir=None,
-                     progress: bool = True, params=None):
+                     progress: bool = True, params=None,
+                     validation_data: np.ndarray | None = None):
   """Trains u_psi on trajectories [N, T, *spatial, C]; ARDM stays frozen.
 
   Each example picks one of `regimes` at random, so one controller serves
   several observing systems. With training.shard_batch the batch is split
   over all (or num_devices) devices; the data and parameters are replicated.
+  With training.validate_every and validation_data, the parameters of the
+  best validation CRPS are returned (and kept in workdir/best.npz).
 
   Returns:
     (controller params, history of logged metrics).
@@ -197,6 +367,11 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
                      f" match the ARDM state shape {ardm.state_shape}")
   if not regimes:
     raise ValueError("train_controller needs at least one observation regime")
+  validate = None
+  if training.validate_every > 0:
+    if validation_data is None:
+      raise ValueError("validate_every > 0 needs validation trajectories")
+    validate = validation_fn(ardm, validation_data, regimes, config, training)
   mesh = training.mesh()
   key = jax.random.PRNGKey(training.seed)
   if params is None:
@@ -209,5 +384,7 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
   return training_loop.train(
       loss_fn, params, optimizer, training.num_steps,
       jax.random.fold_in(key, 1), workdir, training.checkpoint_every,
-      training.log_every, "controller (SOC loss)", progress=progress,
-      mesh=mesh)
+      training.log_every, f"controller ({training.objective} objective)",
+      progress=progress, mesh=mesh, validate=validate,
+      validate_every=training.validate_every,
+      best_metric="validation_crps")

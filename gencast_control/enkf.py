@@ -221,15 +221,20 @@ def model_step(x, config):
 def enkf_rollout(history, observations: Observations, num_steps: int,
                  keys, options: EnKFOptions, localization_radius, inflation,
                  initial_std):
-  """Ensemble [M, T+1, *spatial, C] of the filter (traceable; keys [M, 2])."""
-  x0 = history[-1]  # [*spatial, C]
+  """Ensemble [M, T+1, *spatial, C] of the filter (traceable; keys [M, 2]).
+
+  history: the members' initial histories [M, h, *spatial, C]; member m
+  starts at its last state plus initial_std * N(0, I).
+  """
+  starts = history[:, -1]  # [M, *spatial, C]
+  x0 = starts[0]
   spatial, channels = tuple(x0.shape[:-1]), x0.shape[-1]
   n = int(np.prod(x0.shape))
   capacity = int(options.obs_capacity) or n
   noise_std = jnp.broadcast_to(observations.noise_std, x0.shape).reshape(n)
   coordinates = jnp.asarray(grid_coordinates(spatial, channels))
   eps = jax.vmap(lambda k: jax.random.normal(k, x0.shape))(keys)
-  members = (x0[None] + initial_std * eps).reshape(-1, n)
+  members = (starts + initial_std * eps).reshape(-1, n)
   analysis_key = jax.random.fold_in(keys[0], 0x5EED)
 
   def model(x):  # [M, N] -> [M, N]
@@ -258,7 +263,17 @@ def observation_capacity(observations: Observations) -> int:
   return max(1, int((mask > 0).sum(axis=1).max()))
 
 
+def state_shape(options: EnKFOptions) -> tuple[int, ...]:
+  """[*spatial, C] of the filter's true solver."""
+  config = options.pde_config
+  if isinstance(config, KSConfig):
+    return (config.num_points, 1)
+  m = config.output_resolution
+  return (m, m, 1)
+
+
 def check_enkf_inputs(history, options: EnKFOptions, ensemble_size: int):
+  """Checks one history [h, *spatial, C] against the true solver."""
   config = options.pde_config
   shape = tuple(history.shape[1:])
   if isinstance(config, KSConfig):

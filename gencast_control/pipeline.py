@@ -105,16 +105,24 @@ def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
   """Trains the controller against a saved ARDM and saves its checkpoint."""
   ardm, _ = load_grid_ardm(ardm_path)
   data = load_split(config, data_dir, "train")
+  validation = None
+  if config.controller_training.validate_every > 0:
+    validation = load_split(config, data_dir, "validation")
   t0 = time.perf_counter()
   params, history = train_controller(ardm, data, config.training_regimes(),
                                      config.controller,
                                      config.controller_training, workdir,
-                                     progress)
+                                     progress, validation_data=validation)
+  losses = [r for r in history if "score" in r]
+  validated = [r for r in history if "validation_crps" in r]
   save_controller(out_path, params, config.controller, ardm, {
       "system": config.system, "regimes": list(config.train_regimes),
       "experiment": config_lib.to_dict(config),
+      "objective": config.controller_training.objective,
       "train_seconds": round(time.perf_counter() - t0, 1),
-      "final_misfit": history[-1]["misfit"] if history else None})
+      "final_score": losses[-1]["score"] if losses else None,
+      "best_validation": (min(validated, key=lambda r: r["validation_crps"])
+                          if validated else None)})
   return params
 
 

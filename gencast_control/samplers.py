@@ -22,7 +22,21 @@ sub-step:
     z_{s+1} = step(z_hat, D(z_hat, sigma_hat)) + (sigma_hat - sigma_{s+1}) * u_s,
     u_s = u_psi(z_hat, sigma_hat, D(z_hat, sigma_hat), s),
 
-so u = 0 reproduces the uncontrolled sampler exactly. The last sub-step
+so u = 0 reproduces the uncontrolled sampler exactly. Its cost is measured by
+the displacement d_s = (sigma_hat - sigma_{s+1}) u_s relative to the sub-step's
+noise level,
+
+    e_s = mean(d_s^2) / (2 sigma_hat^2),
+
+which is KL(N(m + d_s, sigma_hat^2 I) || N(m, sigma_hat^2 I)) per entry: the KL
+between the controlled and the pretrained transition if the sub-step carried
+Gaussian noise at its own noise level. For a churned sampler the fresh noise
+of a sub-step is smaller than sigma_hat, so e_s is a lower bound of that KL up
+to the churn's variance ratio; for a deterministic (churn = 0) sampler the
+transition has no noise of its own and e_s is the same scale-free measure: how
+far the control moves the state compared with the uncertainty the sampler
+still carries at that noise level. sqrt(2 e_s) is the RMS displacement over
+sigma_hat that the benchmark reports. The last sub-step
 (sigma_{S} = 0) is the Euler jump z = D(z_hat, sigma_hat) for every method, so
 the denoiser is never evaluated at sigma = 0 (where log-sigma noise embeddings
 give NaN gradients).
@@ -144,7 +158,8 @@ def sample(
     remat: rematerialise each sub-step in the backward pass (memory O(1) in S).
 
   Returns:
-    (z, control_energy) with control_energy = sum_s mean(u_s^2) (0 if no control).
+    (z, energies [S]) with energies[s] = e_s = mean(d_s^2) / (2 sigma_hat_s^2)
+    (see the module docstring; zeros without control).
   """
   sigmas = jnp.asarray(noise_levels(config))
   gammas = jnp.asarray(churn_factors(config))
@@ -165,7 +180,9 @@ def sample(
     if control is None:
       return z_new, energy
     u = control(z_hat, sigma_hat, denoised, s)
-    return z_new + (sigma_hat - sigma_next) * u, energy + jnp.mean(u**2)
+    displacement = (sigma_hat - sigma_next) * u
+    e = 0.5 * jnp.mean(displacement**2) / sigma_hat**2
+    return z_new + displacement, energy.at[s].set(e)
 
   def substep(carry, s):
     z, energy = carry
@@ -178,7 +195,7 @@ def sample(
 
   if remat:
     substep = jax.checkpoint(substep)
-  energy = jnp.zeros((), jnp.float32)
+  energy = jnp.zeros((config.num_steps,), jnp.float32)
   last = config.num_steps - 1
   (z, energy), _ = jax.lax.scan(substep, (z, energy), jnp.arange(last))
   # Last sub-step: Euler jump to sigma = 0, z = D(z_hat, sigma_hat).

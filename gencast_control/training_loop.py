@@ -9,6 +9,10 @@ With a device mesh (gencast_control.sharding) the state is replicated on every
 device, before the first step and after restoring a checkpoint, and the jitted
 step keeps it replicated (in/out shardings); loss_fn shards its batch over the
 mesh. Only process 0 writes checkpoints and logs.
+
+With a `validate(params) -> {metric: value}` callback the parameters are
+scored every `validate_every` steps (and at the end); the best ones by
+`best_metric` (lower is better) are kept in workdir/best.npz and returned.
 """
 
 from __future__ import annotations
@@ -62,20 +66,29 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
           num_steps: int, key: jax.Array, workdir: str | Path | None = None,
           checkpoint_every: int = 100, log_every: int = 10,
           description: str = "training", metadata: dict | None = None,
-          progress: bool = True, mesh: jax.sharding.Mesh | None = None):
+          progress: bool = True, mesh: jax.sharding.Mesh | None = None,
+          validate: Callable[[Any], dict[str, float]] | None = None,
+          validate_every: int = 0, best_metric: str = ""):
   """Minimises loss_fn over params; resumes from workdir/state.npz if present.
 
   mesh: if given, the state is replicated over its devices (see module doc).
+  validate, validate_every, best_metric: see the module doc.
 
   Returns:
-    (params, history) with history a list of logged metric dicts.
+    (params, history) with history a list of logged metric dicts; params are
+    the best validated ones when validating, else the final ones.
   """
-  state_path = log_path = None
+  state_path = log_path = best_path = None
   if workdir is not None:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     state_path, log_path = workdir / "state.npz", workdir / "log.jsonl"
+    best_path = workdir / "best.npz"
   state = initial_state(params, optimizer, key, state_path, mesh)
+  best = {"params": state["params"], "score": jnp.asarray(np.inf, jnp.float32),
+          "step": jnp.zeros((), jnp.int32)}
+  if validate is not None and best_path is not None and best_path.exists():
+    best, _ = checkpoint.load_training_state(best_path, best)
   jit_kwargs = {}
   if mesh is not None:
     replicated = sharding_lib.replicated(mesh)
@@ -98,6 +111,24 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
     if state_path is not None and primary:
       checkpoint.save_training_state(state_path, state, dict(metadata or {}))
 
+  def log(record):
+    history.append(record)
+    if log_path is not None and primary:
+      with open(log_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+  def validation(step):
+    nonlocal best
+    scores = validate(state["params"])
+    log(dict(scores, step=step))
+    if scores[best_metric] < float(best["score"]):
+      best = {"params": state["params"],
+              "score": jnp.asarray(scores[best_metric], jnp.float32),
+              "step": jnp.asarray(step, jnp.int32)}
+      if best_path is not None and primary:
+        checkpoint.save_training_state(best_path, best,
+                                       {"metric": best_metric})
+
   history = []
   start = int(state["step"])
   bar = tqdm.trange(start, num_steps, desc=description, disable=not progress,
@@ -112,12 +143,14 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
         save()
         raise FloatingPointError(
             f"{description}: loss became {record['loss']} at step {i + 1}")
-      history.append(record)
       bar.set_postfix(loss=f"{record['loss']:.4g}")
-      if log_path is not None and primary:
-        with open(log_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
+      log(record)
+    if validate is not None and ((i + 1) % validate_every == 0
+                                 or i + 1 == num_steps):
+      validation(i + 1)
     if (i + 1) % checkpoint_every == 0:
       save()
   save()
+  if validate is not None and np.isfinite(float(best["score"])):
+    return best["params"], history
   return state["params"], history

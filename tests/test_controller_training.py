@@ -1,0 +1,164 @@
+"""The controller's objectives, its encoder/head split, cold starts, and
+best-validation checkpoints."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gencast_control import training_loop
+from gencast_control.ardm import ControllerInputs
+from gencast_control.assimilation import ensemble_rollout
+from gencast_control.controller import (ControllerConfig, bind_controller,
+                                        init_controller)
+from gencast_control.controller_training import (ControllerTrainingConfig,
+                                                 fair_crps, window_score)
+from gencast_control.networks import ConvNetConfig
+from gencast_control.observations import Observations, Preview
+
+CONTROLLER = ControllerConfig(
+    horizon=2, network=ConvNetConfig(width=8, num_blocks=1, kernel_size=3,
+                                     dilations=(1,), embedding_size=8),
+    encoding_channels=4,
+    head=ConvNetConfig(width=8, num_blocks=1, kernel_size=3, dilations=(1,),
+                       embedding_size=8))
+
+
+def test_fair_crps_matches_brute_force():
+  rng = np.random.default_rng(0)
+  members, target = rng.normal(size=(4, 7)), rng.normal(size=7)
+  expected = np.zeros(7)
+  for i in range(7):
+    skill = np.mean([abs(x - target[i]) for x in members[:, i]])
+    pairs = [abs(a - b) for a, b in itertools.permutations(members[:, i], 2)]
+    expected[i] = skill - np.sum(pairs) / (2 * 4 * 3)
+  np.testing.assert_allclose(np.asarray(fair_crps(jnp.asarray(members),
+                                                  jnp.asarray(target))),
+                             expected, rtol=1e-5)
+
+
+def test_state_score_is_proper_where_squared_error_collapses():
+  """Expected scores of 2-member ensembles drawn N(0, s^2) for a truth
+  N(0, 1): the fair CRPS is lowest at the calibrated s = 1, the squared
+  error of the members at the collapsed s = 0."""
+  key = jax.random.PRNGKey(0)
+  k_truth, k_members = jax.random.split(key)
+  truth = jax.random.normal(k_truth, (20000,))
+  eps = jax.random.normal(k_members, (2, 20000))
+  spreads = [0.0, 0.5, 1.0, 1.5, 2.0]
+  crps = [float(jnp.mean(fair_crps(s * eps, truth))) for s in spreads]
+  mse = [float(jnp.mean((s * eps - truth)**2)) for s in spreads]
+  assert int(np.argmin(crps)) == spreads.index(1.0)
+  assert int(np.argmin(mse)) == spreads.index(0.0)
+
+
+def test_heldout_score_counts_noise_and_only_scored_entries():
+  truth = jnp.zeros((3, 10, 1))
+  mask = jnp.zeros((3, 10, 1)).at[:, :5].set(1.0)
+  values = mask * 2.0
+  obs = Observations(values=values, mask=mask, noise_std=jnp.asarray(1.0))
+  states = jnp.zeros((2, 3, 10, 1))
+  # Unscored entries (mask 0) with wild states do not change the score.
+  wild = states.at[:, :, 5:].set(1e3)
+  key = jax.random.PRNGKey(1)
+  a = window_score("heldout", states, truth, obs, jnp.ones(1), key)
+  b = window_score("heldout", wild, truth, obs, jnp.ones(1), key)
+  assert float(a) == pytest.approx(float(b))
+  assert float(a) > 0
+  # The in-sample misfit of a state at the observations is zero.
+  fit = window_score("observations", values[None].repeat(2, 0), truth, obs,
+                     jnp.ones(1), key)
+  assert float(fit) == 0.0
+
+
+def test_training_config_rejects_bad_settings():
+  with pytest.raises(ValueError, match="unknown controller objective"):
+    ControllerTrainingConfig(objective="mse")
+  with pytest.raises(ValueError, match="members >= 2"):
+    ControllerTrainingConfig(objective="state", members=1)
+  with pytest.raises(ValueError, match="holdout_fraction"):
+    ControllerTrainingConfig(objective="heldout", holdout_fraction=0.0)
+  with pytest.raises(ValueError, match="cold_fraction"):
+    ControllerTrainingConfig(cold_fraction=1.5)
+
+
+def _perturbed_params(tiny_ardm):
+  params = init_controller(CONTROLLER, tiny_ardm, jax.random.PRNGKey(0))
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  return jax.tree.unflatten(tree, [
+      x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+
+
+def test_encoder_and_head_compose_to_the_full_controller(tiny_ardm):
+  controller = bind_controller(CONTROLLER, tiny_ardm.periodic,
+                               _perturbed_params(tiny_ardm))
+  rng = np.random.default_rng(0)
+  field = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+  preview = Preview(field(2, 32, 1), jnp.ones((2, 32, 1)),
+                    jnp.arange(1.0, 3.0))
+  inputs = ControllerInputs(field(32, 1), field(32, 1), jnp.asarray(0.7),
+                            field(32, 1), preview)
+  encoding = controller.encode(inputs.conditioning, preview)
+  assert encoding.shape == (32, CONTROLLER.encoding_channels)
+  np.testing.assert_allclose(np.asarray(controller.head(encoding, inputs)),
+                             np.asarray(controller(inputs)), rtol=1e-6)
+
+
+def test_encoder_runs_once_per_forecast_step(tiny_ardm, tiny_ks_data):
+  """Tracing one forecast step calls the encoder once, outside the sub-step
+  loop, and the head inside it (the scan body and the last sub-step)."""
+  controller = bind_controller(CONTROLLER, tiny_ardm.periodic,
+                               _perturbed_params(tiny_ardm))
+  calls = {"encode": 0, "head": 0}
+
+  class Counting:
+    def encode(self, *args):
+      calls["encode"] += 1
+      return controller.encode(*args)
+
+    def head(self, *args):
+      calls["head"] += 1
+      return controller.head(*args)
+
+  frames = jnp.asarray(tiny_ks_data[0, 1:3])
+  preview = Preview(frames, jnp.ones_like(frames), jnp.arange(1.0, 3.0))
+  jax.make_jaxpr(lambda h: tiny_ardm.step(h, jax.random.PRNGKey(0), preview,
+                                          Counting()))(
+                                              jnp.asarray(tiny_ks_data[0, :1]))
+  assert calls == {"encode": 1, "head": 2}
+
+
+def test_cold_start_ensemble_has_one_history_per_member(tiny_ardm,
+                                                        tiny_ks_data):
+  initial = jnp.asarray(tiny_ks_data[:3, 5:6])  # [M, h, X, C]
+  ens = np.asarray(ensemble_rollout(tiny_ardm, initial, 4,
+                                    jax.random.PRNGKey(0), 3))
+  np.testing.assert_array_equal(ens[:, 0], np.asarray(initial[:, -1]))
+  with pytest.raises(ValueError, match="one per member"):
+    ensemble_rollout(tiny_ardm, initial, 4, jax.random.PRNGKey(0), 4)
+
+
+def test_training_keeps_and_returns_the_best_validated_parameters(tmp_path):
+  """validate() scores the step count; the best (lowest) is at step 4."""
+  loss_fn = lambda p, k: (jnp.sum((p["w"] - 3.0)**2), {})
+  scores = {2: 5.0, 4: 1.0, 6: 2.0, 8: 4.0}
+  seen = {}
+
+  def validate(params):
+    step = len(seen) * 2 + 2
+    seen[step] = float(params["w"])
+    return {"validation_crps": scores[step]}
+
+  params, history = training_loop.train(
+      loss_fn, {"w": jnp.zeros(())}, optax.sgd(0.1), 8,
+      jax.random.PRNGKey(0), tmp_path, checkpoint_every=4, log_every=2,
+      progress=False, validate=validate, validate_every=2,
+      best_metric="validation_crps")
+  assert float(params["w"]) == pytest.approx(seen[4])
+  assert (tmp_path / "best.npz").exists()
+  assert [r["validation_crps"] for r in history if "validation_crps" in r
+          ] == [5.0, 1.0, 2.0, 4.0]
