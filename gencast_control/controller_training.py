@@ -80,6 +80,9 @@ class ControllerTrainingConfig:
     control_cost: lambda, weight of the control's KL cost per forecast step.
     regimes: observation regimes sampled uniformly per example (by name,
       resolved by the caller).
+    warm_start: path of a controller checkpoint (same architecture, same
+      ARDM) to start from, e.g. a "state"-trained controller before
+      "heldout" training on real observations ("": a fresh u = 0 start).
     validate_every: training steps between validation rollouts (0: none).
     validation_steps: length of a validation rollout (cold start).
     validation_members: ensemble members of a validation rollout.
@@ -103,6 +106,7 @@ class ControllerTrainingConfig:
   seed: int = 0
   checkpoint_every: int = 50
   log_every: int = 10
+  warm_start: str = ""
   validate_every: int = 0
   validation_steps: int = 200
   validation_members: int = 4

@@ -21,7 +21,8 @@ from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
                                            save_grid_ardm)
 from gencast_control.ardm_training import train_ardm
 from gencast_control.assimilation import ensemble_rollout, ensemble_to_dataset
-from gencast_control.controller import bind_controller, save_controller
+from gencast_control.controller import (bind_controller, load_controller,
+                                        save_controller)
 from gencast_control.controller_training import train_controller
 from gencast_control.experiment import (ExperimentConfig, get_system,
                                         state_variables)
@@ -108,11 +109,20 @@ def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
   validation = None
   if config.controller_training.validate_every > 0:
     validation = load_split(config, data_dir, "validation")
+  initial = None
+  if config.controller_training.warm_start:
+    warm_config, initial, _ = load_controller(
+        config.controller_training.warm_start, ardm)
+    if warm_config != config.controller:
+      raise ValueError(
+          f"warm_start {config.controller_training.warm_start} has another"
+          " controller architecture than the config's `controller` section")
   t0 = time.perf_counter()
   params, history = train_controller(ardm, data, config.training_regimes(),
                                      config.controller,
                                      config.controller_training, workdir,
-                                     progress, validation_data=validation)
+                                     progress, params=initial,
+                                     validation_data=validation)
   losses = [r for r in history if "score" in r]
   validated = [r for r in history if "validation_crps" in r]
   save_controller(out_path, params, config.controller, ardm, {

@@ -150,3 +150,36 @@ def test_missing_checkpoints_skip_the_config_with_a_note(tmp_path, capsys):
     benchmark.run_benchmark(tmp_path, ["ks"], checkpoints_dir=tmp_path,
                             log=print)
   assert "note: skipping ks" in capsys.readouterr().out
+
+
+def test_cold_start_runs_from_climatological_states(checkpoints, tmp_path):
+  args = (["benchmark", "--config", "ks", "--checkpoints", str(checkpoints),
+           "--out", str(tmp_path), "--regime", "random_25pct", "--method",
+           "controlled", "unguided", "enkf", "--start", "cold", "--burn-in",
+           "1"] + TINY + SIZE)
+  assert cli.main(args) == 0
+  results = json.loads((tmp_path / "benchmark.json").read_text())
+  setup = results["configs"]["ks"]["setup"]
+  assert (setup["start"], setup["burn_in"]) == ("cold", 1)
+  rows = results["configs"]["ks"]["regimes"]["random_25pct"]
+  assert len(rows["controlled"]["control_size"]) == 4  # one per sub-step
+  assert all(np.isfinite(rows["controlled"]["control_size"]))
+  assert all(rows[m]["diverged"] == 0 for m in rows)
+  # Members start apart from each other and from the truth.
+  config = load_config("ks", TINY[1::2])
+  initial = benchmark.climatological_histories(config, 3, 1)
+  truth = demo.test_trajectories(config)[0]
+  assert initial.shape == (3, 1, 32, 1)
+  assert np.abs(initial[0] - initial[1]).max() > 0.5
+  assert np.abs(initial[:, 0] - truth[0]).max() > 0.5
+  assert "start: cold; scores over t = 2..3" in (
+      tmp_path / "benchmark.md").read_text()
+
+
+def test_divergence_counts_members_far_outside_the_truths_range():
+  truth = np.ones((1, 5, 8, 1))
+  ensemble = np.ones((1, 3, 5, 8, 1))
+  ensemble[0, 1, 3] = 100.0  # one member blows up at t = 3
+  ensemble[0, 2, 4, 0] = np.nan
+  assert benchmark.count_diverged(ensemble, truth) == 2
+  assert benchmark.count_diverged(np.ones((1, 3, 5, 8, 1)), truth) == 0

@@ -24,7 +24,8 @@ TINY = ["--set", "pde.num_points=32", "--set", "pde.domain_length=22.0",
         "--set", "controller_training.num_steps=4",
         "--set", "controller_training.batch_size=2",
         "--set", "controller_training.spinup=2",
-        "--set", "controller_training.window=2"]
+        "--set", "controller_training.window=2",
+        "--set", "controller_training.validation_steps=20"]
 
 
 def test_demo_on_shipped_checkpoints(tmp_path, capsys):
@@ -107,6 +108,7 @@ def test_kolmogorov_pipeline_runs_on_a_tiny_grid(tmp_path):
           "--set", "controller_training.batch_size=2",
           "--set", "controller_training.spinup=1",
           "--set", "controller_training.window=2",
+          "--set", "controller_training.validation_steps=8",
           "--set", "assimilation.num_steps=4",
           "--set", "assimilation.ensemble_size=2",
           "--set", "assimilation.num_trajectories=1"]

@@ -1,24 +1,28 @@
-"""The shipped Kolmogorov-flow checkpoints match configs/kolmogorov.py."""
+"""The shipped checkpoints (KS, Kolmogorov flow) match their configs."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from gencast_control import config as config_lib
 from gencast_control import pipeline
 from gencast_control.adapters.grid import load_grid_ardm
 from gencast_control.assimilation import ensemble_rollout
 from gencast_control.controller import bind_controller, load_controller
-from gencast_control.pdes.kolmogorov import generate_kolmogorov_dataset
+from gencast_control.experiment import get_system
 from gencast_control.regimes import sample_observations
 
 
-def test_shipped_kolmogorov_checkpoints_match_config_and_steer():
-  config = config_lib.load_config("kolmogorov", [])
-  ardm_path, controller_path = pipeline.shipped_checkpoints("kolmogorov")
+@pytest.mark.parametrize("name, state_shape, variable", [
+    ("ks", (128, 1), "u"), ("kolmogorov", (64, 64, 1), "vorticity")])
+def test_shipped_checkpoints_match_config_and_steer(name, state_shape,
+                                                    variable):
+  config = config_lib.load_config(name, [])
+  ardm_path, controller_path = pipeline.shipped_checkpoints(name)
   ardm, ardm_meta = load_grid_ardm(ardm_path)  # verifies the fingerprint
   assert ardm.config == config.ardm
-  assert ardm.state_shape == (64, 64, 1)
+  assert ardm.state_shape == state_shape
   for section in ("data", "ardm_training"):
     assert ardm_meta["experiment"][section] == config_lib.to_dict(
         getattr(config, section))
@@ -31,10 +35,12 @@ def test_shipped_kolmogorov_checkpoints_match_config_and_steer():
   assert {k: trained[k] for k in trained if k in expected} == {
       k: expected[k] for k in trained if k in expected}
 
+  assert meta["objective"] == config.controller_training.objective
+
   # Two controlled steps from a (briefly spun-up) solver state.
-  truth = generate_kolmogorov_dataset(jax.random.PRNGKey(3), 1, 2, config.pde,
-                                      burn_in_steps=4)
-  truth = jnp.asarray(truth["vorticity"].values[0, ..., None])  # [3, 64, 64, 1]
+  truth = get_system(config.system).generate(
+      jax.random.PRNGKey(3), 1, 2, config.pde, burn_in_steps=4)
+  truth = jnp.asarray(truth[variable].values[0, ..., None])  # [3, *grid, 1]
   obs = sample_observations(config.regime("random_25pct"),
                             jax.random.PRNGKey(4), truth)
   controller = bind_controller(controller_config, ardm.periodic, params)
@@ -42,7 +48,7 @@ def test_shipped_kolmogorov_checkpoints_match_config_and_steer():
   controlled = ensemble_rollout(ardm, truth[:1], 2, key, 2, obs, controller,
                                 controller_config.horizon)
   unguided = ensemble_rollout(ardm, truth[:1], 2, key, 2)
-  assert controlled.shape == unguided.shape == (2, 3, 64, 64, 1)
+  assert controlled.shape == unguided.shape == (2, 3) + state_shape
   assert np.isfinite(np.asarray(controlled)).all()
   np.testing.assert_array_equal(controlled[:, 0], unguided[:, 0])
   # The trained controller is not the zero map: it changes the forecast.
