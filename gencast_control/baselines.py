@@ -37,7 +37,8 @@ import jax.numpy as jnp
 
 from gencast_control import enkf
 from gencast_control.adapters.grid import GridARDM
-from gencast_control.assimilation import ensemble_program, member_keys
+from gencast_control.assimilation import (ensemble_program, member_histories,
+                                         member_keys)
 from gencast_control.observations import Observations
 from gencast_control.samplers import _move, noise_levels, sample
 

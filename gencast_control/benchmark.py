@@ -407,18 +407,44 @@ def ratios(rows: dict, method: str, clock: str = "seconds"
   return m["rmse"] / c["rmse"], m[clock] / c[clock]
 
 
+DIFFUSION_METHODS = ("controlled", "unguided", "dps", "sda", "repaint")
+
+
 def goal_summary(regimes: dict) -> dict:
-  """The two headline checks, from the measured table."""
+  """The headline checks, from the measured table: per check the regimes
+  that pass it (and, for ratios, the value per regime)."""
   summary = {}
   with_controller = {r: rows for r, rows in regimes.items()
                      if "controlled" in rows}
+
+  def passing(check):
+    names = [r for r, rows in with_controller.items() if check(rows)]
+    return {"regimes": names, "count": len(names), "of": len(with_controller)}
+
+  def best_diffusion(score):
+    def check(rows):
+      diffusion = [m for m in DIFFUSION_METHODS if m in rows]
+      return min(diffusion, key=lambda m: rows[m][score]) == "controlled"
+    return check
+
   if with_controller and any(len(rows) > 1 for rows in
                              with_controller.values()):
-    wins = [r for r, rows in with_controller.items()
-            if min(rows, key=lambda m: rows[m]["rmse"]) == "controlled"]
-    summary["controller_lowest_rmse"] = {"regimes": wins,
-                                         "count": len(wins),
-                                         "of": len(with_controller)}
+    summary["controller_lowest_rmse"] = passing(
+        lambda rows: min(rows, key=lambda m: rows[m]["rmse"]) == "controlled")
+    summary["controller_best_diffusion_rmse"] = passing(best_diffusion("rmse"))
+    summary["controller_best_diffusion_crps"] = passing(best_diffusion("crps"))
+  if all("unguided" in rows for rows in with_controller.values()):
+    summary["controller_not_worse_than_unguided"] = passing(
+        lambda rows: rows["controlled"]["rmse"] <= rows["unguided"]["rmse"])
+    summary["cpu_time_vs_unguided"] = {
+        r: rows["controlled"]["cpu_seconds"] / rows["unguided"]["cpu_seconds"]
+        for r, rows in with_controller.items()}
+  summary["controller_calibrated"] = passing(
+      lambda rows: 0.7 <= rows["controlled"]["spread_skill"] <= 1.3)
+  if all("enkf" in rows for rows in with_controller.values()):
+    summary["rmse_vs_enkf"] = {
+        r: rows["controlled"]["rmse"] / rows["enkf"]["rmse"]
+        for r, rows in with_controller.items()}
   for clock, label in (("seconds", ""), ("cpu_seconds", "_cpu")):
     speed = {}
     for r, rows in with_controller.items():
@@ -526,10 +552,25 @@ def markdown_report(results: dict) -> str:
                    " sigma_next) u / sigma_hat: " + "; ".join(
                        f"{r} " + " ".join(f"{v:.3f}" for v in sz)
                        for r, sz in sizes.items()) + ".")
-    if "controller_lowest_rmse" in goals:
-      g = goals["controller_lowest_rmse"]
-      lines.append(f"Controller lowest RMSE in {g['count']} of {g['of']}"
-                   f" regimes ({', '.join(g['regimes']) or 'none'}).")
+    for key, label in (
+        ("controller_lowest_rmse", "Controller lowest RMSE of all methods"),
+        ("controller_best_diffusion_rmse",
+         "Controller lowest RMSE among the diffusion methods"),
+        ("controller_best_diffusion_crps",
+         "Controller lowest CRPS among the diffusion methods"),
+        ("controller_not_worse_than_unguided",
+         "Controller RMSE <= the unguided forecast's"),
+        ("controller_calibrated", "Controller spread/skill in [0.7, 1.3]")):
+      if key in goals:
+        g = goals[key]
+        lines.append(f"{label}: {g['count']} of {g['of']} regimes"
+                     f" ({', '.join(g['regimes']) or 'none'}).")
+    for key, label in (("rmse_vs_enkf", "Controller RMSE / EnKF RMSE"),
+                       ("cpu_time_vs_unguided",
+                        "Controller CPU time / unguided CPU time")):
+      if key in goals:
+        lines.append(f"{label}: " + ", ".join(
+            f"{r} {v:.2f}x" for r, v in goals[key].items()) + ".")
     for label, name in (("wall-clock", ""), ("CPU time", "_cpu")):
       speed = goals.get(f"speedup_vs_fastest_gradient_guided{name}")
       if speed:

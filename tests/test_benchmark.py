@@ -71,7 +71,16 @@ def test_writes_every_method_and_regime(run):
                                + memory["temp"]) > 0
   markdown = (run / "benchmark.md").read_text()
   assert markdown.count("| random_25pct |") == len(benchmark.METHODS)
-  assert "Controller lowest RMSE in" in markdown
+  assert "Controller lowest RMSE of all methods:" in markdown
+  goals = ks["goals"]
+  rows = ks["regimes"]
+  best = {r for r in REGIMES if min(
+      ("controlled", "unguided", "dps", "sda", "repaint"),
+      key=lambda m: rows[r][m]["crps"]) == "controlled"}
+  assert set(goals["controller_best_diffusion_crps"]["regimes"]) == best
+  for r in REGIMES:
+    assert goals["rmse_vs_enkf"][r] == pytest.approx(
+        rows[r]["controlled"]["rmse"] / rows[r]["enkf"]["rmse"])
   for name in ("ks_spectra.png", "ks_fields.png",
                "ks_rmse_vs_time_random_25pct.png"):
     assert (run / name).stat().st_size > 5_000, name
