@@ -77,9 +77,8 @@ class ControllerTrainingConfig:
       random training states instead of the truth.
     holdout_fraction: fraction of the observations hidden from the preview
       and scored by the "heldout" objective (ignored by the others).
-    control_cost: lambda, weight of the control's KL cost per forecast step.
-    regimes: observation regimes sampled uniformly per example (by name,
-      resolved by the caller).
+    control_cost: lambda, weight of the control's KL cost per forecast step
+      (each example draws one of the caller's regimes uniformly).
     warm_start: path of a controller checkpoint (same architecture, same
       ARDM) to start from, e.g. a "state"-trained controller before
       "heldout" training on real observations ("": a fresh u = 0 start).
