@@ -147,7 +147,11 @@ def fair_crps(members: jax.Array, target: jax.Array) -> jax.Array:
   """
   m = members.shape[0]
   skill = jnp.mean(jnp.abs(members - target[None]), axis=0)
-  spread = jnp.sum(jnp.abs(members[:, None] - members[None, :]), axis=(0, 1))
+  # Distinct pairs only: the diagonal |x_m - x_m| = 0 has no defined
+  # gradient, and XLA's fusions can give it a spurious one (sharded and
+  # one-device gradients then differ).
+  first, second = np.triu_indices(m, 1)
+  spread = 2.0 * jnp.sum(jnp.abs(members[first] - members[second]), axis=0)
   return skill - spread / (2 * m * (m - 1))
 
 
