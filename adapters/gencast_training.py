@@ -251,9 +251,9 @@ def train_controller(model: GenCastModel, inputs: xr.Dataset,
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     state_path, log_path = workdir / "state.npz", workdir / "log.jsonl"
-  state = training_loop.initial_state(params, optimizer,
-                                      jax.random.fold_in(key, 1), state_path,
-                                      mesh)
+  state, _ = training_loop.initial_state(params, optimizer,
+                                         jax.random.fold_in(key, 1),
+                                         state_path, mesh)
   gencast_params = model.params
   jit_kwargs = {}
   if mesh is not None:
@@ -273,7 +273,7 @@ def train_controller(model: GenCastModel, inputs: xr.Dataset,
         state["params"], gencast_params, rng, i, t, f)
     updates, opt_state = optimizer.update(grads, state["opt_state"],
                                           state["params"])
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
     return dict(state, params=optax.apply_updates(state["params"], updates),
                 opt_state=opt_state, step=state["step"] + 1), metrics
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gencast_control.config import require
 from gencast_control.ardm import ControllerInputs, FrozenARDM
 from gencast_control.networks import ConvNet, ConvNetConfig, fourier_embedding
 from gencast_control.observations import Preview
@@ -46,6 +47,10 @@ class GridARDMConfig:
   sampler: SamplerConfig = SamplerConfig()
 
   def __post_init__(self):
+    require(self, positive=("history_length",))
+    if len(self.state_shape) < 2 or min(self.state_shape) < 1:
+      raise ValueError(f"GridARDMConfig.state_shape must be (*spatial, C)"
+                       f" with sizes >= 1, got {self.state_shape!r}")
     if len(self.periodic) != len(self.state_shape) - 1:
       raise ValueError(f"periodic {self.periodic} needs one flag per spatial"
                        f" axis of state_shape {self.state_shape}")
@@ -214,6 +219,8 @@ def load_grid_ardm(path) -> tuple[GridARDM, dict]:
   except (KeyError, TypeError, ValueError) as e:
     raise checkpoint.CheckpointError(
         f"grid ARDM checkpoint {path} has invalid metadata: {e}") from e
+  checkpoint.check_params(path, params, jax.eval_shape(
+      lambda: GridARDM.init_params(config, jax.random.PRNGKey(0))))
   ardm = GridARDM(config, params, normalization)
   if meta.get("fingerprint") not in (None, ardm.fingerprint):
     raise checkpoint.CheckpointError(

@@ -23,7 +23,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import numpy as np  # noqa: E402
 
 from gencast_control import benchmark, pipeline  # noqa: E402
-from gencast_control.checkpoint import atomic_write  # noqa: E402
+from gencast_control.checkpoint import atomic_write, write_json  # noqa: E402
 from gencast_control.config import load_config  # noqa: E402
 from gencast_control.controller import load_controller  # noqa: E402
 
@@ -34,6 +34,12 @@ VARIANTS = {
     "observations_H4_onpolicy": ["controller_training.objective=observations",
                                  "controller_training.members=1"],
     "heldout_H4_onpolicy": ["controller_training.objective=heldout"],
+    # The recipe for observation-only data: pretrain `state` on simulations,
+    # then fine-tune on held-out observations (200 + 200 steps).
+    "heldout_H4_warm_start": [
+        "controller_training.objective=heldout",
+        "controller_training.warm_start={out}/state_H4_onpolicy/"
+        "ks_controller.npz"],
     "state_H2_onpolicy": ["controller.horizon=2"],
     "state_H4_unguided_spinup": ["controller_training.on_policy=False"],
 }
@@ -61,16 +67,22 @@ def main():
   budget = [f"controller_training.num_steps={args.train_steps}",
             "controller_training.validate_every=0"]
   results = {"train_steps": args.train_steps, "regimes": regimes,
-             "start": "cold", "burn_in": args.burn_in, "variants": {}}
+             "start": "cold", "burn_in": args.burn_in,
+             "trajectories": args.trajectories, "steps": args.steps,
+             "members": args.members, "variants": {}}
+  previous = _load_previous(out / "ablation.json", results)
+  if previous:  # variants run by an earlier invocation with the same settings
+    results = previous
   for name in args.variant or list(VARIANTS):
-    config = load_config("ks", budget + VARIANTS[name])
+    overrides = [o.format(out=out) for o in VARIANTS[name]]
+    config = load_config("ks", budget + overrides)
     path = out / name / "ks_controller.npz"
     t0 = time.perf_counter()
     if not path.exists():
       pipeline.train_controller_step(config, args.ardm, args.data, path,
                                      out / name / "work", progress=False)
     train_seconds = time.perf_counter() - t0
-    models = benchmark.load_models(args.ardm, path)
+    models = benchmark.load_models(config, args.ardm, path)
     meta = load_controller(path, models.ardm)[2]
     h = models.ardm.history_length
     truth = pipeline.load_split(config, args.data, "validation")[
@@ -79,7 +91,7 @@ def main():
         config, args.trajectories * args.members, h).reshape(
             (args.trajectories, args.members, h)
             + tuple(models.ardm.state_shape))
-    methods = ["controlled"] + (["unguided"] if not results["variants"]
+    methods = ["controlled"] + (["unguided"] if "unguided" not in results
                                 else [])
     scores = benchmark.benchmark_config(
         config, models, truth, regimes, methods, args.members,
@@ -88,16 +100,28 @@ def main():
       results["unguided"] = {r: _summary(s["unguided"])
                              for r, s in scores.items()}
     results["variants"][name] = {
-        "overrides": VARIANTS[name], "train_seconds": round(train_seconds),
+        "overrides": overrides, "train_seconds": round(train_seconds),
         "final_training_score": meta.get("final_score"),
         "regimes": {r: _summary(s["controlled"]) for r, s in scores.items()}}
     print(f"{name}: " + ", ".join(
         f"{r} RMSE {s['controlled']['rmse']:.3f}" for r, s in scores.items()))
-  atomic_write(out / "ablation.json",
-               lambda f: f.write(json.dumps(results, indent=1).encode()))
+  write_json(out / "ablation.json", results)
   text = markdown(results)
   atomic_write(out / "ablation.md", lambda f: f.write(text.encode()))
   print(text)
+
+
+def _load_previous(path: Path, settings: dict) -> dict | None:
+  """An earlier ablation.json, if it was scored with the same settings."""
+  if not path.exists():
+    return None
+  previous = json.loads(path.read_text())
+  same = all(previous.get(k) == settings[k]
+             for k in settings if k != "variants")
+  if not same:
+    raise SystemExit(f"{path} was written with other settings; use another"
+                     " --out or delete it")
+  return previous
 
 
 def _summary(s):

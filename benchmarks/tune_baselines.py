@@ -41,7 +41,7 @@ def main():
   parser.add_argument("--members", type=int, default=4)
   args = parser.parse_args()
   config = load_config(args.config, [])
-  models = benchmark.load_models(*pipeline.shipped_checkpoints(config.name))
+  models = benchmark.load_models(config, *pipeline.shipped_checkpoints(config.name))
   system = get_system(config.system)
   validation_key = jax.random.fold_in(jax.random.PRNGKey(config.data.seed), 1)
   truth = trajectories_to_array(system.generate(

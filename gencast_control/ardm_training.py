@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gencast_control.config import require
 from gencast_control import training_loop
 from gencast_control.adapters.grid import GridARDM, GridARDMConfig, Normalization
 
@@ -29,6 +30,10 @@ class ARDMTrainingConfig:
   seed: int = 0
   checkpoint_every: int = 250
   log_every: int = 25
+
+  def __post_init__(self):
+    require(self, positive=("num_steps", "batch_size", "learning_rate",
+                            "p_std", "checkpoint_every", "log_every"))
 
 
 def sample_pairs(data: jax.Array, key: jax.Array, batch_size: int,
@@ -96,5 +101,9 @@ def train_ardm(train_data: np.ndarray, config: GridARDMConfig,
   params, history = training_loop.train(
       loss_fn, params, optimizer, training.num_steps,
       jax.random.fold_in(key, 1), workdir, training.checkpoint_every,
-      training.log_every, "ARDM (EDM loss)", progress=progress)
+      training.log_every, "ARDM (EDM loss)", progress=progress,
+      identity=training_loop.run_identity(
+          training, train_data, dataclasses.asdict(config)),
+      divergence_hint="Lower ardm_training.learning_rate (now"
+      f" {training.learning_rate:g})")
   return GridARDM(config, params, normalization), history

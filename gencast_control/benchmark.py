@@ -53,7 +53,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import os
 import platform
 import time
@@ -65,10 +64,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gencast_control import assimilation, baselines, metrics, pipeline, plots
-from gencast_control.adapters.grid import load_grid_ardm
-from gencast_control.checkpoint import atomic_write
+from gencast_control.checkpoint import atomic_write, to_strict_json
 from gencast_control.config import load_config
-from gencast_control.controller import bind_controller, load_controller
+from gencast_control.controller import bind_controller
 from gencast_control.demo import test_trajectories
 from gencast_control.experiment import ExperimentConfig, get_system
 from gencast_control.observations import Observations
@@ -238,9 +236,10 @@ class Models:
   controller: Callable
 
 
-def load_models(ardm_path, controller_path) -> Models:
-  ardm, _ = load_grid_ardm(ardm_path)
-  controller_config, params, _ = load_controller(controller_path, ardm)
+def load_models(config, ardm_path, controller_path) -> Models:
+  """The checkpoints, checked against the config (pipeline.load_checkpoints)."""
+  ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
+      config, ardm_path, controller_path)
   return Models(ardm, controller_config,
                 bind_controller(controller_config, ardm.periodic, params))
 
@@ -709,7 +708,7 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
     config = dataclasses.replace(config, assimilation=dataclasses.replace(
         config.assimilation, num_trajectories=sz.num_trajectories,
         num_steps=sz.num_steps, ensemble_size=sz.ensemble_size))
-    models = load_models(ardm_path, controller_path)
+    models = load_models(config, ardm_path, controller_path)
     t0 = time.perf_counter()
     truth = test_trajectories(config)
     log(f"{config.name}: {sz.num_trajectories} held-out trajectories x"
@@ -746,7 +745,8 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
   rows = table_rows(results)
   paths = [
       _write_text(out_dir / "benchmark.csv", _csv_text(rows)),
-      _write_text(out_dir / "benchmark.json", json.dumps(results, indent=1)),
+      _write_text(out_dir / "benchmark.json",
+                  to_strict_json(results, indent=1)),
       _write_text(out_dir / "benchmark.md", markdown_report(results)),
   ] + plot_paths
   results["paths"] = [str(p) for p in paths]

@@ -54,6 +54,64 @@ def atomic_write(path: str | os.PathLike, write_fn) -> Path:
   return path
 
 
+def to_strict_json(obj, indent: int | None = 2) -> str:
+  """JSON text that every parser reads: NaN and +-inf become null."""
+  def clean(x):
+    if isinstance(x, dict):
+      return {str(k): clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+      return [clean(v) for v in x]
+    if isinstance(x, (np.generic, np.ndarray)):
+      return clean(x.tolist())
+    if isinstance(x, float) and not np.isfinite(x):
+      return None
+    if isinstance(x, (str, int, float, bool)) or x is None:
+      return x
+    return str(x)
+  return json.dumps(clean(obj), indent=indent, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+  """Atomically writes `obj` as strict JSON (see to_strict_json)."""
+  text = to_strict_json(obj)
+  return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+class OutputPathError(ValueError):
+  """An output location cannot be written."""
+
+
+def check_output(path: str | os.PathLike, kind: str = "file",
+                 inputs: tuple = (), flag: str = "--out") -> Path:
+  """Fails before any work if `path` cannot be written as a `kind`.
+
+  kind: "file" or "folder". inputs: paths the run reads, which the output
+  must not overwrite.
+  """
+  path = Path(path)
+  if kind == "file" and path.is_dir():
+    raise OutputPathError(f"{flag} {path} is a folder; give a file path,"
+                          f" e.g. {path / 'model.npz'}")
+  if kind == "folder" and path.exists() and not path.is_dir():
+    raise OutputPathError(f"{flag} {path} is a file; give a folder")
+  for other in inputs:
+    if other is not None and Path(other).exists() and path.exists() and (
+        path.resolve() == Path(other).resolve()):
+      raise OutputPathError(f"{flag} {path} is also an input of this run;"
+                            " choose another path")
+  existing = path if kind == "folder" else path.parent
+  while not existing.exists():
+    existing = existing.parent
+  if not existing.is_dir():
+    raise OutputPathError(f"{flag} {path}: {existing} is a file, not a folder")
+  try:
+    tempfile.TemporaryFile(dir=existing).close()
+  except OSError as e:
+    raise OutputPathError(f"{flag} {path}: cannot write in {existing}"
+                          f" ({e.strerror or e})") from e
+  return path
+
+
 def _save(path, arrays: dict[str, np.ndarray], metadata: dict) -> Path:
   meta = dict(metadata, format_version=FORMAT_VERSION)
   arrays = dict(arrays)
@@ -64,6 +122,8 @@ def _save(path, arrays: dict[str, np.ndarray], metadata: dict) -> Path:
 
 def _load(path, expected_kind: str | None):
   path = Path(path)
+  if path.is_dir():
+    raise CheckpointError(f"checkpoint {path} is a folder; give the .npz file")
   if not path.is_file():
     raise CheckpointError(f"checkpoint {path} does not exist")
   try:
@@ -100,7 +160,40 @@ def save_checkpoint(path, params, metadata: dict[str, Any]) -> Path:
   arrays = {f"params/{module}/{name}": np.asarray(value)
             for module, leaves in params.items()
             for name, value in leaves.items()}
+  bad = _non_finite(arrays)
+  if bad:
+    raise CheckpointError(f"refusing to write {path}: parameter {bad} has"
+                          " NaN or inf values")
   return _save(path, arrays, metadata)
+
+
+def _non_finite(arrays: dict[str, np.ndarray]) -> str | None:
+  """The name of the first floating-point array with NaN or inf, if any."""
+  for name, value in arrays.items():
+    if value.dtype.kind in "fc" and not np.isfinite(value).all():
+      return name.removeprefix("params/")
+  return None
+
+
+def check_params(path, params, template) -> None:
+  """Raises CheckpointError unless params has template's names and shapes."""
+  def flat(tree):
+    return {f"{m}/{n}": tuple(v.shape) for m, leaves in tree.items()
+            for n, v in leaves.items()}
+  got, want = flat(params), flat(template)
+  missing = sorted(set(want) - set(got))
+  if missing:
+    raise CheckpointError(f"checkpoint {path} lacks parameter {missing[0]}"
+                          f" ({len(missing)} missing) of its architecture")
+  extra = sorted(set(got) - set(want))
+  if extra:
+    raise CheckpointError(f"checkpoint {path} has parameter {extra[0]}, which"
+                          " its architecture does not have")
+  for name, shape in want.items():
+    if got[name] != shape:
+      raise CheckpointError(
+          f"checkpoint {path}: parameter {name} has shape {got[name]}, its"
+          f" architecture needs {shape}")
 
 
 def load_checkpoint(path, expected_kind: str | None = None):
@@ -113,6 +206,10 @@ def load_checkpoint(path, expected_kind: str | None = None):
       raise CheckpointError(f"checkpoint {path} has unexpected entry {key!r}")
     module, name = "/".join(parts[1:-1]), parts[-1]
     params.setdefault(module, {})[name] = value
+  bad = _non_finite(arrays)
+  if bad:
+    raise CheckpointError(f"checkpoint {path}: parameter {bad} has NaN or inf"
+                          " values (a diverged training run?)")
   return params, meta
 
 

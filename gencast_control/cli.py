@@ -5,7 +5,7 @@
     gencast-control train-ardm --config ks --data data/ks --out ks_ardm.npz
     gencast-control train-controller --config ks --data data/ks --ardm ks_ardm.npz --out ks_controller.npz
     gencast-control train --config ks --out runs/ks   # all three steps
-    gencast-control assimilate --config ks --data data/ks --ardm A --controller C --out results/ks
+    gencast-control assimilate --config ks --ardm A --controller C --out results/ks
     gencast-control evaluate --config ks --out results/eval
     gencast-control benchmark --mode quick --out results/benchmark
     gencast-control pilot --config era5_pilot --data D --ardm A --controller C
@@ -13,11 +13,17 @@
 
 --config takes a built-in name (configs/NAME.py) or a path to a .py file with
 get_config(); --set a.b=value overrides any field (repeatable).
+
+Expected failures (bad input, unwritable outputs, a diverged or mismatched
+training run) print one line `gencast-control CMD: error: ...` and exit 2
+(GENCAST_CONTROL_TRACEBACK=1 shows the traceback); an interrupted command
+exits 130 and keeps its finished work.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +42,33 @@ def _config(args):
   return load_config(args.config, args.set)
 
 
+def _check_outputs(*outputs, inputs=()):
+  """Fails before any work on outputs that cannot be written.
+
+  outputs: (path, "file" | "folder", flag) triples; None paths are skipped.
+  """
+  from gencast_control.checkpoint import check_output
+  for path, kind, flag in outputs:
+    if path is not None:
+      check_output(path, kind, inputs, flag)
+
+
+def _workdir(args):
+  """--workdir, or OUT.work; emptied of any earlier state with --fresh."""
+  from gencast_control import training_loop
+  workdir = args.workdir or Path(args.out).with_suffix(".work")
+  _check_outputs((workdir, "folder", "--workdir"))
+  if args.fresh:
+    training_loop.clear_workdir(workdir)
+  return workdir
+
+
+def _add_fresh(p: argparse.ArgumentParser):
+  p.add_argument("--fresh", action="store_true",
+                 help="delete the work folder's resumable state first (a run"
+                 " refuses to resume the state of another run)")
+
+
 def _cmd_demo(args):
   from gencast_control import demo
   checkpoints = None
@@ -43,21 +76,25 @@ def _cmd_demo(args):
     if not (args.ardm and args.controller):
       raise ValueError("give both --ardm and --controller, or neither")
     checkpoints = (Path(args.ardm), Path(args.controller))
+  _check_outputs((args.out, "folder", "--out"))
   demo.run_demo(_config(args), args.out, retrain=args.retrain,
                 checkpoints=checkpoints)
 
 
 def _cmd_simulate(args):
   from gencast_control import pipeline
-  paths = pipeline.simulate(_config(args), args.out, args.format)
+  config = _config(args)
+  _check_outputs((args.out, "folder", "--out"))
+  paths = pipeline.simulate(config, args.out, args.format)
   for split, path in paths.items():
     print(f"{split}: {path}")
 
 
 def _cmd_train_ardm(args):
   from gencast_control import pipeline
-  pipeline.train_ardm_step(_config(args), args.data, args.out,
-                           args.workdir or Path(args.out).with_suffix(".work"))
+  config = _config(args)
+  _check_outputs((args.out, "file", "--out"), inputs=(args.data,))
+  pipeline.train_ardm_step(config, args.data, args.out, _workdir(args))
   print(f"wrote {args.out}")
 
 
@@ -68,26 +105,35 @@ def _cmd_train_controller(args):
   if args.devices is not None:
     args.set = args.set + ["controller_training.shard_batch=True",
                            f"controller_training.num_devices={args.devices}"]
-  pipeline.train_controller_step(
-      _config(args), args.ardm, args.data, args.out,
-      args.workdir or Path(args.out).with_suffix(".work"))
+  config = _config(args)
+  _check_outputs((args.out, "file", "--out"), inputs=(args.ardm, args.data))
+  pipeline.train_controller_step(config, args.ardm, args.data, args.out,
+                                 _workdir(args))
   print(f"wrote {args.out}")
 
 
 def _cmd_train(args):
-  from gencast_control import demo
-  ardm, controller = demo.build_checkpoints(_config(args), args.out)
+  from gencast_control import demo, training_loop
+  config = _config(args)
+  _check_outputs((args.out, "folder", "--out"))
+  if args.fresh:
+    for work in ("work_ardm", "work_controller"):
+      training_loop.clear_workdir(Path(args.out) / work)
+  ardm, controller = demo.build_checkpoints(config, args.out)
   print(f"wrote {ardm} and {controller}")
 
 
 def _cmd_assimilate(args):
   from gencast_control import demo
-  demo.run_demo(_config(args), args.out,
+  config = _config(args)
+  _check_outputs((args.out, "folder", "--out"))
+  demo.run_demo(config, args.out,
                 checkpoints=(Path(args.ardm), Path(args.controller)))
 
 
 def _cmd_benchmark(args):
   from gencast_control import benchmark
+  _check_outputs((args.out, "folder", "--out"))
   size = {k: v for k, v in (("num_trajectories", args.trajectories),
                             ("num_steps", args.steps),
                             ("ensemble_size", args.members)) if v is not None}
@@ -102,25 +148,23 @@ def _cmd_benchmark(args):
 
 def _cmd_evaluate(args):
   from gencast_control import demo, evaluation, pipeline
-  from gencast_control.adapters.grid import load_grid_ardm
-  from gencast_control.controller import load_controller
   config = _config(args)
+  _check_outputs((args.out, "folder", "--out"))
+  regimes = args.regime or [r.name for r in config.regimes]
+  for name in regimes:
+    config.regime(name)  # fails early on an unknown name
   if config.system == "era5" and not args.data:
     raise ValueError("ERA5 configs need --data (the folder written by"
                      " `gencast-control simulate --config era5_pilot`)")
   default_ardm, default_controller = pipeline.shipped_checkpoints(config.name)
-  ardm, _ = load_grid_ardm(args.ardm or default_ardm)
-  controller_config, params, _ = load_controller(
-      args.controller or default_controller, ardm)
+  ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
+      config, args.ardm or default_ardm, args.controller or default_controller)
   weights = None
   if args.data:
-    length = config.assimilation.num_steps + config.ardm.history_length
-    truth = pipeline.load_split(config, args.data, "test")[
-        :config.assimilation.num_trajectories, :length]
+    truth = pipeline.load_test_window(config, args.data)
     weights = pipeline.spatial_weights(config, args.data)
   else:
     truth = demo.test_trajectories(config)
-  regimes = args.regime or [r.name for r in config.regimes]
   rows = evaluation.evaluate_regimes(config, ardm, controller_config, params,
                                      truth, regimes,
                                      config.assimilation.ensemble_size,
@@ -132,6 +176,7 @@ def _cmd_evaluate(args):
 
 def _cmd_pilot(args):
   from gencast_control import era5_pilot
+  _check_outputs((args.out, "folder", "--out"))
   era5_pilot.run_pilot(_config(args), args.data, args.ardm, args.controller,
                        args.out, args.regime)
 
@@ -173,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", required=True, help="ARDM checkpoint (.npz)")
   p.add_argument("--workdir", help="resumable training state (default:"
                  " OUT.work)")
+  _add_fresh(p)
   p.set_defaults(func=_cmd_train_ardm)
 
   p = sub.add_parser("train-controller", help="train the controller against a"
@@ -181,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--data", required=True)
   p.add_argument("--ardm", required=True, help="ARDM checkpoint (.npz)")
   p.add_argument("--out", required=True, help="controller checkpoint (.npz)")
-  p.add_argument("--workdir")
+  p.add_argument("--workdir", help="resumable training state (default:"
+                 " OUT.work)")
+  _add_fresh(p)
   p.add_argument("--devices", type=int, metavar="N",
                  help="split each batch over N devices (0: all devices, of"
                  " every process); the same as --set"
@@ -198,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("train", help="simulate + train-ardm + train-controller")
   _add_config(p)
   p.add_argument("--out", required=True, help="run folder")
+  _add_fresh(p)
   p.set_defaults(func=_cmd_train)
 
   p = sub.add_parser("assimilate", help="assimilate fresh observations with"
@@ -287,12 +336,28 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+  """The exceptions that mean bad input or a failed run, not a bug."""
+  from gencast_control.sharding import ClusterError
+  from gencast_control.training_loop import TrainingDivergedError
+  return (ValueError, OSError, TrainingDivergedError, ClusterError)
+
+
 def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     args.func(args)
-  except (ValueError, FileNotFoundError, ConnectionError) as e:
-    print(f"gencast-control {args.command}: error: {e}", file=sys.stderr)
+  except KeyboardInterrupt:
+    print(f"gencast-control {args.command}: interrupted; finished work is"
+          " kept (training resumes from its work folder)", file=sys.stderr)
+    return 130
+  except _user_errors() as e:
+    if os.environ.get("GENCAST_CONTROL_TRACEBACK"):
+      raise
+    message = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+    if isinstance(e, OSError) and e.filename and e.strerror:
+      message = f"{e.strerror}: {e.filename}"
+    print(f"gencast-control {args.command}: error: {message}", file=sys.stderr)
     return 2
   return 0
 

@@ -66,6 +66,87 @@ def _coerce(hint, value):
   return value
 
 
+def check_type(hint, value, path: str) -> None:
+  """Raises ValueError unless `value` fits the type annotation `hint`.
+
+  Booleans are not ints, floats are not ints (num_steps=5.5 is an error, not
+  5), ints are floats, lists are not tuples once coerced.
+  """
+  origin, args = typing.get_origin(hint), typing.get_args(hint)
+  if hint is Any or isinstance(hint, typing.TypeVar):
+    return
+  if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    errors = []
+    for arg in args:
+      try:
+        return check_type(arg, value, path)
+      except ValueError as e:
+        errors.append(e)
+    raise errors[0]
+  if hint is type(None):
+    ok = value is None
+  elif hint is bool:
+    ok = isinstance(value, bool)
+  elif hint is int:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+  elif hint is float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+  elif hint is str:
+    ok = isinstance(value, str)
+  elif origin is tuple:
+    ok = isinstance(value, tuple)
+    if ok and len(args) == 2 and args[1] is Ellipsis:
+      for i, v in enumerate(value):
+        check_type(args[0], v, f"{path}[{i}]")
+    elif ok and args:
+      ok = len(args) == len(value)
+      for i, (a, v) in enumerate(zip(args, value) if ok else ()):
+        check_type(a, v, f"{path}[{i}]")
+  elif origin is dict:
+    ok = isinstance(value, dict)
+  elif dataclasses.is_dataclass(hint):
+    ok = isinstance(value, hint)
+  else:
+    return  # an annotation this checker does not know: trust the dataclass
+  if not ok:
+    raise ValueError(f"{path} must be {_type_name(hint)}, got {value!r}")
+
+
+def _type_name(hint) -> str:
+  names = {int: "an integer", float: "a number", str: "a string",
+           bool: "True or False", type(None): "None"}
+  if hint in names:
+    return names[hint]
+  if typing.get_origin(hint) is tuple:
+    return "a tuple such as (1, 2)"
+  return getattr(hint, "__name__", str(hint))
+
+
+def require(config, positive: Sequence[str] = (),
+            nonnegative: Sequence[str] = ()) -> None:
+  """Range checks for a config's __post_init__: one-line ValueErrors."""
+  name = type(config).__name__
+  for field in positive:
+    value = getattr(config, field)
+    if not value > 0:
+      raise ValueError(f"{name}.{field} must be > 0, got {value!r}")
+  for field in nonnegative:
+    value = getattr(config, field)
+    if not value >= 0:
+      raise ValueError(f"{name}.{field} must be >= 0, got {value!r}")
+
+
+def differences(ours, theirs, prefix: str) -> list[tuple[str, Any, Any]]:
+  """(dotted field, our value, their value) where two configs differ."""
+  if not (dataclasses.is_dataclass(ours) and type(ours) is type(theirs)):
+    return [] if ours == theirs else [(prefix, ours, theirs)]
+  out = []
+  for field in dataclasses.fields(ours):
+    out += differences(getattr(ours, field.name), getattr(theirs, field.name),
+                       f"{prefix}.{field.name}")
+  return out
+
+
 def _parse(text: str):
   try:
     return ast.literal_eval(text)
@@ -114,8 +195,13 @@ def _replace_tree(obj, tree: dict, prefix: str):
     if dataclasses.is_dataclass(current) and not dataclasses.is_dataclass(
         value):
       raise ValueError(f"{full_path!r} is a config section; set its fields")
+    check_type(hints[name], value, f"--set {sub[1]}")
     changes[name] = value
-  return dataclasses.replace(obj, **changes)
+  try:
+    return dataclasses.replace(obj, **changes)
+  except TypeError as e:  # e.g. a custom __post_init__ comparing types
+    raise ValueError(f"cannot set {sorted(changes)} of"
+                     f" {type(obj).__name__}: {e}") from e
 
 
 def load_config(name_or_path: str, overrides: Sequence[str] = ()):
@@ -126,7 +212,14 @@ def load_config(name_or_path: str, overrides: Sequence[str] = ()):
       raise ValueError(f"config file {path} does not exist")
     spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+      spec.loader.exec_module(module)
+    except SyntaxError as e:
+      raise ValueError(f"config file {path}, line {e.lineno}: SyntaxError:"
+                       f" {e.msg}") from e
+    except Exception as e:  # an import or any error at the module's top level
+      raise ValueError(f"config file {path} failed to load:"
+                       f" {type(e).__name__}: {e}") from e
   else:
     try:
       module = importlib.import_module(f"gencast_control.configs.{name_or_path}")
@@ -135,4 +228,15 @@ def load_config(name_or_path: str, overrides: Sequence[str] = ()):
                        " file or a module name under configs/") from e
   if not hasattr(module, "get_config"):
     raise ValueError(f"config {name_or_path} defines no get_config()")
-  return apply_overrides(module.get_config(), overrides)
+  try:
+    config = module.get_config()
+  except ValueError as e:
+    raise ValueError(f"config {name_or_path}: get_config() failed: {e}") from e
+  except Exception as e:
+    raise ValueError(f"config {name_or_path}: get_config() failed:"
+                     f" {type(e).__name__}: {e}") from e
+  if not dataclasses.is_dataclass(config) or isinstance(config, type):
+    raise ValueError(f"config {name_or_path}: get_config() returned a"
+                     f" {type(config).__name__}, not a config dataclass"
+                     " (e.g. an ExperimentConfig)")
+  return apply_overrides(config, overrides)

@@ -205,4 +205,7 @@ def load_controller(path, ardm: FrozenARDM):
   except (KeyError, TypeError, ValueError) as e:
     raise checkpoint.CheckpointError(
         f"controller checkpoint {path} has invalid metadata: {e}") from e
+  template = jax.eval_shape(
+      lambda: init_controller(config, ardm, jax.random.PRNGKey(0)))
+  checkpoint.check_params(path, params, template)
   return config, params, meta

@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gencast_control.config import require
 from gencast_control import sharding, training_loop
 from gencast_control.ardm import FrozenARDM
 from gencast_control.assimilation import rollout
@@ -113,6 +114,10 @@ class ControllerTrainingConfig:
   num_devices: int = 0
 
   def __post_init__(self):
+    require(self, positive=("num_steps", "batch_size", "learning_rate",
+                            "checkpoint_every", "log_every",
+                            "validation_steps", "validation_members"),
+            nonnegative=("control_cost", "validate_every", "num_devices"))
     if self.objective not in OBJECTIVES:
       raise ValueError(f"unknown controller objective {self.objective!r};"
                        f" choose one of {OBJECTIVES}")
@@ -394,4 +399,10 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
       training.log_every, f"controller ({training.objective} objective)",
       progress=progress, mesh=mesh, validate=validate,
       validate_every=training.validate_every,
-      best_metric="validation_crps")
+      best_metric="validation_crps",
+      identity=training_loop.run_identity(
+          training, (train_data, validation_data), dataclasses.asdict(config),
+          [dataclasses.asdict(r) for r in regimes], params,
+          frozen=ardm.fingerprint),
+      divergence_hint="Lower controller_training.learning_rate (now"
+      f" {training.learning_rate:g}) or raise control_cost")

@@ -8,7 +8,6 @@ the NetCDF result and a metrics JSON to the results folder.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -17,9 +16,7 @@ import numpy as np
 
 from gencast_control import config as config_lib
 from gencast_control import pipeline, plots
-from gencast_control.adapters.grid import load_grid_ardm
-from gencast_control.checkpoint import atomic_write
-from gencast_control.controller import load_controller
+from gencast_control.checkpoint import atomic_write, check_output, write_json
 from gencast_control.experiment import ExperimentConfig, get_system
 from gencast_control.trajectories import trajectories_to_array
 
@@ -78,15 +75,15 @@ def format_table(scores: dict, regime: str) -> str:
 def run_demo(config: ExperimentConfig, out_dir="results/demo",
              retrain: bool = False, checkpoints=None) -> dict:
   """Runs the demo; returns the scores. `checkpoints` = (ardm, controller)."""
-  out_dir = Path(out_dir)
+  out_dir = check_output(out_dir, "folder")  # before any work
   out_dir.mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
   if retrain:
     checkpoints = build_checkpoints(config, out_dir / "retrained")
   ardm_path, controller_path = checkpoints or pipeline.shipped_checkpoints(
       config.name)
-  ardm, _ = load_grid_ardm(ardm_path)
-  controller_config, params, _ = load_controller(controller_path, ardm)
+  ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
+      config, ardm_path, controller_path)
   truth = test_trajectories(config)
   regime = config.regime(config.assimilation.regime)
   result = pipeline.assimilate_trajectories(
@@ -107,10 +104,8 @@ def run_demo(config: ExperimentConfig, out_dir="results/demo",
   summary = {"scores": scores, "regime": regime.name,
              "ardm": str(ardm_path), "controller": str(controller_path),
              "total_seconds": round(time.perf_counter() - t_start, 1)}
-  atomic_write(out_dir / "metrics.json",
-               lambda f: f.write(json.dumps(summary, indent=2).encode()))
-  atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(
-      config_lib.to_dict(config), indent=2, default=str).encode()))
+  write_json(out_dir / "metrics.json", summary)
+  write_json(out_dir / "config.json", config_lib.to_dict(config))
   atomic_write(out_dir / "table.txt", lambda f: f.write(table.encode()))
   print(f"wrote {nc_path}, {plot_path}, {out_dir / 'metrics.json'}")
   return summary

@@ -19,7 +19,6 @@ RMSE_c and CRPS_c in physical units (times s_c).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -29,10 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from gencast_control import metrics, pipeline, plots, trajectories
-from gencast_control.adapters.grid import GridARDM, load_grid_ardm
+from gencast_control.adapters.grid import GridARDM
 from gencast_control.baselines import assimilate_baseline
-from gencast_control.checkpoint import atomic_write
-from gencast_control.controller import bind_controller, load_controller
+from gencast_control.checkpoint import atomic_write, write_json
+from gencast_control.controller import bind_controller
 from gencast_control.era5_trajectories import channel_stds
 from gencast_control.experiment import ExperimentConfig, state_variables
 
@@ -143,8 +142,7 @@ def write_pilot(rows: dict[str, dict], out_dir) -> dict[str, Path]:
   clean = {r: {m: s for m, s in by.items() if m in METHODS}
            for r, by in rows.items()}
   paths = {
-      "json": atomic_write(out_dir / "pilot.json", lambda f: f.write(
-          json.dumps(clean, indent=2).encode())),
+      "json": write_json(out_dir / "pilot.json", clean),
       "markdown": atomic_write(out_dir / "pilot.md", lambda f: f.write(
           markdown_table(clean).encode())),
   }
@@ -163,8 +161,8 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
   if config.system != "era5":
     raise ValueError(f"the pilot evaluation needs an ERA5 config (system"
                      f" 'era5'), got system {config.system!r}")
-  ardm, _ = load_grid_ardm(ardm_path)
-  controller_config, params, _ = load_controller(controller_path, ardm)
+  ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
+      config, ardm_path, controller_path)
   a = config.assimilation
   length = a.num_steps + ardm.history_length
   truth = pipeline.load_split(config, data_dir, "test")

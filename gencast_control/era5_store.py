@@ -30,6 +30,12 @@ def resolve_store(path_or_name: str) -> tuple[str, int]:
   if path_or_name in store_registry.STORES:
     spec = store_registry.get_store(path_or_name)
     return spec.path, spec.subsample
+  scheme = path_or_name.split("://")[0] if "://" in path_or_name else ""
+  if scheme and scheme not in ("gs", "gcs", "memory"):
+    raise ValueError(
+        f"{path_or_name!r}: {scheme}:// stores are not supported; give a gs://"
+        " path, a registered store name or a local path (copy the store"
+        " first, e.g. with gsutil or rclone)")
   if "://" in path_or_name or os.path.sep in path_or_name or os.path.exists(
       path_or_name) or path_or_name.endswith((".zarr", ".nc")):
     return path_or_name, 1

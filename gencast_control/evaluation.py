@@ -7,14 +7,13 @@ JSON-able dict, a markdown table and an error-vs-time plot.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from gencast_control import metrics, pipeline, plots
-from gencast_control.checkpoint import atomic_write
+from gencast_control.checkpoint import atomic_write, write_json
 from gencast_control.experiment import ExperimentConfig
 
 
@@ -36,8 +35,9 @@ def evaluate_regimes(config: ExperimentConfig, ardm, controller_config,
     scores = pipeline.score(result, weights)
     w = None if weights is None else np.asarray(weights)[..., None]
     for method in ("unguided", "controlled"):
-      scores[method]["rmse_per_time"] = metrics.rmse(
-          getattr(result, method).mean(axis=1), result.truth, weights=w,
+      scores[method]["rmse_per_time"] = metrics.rmse(  # t = 1..T
+          getattr(result, method)[:, :, 1:].mean(axis=1),
+          result.truth[:, 1:], weights=w,
           axes=(0,) + tuple(range(2, result.truth.ndim))).tolist()
     rows[name] = scores
   return rows
@@ -60,9 +60,7 @@ def write_evaluation(rows: dict[str, dict], out_dir) -> dict[str, Path]:
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   paths = {
-      "json": atomic_write(out_dir / "evaluation.json",
-                           lambda f: f.write(json.dumps(rows, indent=2)
-                                             .encode())),
+      "json": write_json(out_dir / "evaluation.json", rows),
       "markdown": atomic_write(out_dir / "evaluation.md",
                                lambda f: f.write(markdown_table(rows)
                                                  .encode())),

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import jax
 import xarray as xr
 
+from gencast_control.config import require
 from gencast_control.adapters.grid import GridARDMConfig
 from gencast_control.ardm_training import ARDMTrainingConfig
 from gencast_control.controller import ControllerConfig
@@ -30,6 +31,11 @@ class DataConfig:
   burn_in_steps: int = 200
   seed: int = 0
 
+  def __post_init__(self):
+    require(self, positive=("num_steps",),  # counts 0: ERA5's "every window"
+            nonnegative=("num_train", "num_validation", "num_test",
+                         "burn_in_steps"))
+
 
 @dataclasses.dataclass(frozen=True)
 class AssimilationConfig:
@@ -39,6 +45,9 @@ class AssimilationConfig:
   ensemble_size: int = 8
   num_trajectories: int = 4
   seed: int = 0
+
+  def __post_init__(self):
+    require(self, positive=("num_steps", "ensemble_size", "num_trajectories"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Sequence
 import haiku as hk
 import jax
 import jax.numpy as jnp
+from gencast_control.config import require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,13 @@ class ConvNetConfig:
   kernel_size: int = 5
   dilations: tuple[int, ...] = (1, 2, 4, 8)
   embedding_size: int = 64
+
+  def __post_init__(self):
+    require(self, positive=("width", "num_blocks", "kernel_size",
+                            "embedding_size"))
+    if not self.dilations or min(self.dilations) < 1:
+      raise ValueError(f"ConvNetConfig.dilations must be a non-empty tuple of"
+                       f" integers >= 1, got {self.dilations!r}")
 
 
 def fourier_embedding(x: jax.Array, size: int) -> jax.Array:

@@ -17,6 +17,7 @@ import xarray as xr
 
 from gencast_control import config as config_lib
 from gencast_control import metrics, trajectories
+from gencast_control.checkpoint import CheckpointError
 from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
                                            save_grid_ardm)
 from gencast_control.ardm_training import train_ardm
@@ -70,6 +71,28 @@ def load_split(config: ExperimentConfig, data_dir, split: str) -> np.ndarray:
   return array
 
 
+def load_test_window(config: ExperimentConfig, data_dir) -> np.ndarray:
+  """The test split cut to config.assimilation's trajectories and length.
+
+  Raises ValueError when the split is too short, instead of scoring fewer
+  steps than the config asks for.
+  """
+  a = config.assimilation
+  length = a.num_steps + config.ardm.history_length
+  truth = load_split(config, data_dir, "test")
+  if truth.shape[1] < length:
+    raise ValueError(
+        f"the test split in {data_dir} holds {truth.shape[1]} times but"
+        f" assimilation.num_steps={a.num_steps} needs {length} (history"
+        f" {config.ardm.history_length} + steps); lower assimilation.num_steps"
+        " or simulate longer trajectories (data.num_steps)")
+  if truth.shape[0] < a.num_trajectories:
+    print(f"note: the test split has {truth.shape[0]} trajectories, fewer"
+          f" than assimilation.num_trajectories={a.num_trajectories}; using"
+          " all of them")
+  return truth[:a.num_trajectories, :length]
+
+
 def spatial_weights(config: ExperimentConfig, data_dir,
                     split: str = "test") -> np.ndarray | None:
   """Area weights [lat, lon] for a lat/lon system, None for flat PDE grids.
@@ -87,6 +110,43 @@ def spatial_weights(config: ExperimentConfig, data_dir,
   return np.broadcast_to(w[:, None], tuple(config.ardm.state_shape[:2]))
 
 
+def load_checkpoints(config: ExperimentConfig, ardm_path,
+                     controller_path=None):
+  """(ARDM, controller config, params, ARDM metadata, controller metadata).
+
+  Checks that the checkpoints are for the config's system and that the
+  config's `ardm` and `controller` sections are the checkpoints' (they fix
+  the architecture and the sampler the controller was trained with), so a
+  result is never labelled with settings it did not use.
+  """
+  ardm, ardm_meta = load_grid_ardm(ardm_path)
+  _check_sections(config, "ardm", ardm.config, ardm_meta, ardm_path)
+  if controller_path is None:
+    return ardm, None, None, ardm_meta, None
+  controller_config, params, meta = load_controller(controller_path, ardm)
+  _check_sections(config, "controller", controller_config, meta,
+                  controller_path)
+  return ardm, controller_config, params, ardm_meta, meta
+
+
+def _check_sections(config, section, checkpoint_config, meta, path):
+  system = meta.get("system")
+  if system is not None and system != config.system:
+    raise CheckpointError(
+        f"{path} is a checkpoint for system {system!r}, but config"
+        f" {config.name!r} is for {config.system!r}: use --config {system} or"
+        " that system's checkpoints")
+  differ = config_lib.differences(getattr(config, section), checkpoint_config,
+                                  section)
+  if differ:
+    field, ours, theirs = differ[0]
+    more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+    raise CheckpointError(
+        f"the config sets {field}={ours!r} but {path} was trained with"
+        f" {theirs!r}{more}: the checkpoint fixes the `{section}` section;"
+        " drop the override or retrain (e.g. demo --retrain)")
+
+
 def train_ardm_step(config: ExperimentConfig, data_dir, out_path,
                     workdir=None, progress: bool = True) -> GridARDM:
   """Pretrains the ARDM on the train split and saves its checkpoint."""
@@ -97,14 +157,16 @@ def train_ardm_step(config: ExperimentConfig, data_dir, out_path,
   save_grid_ardm(out_path, ardm, {
       "system": config.system, "experiment": config_lib.to_dict(config),
       "train_seconds": round(time.perf_counter() - t0, 1),
-      "final_loss": history[-1]["loss"] if history else None})
+      "final_loss": next((r["loss"] for r in reversed(history)
+                          if "loss" in r), None),
+      "training_events": [r for r in history if "event" in r]})
   return ardm
 
 
 def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
                           out_path, workdir=None, progress: bool = True):
   """Trains the controller against a saved ARDM and saves its checkpoint."""
-  ardm, _ = load_grid_ardm(ardm_path)
+  ardm = load_checkpoints(config, ardm_path)[0]
   data = load_split(config, data_dir, "train")
   validation = None
   if config.controller_training.validate_every > 0:
@@ -132,7 +194,8 @@ def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
       "train_seconds": round(time.perf_counter() - t0, 1),
       "final_score": losses[-1]["score"] if losses else None,
       "best_validation": (min(validated, key=lambda r: r["validation_crps"])
-                          if validated else None)})
+                          if validated else None),
+      "training_events": [r for r in history if "event" in r]})
   return params
 
 
@@ -198,21 +261,24 @@ def assimilate_trajectories(ardm: GridARDM, controller_config, controller_params
 
 def score(result: AssimilationResult, weights: np.ndarray | None = None
           ) -> dict[str, dict[str, float]]:
-  """RMSE of the ensemble mean (over space and time), fair CRPS, spread-skill.
+  """RMSE of the ensemble mean (over space and t = 1..T), fair CRPS,
+  spread-skill: t = 0, the given initial state, is left out, as in
+  `benchmark` and the ERA5 pilot.
 
   weights: optional [*spatial] weights of the spatial means (e.g.
     `spatial_weights`: latitude area weights on a lat/lon grid); None = uniform.
   """
   w = None if weights is None else np.asarray(weights)[..., None]
+  truth = result.truth[:, 1:]
   scores = {}
   for name in ("unguided", "controlled"):
-    ens = getattr(result, name)  # [K, M, T+1, ...]
+    ens = getattr(result, name)[:, :, 1:]  # [K, M, T, ...]
     scores[name] = {
-        "rmse": float(metrics.rmse(ens.mean(1), result.truth, weights=w)),
-        "crps": float(metrics.crps_fair(np.moveaxis(ens, 1, 0), result.truth,
+        "rmse": float(metrics.rmse(ens.mean(1), truth, weights=w)),
+        "crps": float(metrics.crps_fair(np.moveaxis(ens, 1, 0), truth,
                                         weights=w)),
         "spread_skill": float(metrics.spread_skill_ratio(
-            np.moveaxis(ens, 1, 0), result.truth, weights=w)),
+            np.moveaxis(ens, 1, 0), truth, weights=w)),
         "seconds": getattr(result, f"seconds_{name}"),
     }
   return scores

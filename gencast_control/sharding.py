@@ -58,6 +58,10 @@ def _multi_process_env() -> str | None:
   return None
 
 
+class ClusterError(RuntimeError):
+  """jax.distributed could not join a multi-process job."""
+
+
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None,
                            process_id: int | None = None,
@@ -95,7 +99,7 @@ def initialize_distributed(coordinator_address: str | None = None,
                                process_id=process_id)
   except (RuntimeError, ValueError) as e:
     where = f" (detected from ${announced})" if announced else ""
-    raise RuntimeError(
+    raise ClusterError(
         f"jax.distributed.initialize failed{where}: {str(e).rstrip('.')}."
         " Call"
         " initialize_distributed() before any JAX computation; without a"

@@ -13,11 +13,27 @@ mesh. Only process 0 writes checkpoints and logs.
 With a `validate(params) -> {metric: value}` callback the parameters are
 scored every `validate_every` steps (and at the end); the best ones by
 `best_metric` (lower is better) are kept in workdir/best.npz and returned.
+
+Nothing is lost or mislabelled:
+* `identity` ({part: fingerprint}, see `fingerprint`) is stored with the
+  state; resuming a state of another run (other config, data or frozen model)
+  is refused with a RunMismatchError naming the parts that differ. The
+  "optimizer" part (e.g. the learning rate) may change only when resuming a
+  state stopped by divergence.
+* A step whose loss, gradient or new parameters are not finite is never
+  applied: the last good state (the last whose loss and gradient were
+  finite) is saved and
+  TrainingDivergedError names the step; a rerun with saner settings
+  continues from that state.
+* After a resume, log.jsonl drops the records of replayed steps, and stale
+  temporary files of killed writes are removed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -35,6 +51,96 @@ from gencast_control import sharding as sharding_lib
 # loss_fn(params, key) -> (loss, metrics dict of scalars)
 LossFn = Callable[[Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
+WORKDIR_FILES = ("state.npz", "best.npz", "log.jsonl")
+
+
+class RunMismatchError(checkpoint.CheckpointError):
+  """A work folder's state belongs to another run."""
+
+
+class TrainingDivergedError(FloatingPointError):
+  """A non-finite loss, gradient or parameter stopped training."""
+
+
+def fingerprint(*parts) -> str:
+  """A short SHA-256 of pytrees: their structure, array bytes and values."""
+  digest = hashlib.sha256()
+  for part in parts:
+    leaves, treedef = jax.tree.flatten(part)
+    digest.update(str(treedef).encode())
+    for leaf in leaves:
+      if isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+      else:
+        digest.update(json.dumps(leaf, default=str).encode())
+  return digest.hexdigest()[:16]
+
+
+# Fields that may change between a run's sessions: how long it runs, how
+# often it saves or logs, and where it runs.
+RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "log_every",
+                    "validate_every", "shard_batch", "num_devices")
+OPTIMIZER_FIELDS = ("learning_rate",)
+
+
+def run_identity(training_config, data, *defining, frozen: str = ""
+                 ) -> dict[str, str]:
+  """{config, data, frozen, optimizer} fingerprints of a training run.
+
+  training_config: a dataclass; its RESUMABLE_FIELDS are left out and its
+    OPTIMIZER_FIELDS form the "optimizer" part.
+  data: the training arrays (or a tuple of them).
+  defining: anything else that defines the run (model config, regimes,
+    initial parameters), JSON-serialisable or arrays.
+  frozen: the fingerprint of a frozen model the run trains against.
+  """
+  fields = dataclasses.asdict(training_config)
+  optimizer = {k: fields.pop(k) for k in OPTIMIZER_FIELDS if k in fields}
+  for k in RESUMABLE_FIELDS:
+    fields.pop(k, None)
+  data = data if isinstance(data, tuple) else (data,)
+  identity = {"config": fingerprint(fields, *defining),
+              "data": fingerprint(*[d for d in data if d is not None]),
+              "optimizer": fingerprint(optimizer)}
+  if frozen:
+    identity["frozen model"] = frozen
+  return identity
+
+
+def clear_workdir(workdir: str | Path) -> None:
+  """Deletes a work folder's resumable state, best parameters and log."""
+  for name in WORKDIR_FILES:
+    (Path(workdir) / name).unlink(missing_ok=True)
+
+
+_PART_NAMES = {"config": "config", "data": "training data",
+               "frozen model": "frozen ARDM", "optimizer": "learning rate"}
+
+
+def _check_identity(path: Path, meta: dict, identity: dict) -> list[str]:
+  """Raises RunMismatchError unless `meta` was saved by the same run.
+
+  Returns the parts allowed to differ (the optimizer's, after divergence).
+  """
+  stored = meta.get("identity")
+  if stored is None:
+    raise RunMismatchError(
+        f"{path} records no run identity (written by an older version);"
+        " delete it or rerun with --fresh to start afresh")
+  differ = sorted(k for k in set(stored) | set(identity)
+                  if stored.get(k) != identity.get(k))
+  if differ == ["optimizer"] and meta.get("diverged_at_step"):
+    return differ
+  if differ:
+    names = ", ".join(_PART_NAMES.get(k, k) for k in differ)
+    raise RunMismatchError(
+        f"{path} belongs to another run (other {names}): rerun with the"
+        " original settings to continue it, or with --fresh (or another"
+        " --workdir) to start afresh")
+  return []
+
 
 def make_optimizer(learning_rate: float, num_steps: int,
                    warmup_steps: int = 100, clip_norm: float = 1.0):
@@ -49,17 +155,40 @@ def make_optimizer(learning_rate: float, num_steps: int,
 def initial_state(params, optimizer: optax.GradientTransformation,
                   key: jax.Array, state_path: str | Path | None = None,
                   mesh: jax.sharding.Mesh | None = None):
-  """{params, opt_state, step, key}: fresh, or restored from state_path.
+  """({params, opt_state, step, key}, metadata): fresh or from state_path.
 
   With a mesh every leaf is placed replicated on its devices.
   """
   state = {"params": params, "opt_state": optimizer.init(params),
            "step": jnp.zeros((), jnp.int32), "key": key}
+  meta = {}
   if state_path is not None and Path(state_path).exists():
-    state, _ = checkpoint.load_training_state(state_path, state)
+    state, meta = checkpoint.load_training_state(state_path, state)
   if mesh is not None:
-    return sharding_lib.replicate(state, mesh)
-  return jax.tree.map(jnp.asarray, state)
+    return sharding_lib.replicate(state, mesh), meta
+  return jax.tree.map(jnp.asarray, state), meta
+
+
+def _finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
+                            for x in jax.tree.leaves(tree)]))
+
+
+def _replayed_log(log_path: Path, step: int) -> list[dict]:
+  """The log's records up to `step`; rewrites the log without later ones."""
+  if not log_path.exists():
+    return []
+  records = []
+  for line in log_path.read_text().splitlines():
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:  # a line cut by a kill
+      continue
+    if record.get("step", 0) <= step:
+      records.append(record)
+  checkpoint.atomic_write(log_path, lambda f: f.write("".join(
+      json.dumps(r) + "\n" for r in records).encode()))
+  return records
 
 
 def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
@@ -68,32 +197,50 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
           description: str = "training", metadata: dict | None = None,
           progress: bool = True, mesh: jax.sharding.Mesh | None = None,
           validate: Callable[[Any], dict[str, float]] | None = None,
-          validate_every: int = 0, best_metric: str = ""):
+          validate_every: int = 0, best_metric: str = "",
+          identity: dict[str, str] | None = None, divergence_hint: str = ""):
   """Minimises loss_fn over params; resumes from workdir/state.npz if present.
 
   mesh: if given, the state is replicated over its devices (see module doc).
   validate, validate_every, best_metric: see the module doc.
+  identity: {part: fingerprint} of what defines the run (module doc).
+  divergence_hint: appended to the divergence error, e.g. which setting to
+    lower.
 
   Returns:
-    (params, history) with history a list of logged metric dicts; params are
-    the best validated ones when validating, else the final ones.
+    (params, history) with history the list of logged metric dicts (of
+    earlier, resumed sessions too); params are the best validated ones when
+    validating, else the final ones.
   """
+  identity = dict(identity or {})
   state_path = log_path = best_path = None
+  primary = sharding_lib.is_primary()
   if workdir is not None:
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+      raise NotADirectoryError(f"work folder {workdir} is a file")
     workdir.mkdir(parents=True, exist_ok=True)
     state_path, log_path = workdir / "state.npz", workdir / "log.jsonl"
     best_path = workdir / "best.npz"
-  state = initial_state(params, optimizer, key, state_path, mesh)
+    if primary:
+      for stale in workdir.glob(".*.tmp"):  # left by a killed write
+        stale.unlink(missing_ok=True)
+  state, meta = initial_state(params, optimizer, key, state_path, mesh)
+  history = []
+  resumed_with = []
+  if meta:
+    resumed_with = _check_identity(state_path, meta, identity)
+    if log_path is not None and primary:
+      history = _replayed_log(log_path, int(state["step"]))
   best = {"params": state["params"], "score": jnp.asarray(np.inf, jnp.float32),
           "step": jnp.zeros((), jnp.int32)}
   if validate is not None and best_path is not None and best_path.exists():
-    best, _ = checkpoint.load_training_state(best_path, best)
+    best, best_meta = checkpoint.load_training_state(best_path, best)
+    _check_identity(best_path, best_meta, identity)
   jit_kwargs = {}
   if mesh is not None:
     replicated = sharding_lib.replicated(mesh)
     jit_kwargs = dict(in_shardings=replicated, out_shardings=replicated)
-  primary = sharding_lib.is_primary()
 
   @functools.partial(jax.jit, **jit_kwargs)
   def update(state):
@@ -103,13 +250,15 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
     updates, opt_state = optimizer.update(grads, state["opt_state"],
                                           state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
+    finite = jnp.stack([jnp.isfinite(loss), _finite(grads), _finite(params)])
     return dict(state, params=params, opt_state=opt_state,
-                step=state["step"] + 1), metrics
+                step=state["step"] + 1), metrics, finite
 
-  def save():
+  def save(**extra):
     if state_path is not None and primary:
-      checkpoint.save_training_state(state_path, state, dict(metadata or {}))
+      checkpoint.save_training_state(
+          state_path, state, dict(metadata or {}, identity=identity, **extra))
 
   def log(record):
     history.append(record)
@@ -126,23 +275,43 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
               "score": jnp.asarray(scores[best_metric], jnp.float32),
               "step": jnp.asarray(step, jnp.int32)}
       if best_path is not None and primary:
-        checkpoint.save_training_state(best_path, best,
-                                       {"metric": best_metric})
+        checkpoint.save_training_state(best_path, best, {
+            "metric": best_metric, "identity": identity})
 
-  history = []
   start = int(state["step"])
+  if start > num_steps:
+    raise RunMismatchError(
+        f"{state_path} is at step {start}, beyond num_steps={num_steps}:"
+        " raise num_steps to continue it, or rerun with --fresh")
+  if resumed_with:
+    log({"step": start, "event": "resumed after divergence with another"
+         f" {', '.join(resumed_with)}"})
   bar = tqdm.trange(start, num_steps, desc=description, disable=not progress,
                     initial=start, total=num_steps)
   t0 = time.perf_counter()
+  previous = state  # the state before the last update
   for i in bar:
-    state, metrics = update(state)
+    new_state, metrics, finite = update(state)
+    finite = np.asarray(finite)
+    if not finite.all():
+      what = [w for w, ok in zip(("loss", "gradient", "parameters"), finite)
+              if not ok]
+      # The last good state: the one before, whose loss and gradient were
+      # finite, unless only the update overflowed (then the current one).
+      if not (finite[0] and finite[1]) and i > start:
+        state = previous
+      save(diverged_at_step=i + 1)
+      where = (f"; the last good state (step {int(state['step'])}) is kept in"
+               f" {state_path}" if state_path is not None else "")
+      raise TrainingDivergedError(
+          f"{description} diverged at step {i + 1}: non-finite"
+          f" {' and '.join(what)} (loss {float(metrics['loss']):.4g}){where}."
+          f" {divergence_hint or 'Lower the learning rate'} and rerun:"
+          " training continues from the last good state")
+    previous, state = state, new_state
     if (i + 1) % log_every == 0 or i + 1 == num_steps:
       record = {k: float(v) for k, v in metrics.items()}
       record.update(step=i + 1, seconds=round(time.perf_counter() - t0, 2))
-      if not np.isfinite(record["loss"]):
-        save()
-        raise FloatingPointError(
-            f"{description}: loss became {record['loss']} at step {i + 1}")
       bar.set_postfix(loss=f"{record['loss']:.4g}")
       log(record)
     if validate is not None and ((i + 1) % validate_every == 0

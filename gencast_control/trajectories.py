@@ -225,6 +225,12 @@ def validate_trajectories(ds: xr.Dataset,
       raise TrajectoryDatasetError(
           f"variable {v!r} has {num_nan} NaN and {num_inf} inf values (of"
           f" {ds[v].size}); fill or drop them")
+    largest = float(np.abs(data).max()) if data.size else 0.0
+    if largest > float(np.finfo(np.float32).max):
+      raise TrajectoryDatasetError(
+          f"variable {v!r} has values up to {largest:.3g}, beyond float32's"
+          f" range ({np.finfo(np.float32).max:.3g}) that the models compute"
+          " in; rescale it (e.g. change its units)")
   if "time" in ds.coords:
     t = ds["time"].values
     if t.ndim != 1 or t.dtype.kind not in "fiumM":

@@ -115,7 +115,7 @@ def check_resume(ardm, data, params, workdir):
   run_training(ardm, data, params, mesh, 2, workdir / "parts")
   optimizer = training_loop.make_optimizer(TRAINING.learning_rate,
                                            TRAINING.num_steps)
-  restored = training_loop.initial_state(
+  restored, _ = training_loop.initial_state(
       params, optimizer, jax.random.PRNGKey(5),
       workdir / "parts" / "state.npz", mesh)
   shardings = [leaf.sharding for leaf in jax.tree.leaves(restored)]
