@@ -39,3 +39,45 @@ def tiny_ardm(tiny_ks_data):
                                           learning_rate=3e-3),
                        progress=False)
   return ardm
+
+
+# A tiny KS run through the CLI (seconds per step on 2 cores).
+TINY_CLI = ("--set pde.num_points=32 --set pde.domain_length=22.0"
+    " --set ardm.state_shape=(32,1) --set ardm.network.width=8"
+    " --set ardm.network.num_blocks=1 --set ardm.sampler.method=euler"
+    " --set ardm.sampler.num_steps=2"
+    " --set controller.network.width=8 --set data.num_train=2"
+    " --set data.num_validation=1 --set data.num_test=1"
+    " --set data.num_steps=24 --set data.burn_in_steps=10"
+    " --set ardm_training.num_steps=2 --set ardm_training.batch_size=2"
+    " --set controller_training.num_steps=2"
+    " --set controller_training.batch_size=2"
+    " --set controller_training.spinup=0 --set controller_training.window=1"
+    " --set controller_training.validate_every=0"
+    " --set assimilation.num_steps=4 --set assimilation.ensemble_size=2"
+    " --set assimilation.num_trajectories=1").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+  """Tiny KS splits (D), two ARDMs (A, B) and a controller trained against A
+  (C) by the CLI; K: the shipped Kolmogorov ARDM."""
+  from gencast_control import cli, pipeline
+  from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
+                                             save_grid_ardm)
+  root = tmp_path_factory.mktemp("tiny_run")
+  paths = {"D": str(root / "data"), "A": str(root / "a.npz"),
+           "B": str(root / "b.npz"), "C": str(root / "c.npz"),
+           "K": str(pipeline.shipped_checkpoints("kolmogorov")[0])}
+  steps = [["simulate", "--out", paths["D"]],
+           ["train-ardm", "--data", paths["D"], "--out", paths["A"]],
+           ["train-controller", "--data", paths["D"], "--ardm", paths["A"],
+            "--out", paths["C"]]]
+  for argv in steps:
+    assert cli.main(argv + TINY_CLI) == 0, argv
+  a, meta = load_grid_ardm(paths["A"])  # B: A's architecture, other weights
+  b_params = {m: {n: v * 1.01 for n, v in leaves.items()}
+              for m, leaves in a.params.items()}
+  save_grid_ardm(paths["B"], GridARDM(a.config, b_params, a.normalization),
+                 {"system": meta["system"]})
+  return paths

@@ -16,33 +16,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import TINY_CLI as TINY
+
 README = Path(__file__).parents[1] / "README.md"
 TABLE_START = "<!-- bad-input table: python -m tests.test_bad_input -->"
 TABLE_END = "<!-- end of bad-input table -->"
-
-TINY = ("--set pde.num_points=32 --set pde.domain_length=22.0"
-        " --set ardm.state_shape=(32,1) --set ardm.network.width=8"
-        " --set ardm.network.num_blocks=1 --set ardm.sampler.method=euler"
-        " --set ardm.sampler.num_steps=2"
-        " --set controller.network.width=8 --set data.num_train=2"
-        " --set data.num_validation=1 --set data.num_test=1"
-        " --set data.num_steps=24 --set data.burn_in_steps=10"
-        " --set ardm_training.num_steps=2 --set ardm_training.batch_size=2"
-        " --set controller_training.num_steps=2"
-        " --set controller_training.batch_size=2"
-        " --set controller_training.spinup=0 --set controller_training.window=1"
-        " --set controller_training.validate_every=0"
-        " --set assimilation.num_steps=4 --set assimilation.ensemble_size=2"
-        " --set assimilation.num_trajectories=1").split()
-
 
 @dataclasses.dataclass(frozen=True)
 class Case:
   """A bad input: `gencast-control ARGS` must fail with `message`.
 
-  ARGS may name files of the fixture: {D} tiny KS splits, {A} and {B} two
-  tiny ARDMs (another seed), {C} a controller trained against {A} (work
-  folder {C}.work), {K} the shipped Kolmogorov ARDM, {T} a temp folder;
+  ARGS may name the files of conftest's `tiny_run` fixture: {D} tiny KS
+  splits, {A} and {B} two tiny ARDMs, {C} a controller trained against {A}
+  (work folder {C}.work), {K} the shipped Kolmogorov ARDM; {T} is a temp
+  folder;
   `prepare(paths)` writes more files first.
   """
   input: str
@@ -278,33 +265,10 @@ def _prepare(name: str, paths: dict[str, str]) -> None:
       ds.to_netcdf(out / f"{split}.nc")
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-  """Tiny KS splits, two ARDMs and a controller trained against the first."""
-  from gencast_control import cli, pipeline
-  root = tmp_path_factory.mktemp("bad_input")
-  paths = {"D": str(root / "data"), "A": str(root / "a.npz"),
-           "B": str(root / "b.npz"), "C": str(root / "c.npz"),
-           "K": str(pipeline.shipped_checkpoints("kolmogorov")[0])}
-  from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
-                                             save_grid_ardm)
-  steps = [["simulate", "--out", paths["D"]],
-           ["train-ardm", "--data", paths["D"], "--out", paths["A"]],
-           ["train-controller", "--data", paths["D"], "--ardm", paths["A"],
-            "--out", paths["C"]]]
-  for argv in steps:
-    assert cli.main(argv + TINY) == 0, argv
-  a, meta = load_grid_ardm(paths["A"])  # B: A's architecture, other weights
-  b_params = {m: {n: v * 1.01 for n, v in leaves.items()}
-              for m, leaves in a.params.items()}
-  save_grid_ardm(paths["B"], GridARDM(a.config, b_params, a.normalization),
-                 {"system": meta["system"]})
-  return paths
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.input)
-def test_bad_input_is_one_line_and_exit_code_2(case, files, tmp_path, capsys):
-  paths = dict(files, T=str(tmp_path))
+def test_bad_input_is_one_line_and_exit_code_2(case, tiny_run, tmp_path,
+                                              capsys):
+  paths = dict(tiny_run, T=str(tmp_path))
   if case.prepare:
     _prepare(case.prepare, paths)
   argv = [a.format(**paths) for a in case.args.split()]
@@ -316,22 +280,22 @@ def test_bad_input_is_one_line_and_exit_code_2(case, files, tmp_path, capsys):
   assert case.message.format(**paths) in lines[0], lines[0]
 
 
-def test_nothing_diverged_or_mismatched_reaches_disk(files, tmp_path, capsys):
+def test_nothing_diverged_or_mismatched_reaches_disk(tiny_run, tmp_path, capsys):
   out = tmp_path / "nan.npz"
-  code, _ = _run(["train-ardm", "--data", files["D"], "--out", str(out)]
+  code, _ = _run(["train-ardm", "--data", tiny_run["D"], "--out", str(out)]
                  + TINY + ["--set", "ardm_training.num_steps=3",
                            "--set", "ardm_training.learning_rate=1e10"], capsys)
   assert code == 2 and not out.exists()
-  before = Path(files["C"]).read_bytes()
-  code, _ = _run(["train-controller", "--data", files["D"], "--ardm",
-                  files["B"], "--out", files["C"]] + TINY, capsys)
-  assert code == 2 and Path(files["C"]).read_bytes() == before
+  before = Path(tiny_run["C"]).read_bytes()
+  code, _ = _run(["train-controller", "--data", tiny_run["D"], "--ardm",
+                  tiny_run["B"], "--out", tiny_run["C"]] + TINY, capsys)
+  assert code == 2 and Path(tiny_run["C"]).read_bytes() == before
 
 
-def test_divergence_then_a_saner_rerun_continues(files, tmp_path, capsys):
+def test_divergence_then_a_saner_rerun_continues(tiny_run, tmp_path, capsys):
   from gencast_control.adapters.grid import load_grid_ardm
   out = tmp_path / "a.npz"
-  argv = ["train-ardm", "--data", files["D"], "--out", str(out)] + TINY + [
+  argv = ["train-ardm", "--data", tiny_run["D"], "--out", str(out)] + TINY + [
       "--set", "ardm_training.num_steps=6"]
   code, err = _run(argv + ["--set", "ardm_training.learning_rate=1e10"], capsys)
   assert code == 2 and "last good state" in err
@@ -344,9 +308,9 @@ def test_divergence_then_a_saner_rerun_continues(files, tmp_path, capsys):
   assert "resumed after divergence" in meta["training_events"][0]["event"]
 
 
-def test_fresh_starts_afresh(files, tmp_path, capsys):
+def test_fresh_starts_afresh(tiny_run, tmp_path, capsys):
   out = tmp_path / "a.npz"
-  argv = ["train-ardm", "--data", files["D"], "--out", str(out)] + TINY
+  argv = ["train-ardm", "--data", tiny_run["D"], "--out", str(out)] + TINY
   assert _run(argv, capsys)[0] == 0
   other = argv + ["--set", "ardm_training.seed=5"]
   assert _run(other, capsys)[0] == 2

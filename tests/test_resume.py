@@ -10,9 +10,9 @@ import jax
 import numpy as np
 
 from gencast_control.adapters.grid import load_grid_ardm
-from tests.test_cli import TINY
+from tests.conftest import TINY_CLI
 
-ARGS = TINY + ["--set", "ardm_training.num_steps=200",
+ARGS = TINY_CLI + ["--set", "ardm_training.num_steps=200",
                "--set", "ardm_training.checkpoint_every=10",
                "--set", "ardm_training.log_every=10"]
 
@@ -26,7 +26,7 @@ def _train_ardm(data, out, workdir):
 def test_killed_training_resumes_to_the_same_parameters(tmp_path):
   from gencast_control import cli
   data = tmp_path / "data"
-  assert cli.main(["simulate", "--out", str(data)] + TINY) == 0
+  assert cli.main(["simulate", "--out", str(data)] + TINY_CLI) == 0
   env = dict(os.environ, JAX_PLATFORMS="cpu")
 
   subprocess.run(_train_ardm(data, tmp_path / "full.npz", tmp_path / "w1"),
