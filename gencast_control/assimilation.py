@@ -27,18 +27,22 @@ from gencast_control.observations import Observations
 def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
             key: jax.Array, observations: Observations | None = None,
             controller: ControllerFn | None = None, horizon: int = 1,
-            remat: bool = False) -> tuple[jax.Array, jax.Array]:
+            remat: bool = False, first_step: int | jax.Array = 0
+            ) -> tuple[jax.Array, jax.Array]:
   """One trajectory x_0..x_T from the initial history (traceable).
 
   Args:
     ardm: the frozen model.
     history: [h, *spatial, C] states at times -h+1..0.
     num_steps: T.
-    key: PRNG key; step n uses fold_in(key, n).
+    key: PRNG key; step n uses fold_in(key, first_step + n).
     observations: the stream over times 0..T (needed with a controller).
     controller: u_psi or None.
     horizon: lookahead horizon H of the preview.
     remat: rematerialise sampler sub-steps (for training).
+    first_step: global index of step 0, so that a run continued from another
+      run's last state (data-assimilation cycling) draws the keys of one run
+      over both periods.
 
   Returns:
     (states [T+1, *spatial, C] with states[0] = history[-1], the control
@@ -50,8 +54,9 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
     preview = None
     if controller is not None:
       preview = observations.preview(n, horizon)
-    x_next, energy = ardm.step(history, jax.random.fold_in(key, n), preview,
-                               controller, remat)
+    x_next, energy = ardm.step(history,
+                               jax.random.fold_in(key, first_step + n),
+                               preview, controller, remat)
     history = jnp.concatenate([history[1:], x_next[None]], axis=0)
     return history, (x_next, energy)
 
@@ -98,15 +103,16 @@ def ensemble_rollout(ardm: FrozenARDM, history, num_steps: int,
                      key: jax.Array, ensemble_size: int = 1,
                      observations: Observations | None = None,
                      controller: ControllerFn | None = None,
-                     horizon: int = 1) -> jax.Array:
+                     horizon: int = 1, first_step: int = 0) -> jax.Array:
   """Ensemble of rollouts, [M, T+1, *spatial, C]; jit-compiled, vmapped.
 
   history: [h, *spatial, C] shared by the members, or [M, h, *spatial, C]
   (an initial ensemble, see `member_histories`).
+  first_step: see `rollout`.
   """
   run, arguments = ensemble_program(ardm, history, num_steps, key,
                                     ensemble_size, observations, controller,
-                                    horizon)
+                                    horizon, first_step)
   return run(*arguments)
 
 
@@ -120,7 +126,7 @@ def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
                      key: jax.Array, ensemble_size: int = 1,
                      observations: Observations | None = None,
                      controller: ControllerFn | None = None,
-                     horizon: int = 1):
+                     horizon: int = 1, first_step: int = 0):
   """(jitted program, its arguments) of `ensemble_rollout` after its input
   checks: program(*arguments) is the ensemble. For ahead-of-time compilation
   and timing, e.g. program.lower(*arguments).compile()."""
@@ -129,7 +135,8 @@ def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
       (ardm.history_length,) + tuple(ardm.state_shape))
   _check_inputs(ardm, num_steps, observations, controller)
   run = _compiled_ensemble(ardm, controller, num_steps, horizon)
-  return run, (histories, observations, member_keys(key, ensemble_size))
+  return run, (histories, observations, member_keys(key, ensemble_size),
+               jnp.asarray(first_step, jnp.int32))
 
 
 @functools.lru_cache(maxsize=32)
@@ -138,9 +145,10 @@ def _compiled_ensemble(ardm, controller, num_steps, horizon):
   repeated calls reuse the compiled program."""
 
   @jax.jit
-  def run(histories, observations, keys):
+  def run(histories, observations, keys, first_step=0):
     member = lambda h, k: rollout(ardm, h, num_steps, k, observations,
-                                  controller, horizon)[0]
+                                  controller, horizon,
+                                  first_step=first_step)[0]
     return jax.vmap(member)(histories, keys)
 
   return run

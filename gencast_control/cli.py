@@ -5,7 +5,7 @@
     gencast-control train-ardm --config ks --data data/ks --out ks_ardm.npz
     gencast-control train-controller --config ks --data data/ks --ardm ks_ardm.npz --out ks_controller.npz
     gencast-control train --config ks --out runs/ks   # all three steps
-    gencast-control assimilate --config ks --ardm A --controller C --out results/ks
+    gencast-control assimilate --ardm A --controller C --observations obs.csv --initial x0.nc --out results/mine
     gencast-control evaluate --config ks --out results/eval
     gencast-control benchmark --mode quick --out results/benchmark
     gencast-control pilot --config era5_pilot --data D --ardm A --controller C
@@ -124,11 +124,34 @@ def _cmd_train(args):
 
 
 def _cmd_assimilate(args):
-  from gencast_control import demo
+  from gencast_control import assimilate_files
   config = _config(args)
-  _check_outputs((args.out, "folder", "--out"))
-  demo.run_demo(config, args.out,
-                checkpoints=(Path(args.ardm), Path(args.controller)))
+  _check_outputs((args.out, "folder", "--out"),
+                 inputs=(args.observations, args.initial, args.truth))
+  error_std = None
+  if args.error_std:
+    error_std = {}
+    for item in args.error_std:
+      name, _, value = item.rpartition("=")
+      try:
+        error_std[name or "*"] = float(value)
+      except ValueError:
+        raise ValueError(f"--error-std {item!r} must be STD or VAR=STD")
+    if "*" in error_std:
+      error_std = error_std["*"]
+  stats = assimilate_files.run(
+      config, args.ardm, args.controller, args.observations, args.out,
+      initial=args.initial, restart=args.restart, data_dir=args.data,
+      truth=args.truth, members=args.members, steps=args.steps,
+      error_std=error_std, method=args.operator, seed=args.seed)
+  from gencast_control import api
+  print(api.monitoring_markdown(stats["monitoring"]))
+  for method, by_var in stats.get("scores", {}).items():
+    for v, s in by_var.items():
+      print(f"{method:>10} {v}: RMSE {s['rmse']:.4f}  CRPS {s['crps']:.4f}"
+            f"  spread/skill {s['spread_skill']:.3f}")
+  print(f"wrote analysis.nc, background.nc, restart.nc, monitoring.json/.md"
+        f" and analysis.png to {args.out}")
 
 
 def _cmd_benchmark(args):
@@ -249,11 +272,40 @@ def build_parser() -> argparse.ArgumentParser:
   _add_fresh(p)
   p.set_defaults(func=_cmd_train)
 
-  p = sub.add_parser("assimilate", help="assimilate fresh observations with"
-                     " given checkpoints; writes table, plot, NetCDF, JSON")
+  p = sub.add_parser(
+      "assimilate", help="assimilate your own observations (a gridded"
+      " NetCDF/zarr or a point table); writes the analysis ensemble, O-B/O-A"
+      " monitoring statistics and a plot",
+      description="Runs the controlled assimilation and the unguided forecast"
+      " from the same initial members and keys. The run starts at the last"
+      " time t_0 of the initial state and advances by the config's"
+      " pde.model_dt; observation times must be t_0 + k dt. No truth needed.")
   _add_config(p)
   p.add_argument("--ardm", required=True)
   p.add_argument("--controller", required=True)
+  p.add_argument("--observations", required=True,
+                 help="NetCDF/zarr on the model grid (dims time, *spatial;"
+                 " NaN = unobserved) or a point table (.csv or NetCDF with"
+                 " columns time, one per spatial dim, variable, value,"
+                 " error_std)")
+  p.add_argument("--initial", help="NetCDF with one state or an ensemble (a"
+                 " `sample` dim); its last time is t_0")
+  p.add_argument("--restart", metavar="DIR", help="continue from a previous"
+                 " run's restart.nc (DA cycling)")
+  p.add_argument("--data", help="without --initial/--restart: start the"
+                 " members from random states of DIR's training split")
+  p.add_argument("--truth", help="NetCDF with the true states (dims time,"
+                 " *spatial): adds RMSE, CRPS and spread/skill")
+  p.add_argument("--members", type=int, default=8)
+  p.add_argument("--steps", type=int, help="steps to run (default: to the"
+                 " last observation time)")
+  p.add_argument("--error-std", action="append", metavar="[VAR=]STD",
+                 help="observation-error std of gridded observations")
+  p.add_argument("--operator", choices=("linear", "nearest"),
+                 default="linear", help="H of the point observations in the"
+                 " monitoring statistics (the controller always sees each"
+                 " point at its nearest grid point)")
+  p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default="results/assimilate")
   p.set_defaults(func=_cmd_assimilate)
 

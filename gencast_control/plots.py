@@ -148,3 +148,48 @@ def plot_fields(panels: dict[str, np.ndarray], path, title: str = "",
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def plot_analysis(analysis: xr.Dataset, observations, path) -> Path:
+  """Observations against the analysis (ensemble mean and spread).
+
+  1-D grids: space-time panels with the observations marked; 2-D grids:
+  maps at the last observed time. `observations` is an api.ObservationSet.
+  """
+  variable = observations.variables[0]
+  mean = analysis[variable].mean("sample").values
+  spread = analysis[variable].std("sample").values
+  observed = np.where(np.asarray(observations.stream.mask)[..., 0] > 0,
+                      np.asarray(observations.stream.values)[..., 0], np.nan)
+  vmax = float(np.nanmax(np.abs(mean)))
+  if mean.ndim == 2:
+    panels = [("observations (on the grid)", observed),
+              ("analysis (ens. mean)", mean), ("analysis spread", spread)]
+  else:
+    t = int(np.flatnonzero(np.isfinite(observed).any(
+        axis=tuple(range(1, observed.ndim))))[-1])
+    panels = [(f"observations, step {t}", observed[t]),
+              (f"analysis (ens. mean), step {t}", mean[t]),
+              (f"analysis spread, step {t}", spread[t])]
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2),
+                           constrained_layout=True)
+  for ax, (title, data) in zip(axes, panels):
+    is_spread = "spread" in title
+    image = ax.imshow(data, aspect="auto", origin="lower",
+                      interpolation="nearest",
+                      cmap="magma" if is_spread else "RdBu_r",
+                      vmin=0 if is_spread else -vmax,
+                      vmax=None if is_spread else vmax)
+    if title.startswith("observations"):
+      ax.set_facecolor("0.85")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+  if mean.ndim == 2:
+    axes[0].set_ylabel("time step")
+    for ax in axes:
+      ax.set_xlabel(f"{observations.spatial_dims[0]} (grid index)")
+  fig.suptitle(f"{variable}: {analysis.attrs.get('method', '')} analysis")
+  path = Path(path)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path

@@ -1,0 +1,136 @@
+"""`gencast-control assimilate`: your observations, from files, to files.
+
+Reads observations (a gridded NetCDF/zarr with NaN = unobserved, or a point
+table as CSV/NetCDF), an initial state or ensemble (or a previous run's
+restart.nc, or climatological training states), runs the controlled
+assimilation and the unguided forecast from the same members and keys, and
+writes:
+
+    analysis.nc      the analysis ensemble (sample, time, *spatial)
+    background.nc    the unguided forecast from the same initial ensemble
+    restart.nc       the initial ensemble of the next cycle (--restart DIR)
+    monitoring.json  O-B / O-A mean and RMSE per variable, expected values
+    monitoring.md
+    analysis.png     observations against the analysis
+    scores.json      with --truth: RMSE, fair CRPS, spread/skill per method
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from gencast_control import api, pipeline, plots
+from gencast_control.checkpoint import atomic_write, write_json
+from gencast_control.controller import bind_controller
+from gencast_control.experiment import ExperimentConfig, state_variables
+
+
+def open_dataset(path) -> xr.Dataset:
+  """A NetCDF file or zarr store, loaded; one-line errors."""
+  path = Path(path)
+  if not path.exists():
+    raise FileNotFoundError(f"{path} does not exist")
+  try:
+    ds = xr.open_zarr(path) if path.suffix == ".zarr" or path.is_dir() \
+        else xr.open_dataset(path)
+    return ds.load()
+  except (OSError, ValueError, KeyError) as e:
+    raise ValueError(f"cannot read {path} as NetCDF or zarr: {e}") from e
+
+
+def is_point_table(path) -> bool:
+  path = Path(path)
+  if path.suffix == ".csv":
+    return True
+  return "variable" in open_dataset(path).variables
+
+
+def climatology(config: ExperimentConfig, data_dir, members: int,
+                history_length: int, seed: int = 0
+                ) -> tuple[xr.Dataset, str]:
+  """Random training states as an initial ensemble, and which ones."""
+  path = pipeline.find_split(data_dir, "train")
+  ds = open_dataset(path)
+  rng = np.random.default_rng(seed)
+  traj = rng.integers(0, ds.sizes["trajectory"], members)
+  t0 = rng.integers(0, ds.sizes["time"] - history_length + 1, members)
+  states = xr.concat(
+      [ds.isel(trajectory=int(i), time=slice(int(t), int(t) + history_length))
+       .drop_vars("time").assign_coords(time=np.arange(history_length)
+                                        - history_length + 1.0)
+       for i, t in zip(traj, t0)], dim="sample")
+  which = ", ".join(f"(trajectory {i}, time index {t})"
+                    for i, t in zip(traj, t0))
+  return states.drop_vars("trajectory", errors="ignore"), (
+      f"members start from training states of {path}: {which}")
+
+
+def run(config: ExperimentConfig, ardm_path, controller_path, observations,
+        out_dir, initial=None, restart=None, data_dir=None, truth=None,
+        members: int = 8, steps: int | None = None, error_std=None,
+        method: str = "linear", seed: int = 0) -> dict:
+  """The `assimilate` command; returns the monitoring statistics (and
+  scores). See the module docstring for the files written."""
+  model, controller_config, params, _, _ = pipeline.load_checkpoints(
+      config, ardm_path, controller_path)
+  controller = bind_controller(controller_config, model.periodic, params)
+  variables = state_variables(config)
+  dt = float(getattr(config.pde, "model_dt", 1.0))
+  note = ""
+  if restart is not None:
+    initial_ds = open_dataset(Path(restart) / "restart.nc")
+    members = initial_ds.sizes.get("sample", members)
+    seed = int(initial_ds.attrs.get("seed", seed))
+  elif initial is not None:
+    initial_ds = open_dataset(initial)
+    members = initial_ds.sizes.get("sample", members)
+  elif data_dir is not None:
+    initial_ds, note = climatology(config, data_dir, members,
+                                   model.history_length, seed)
+  else:
+    raise ValueError("give --initial FILE, --restart DIR or --data DIR (to"
+                     " start the members from climatological training states)")
+  start = api.start_time(initial_ds)
+  if is_point_table(observations):
+    obs = api.observations_from_points(
+        observations, initial_ds, start, dt, variables, steps, model, method)
+  else:
+    if error_std is None:
+      raise ValueError("gridded observations need --error-std (one value, or"
+                       " VAR=STD per variable)")
+    obs = api.observations_from_dataset(open_dataset(observations), variables,
+                                        error_std, start, dt, steps, model)
+  analysis = api.assimilate(model, controller, obs, initial_ds, members, seed)
+  background = api.assimilate(model, None, obs, initial_ds, members, seed)
+  stats = {"monitoring": api.monitoring(obs, background, analysis,
+                                        model.periodic),
+           "start_time": start, "steps": obs.num_steps, "members": members,
+           "initial": note or str(restart or initial),
+           "first_step": analysis.attrs["first_step"]}
+  if truth is not None:
+    truth_ds = open_dataset(truth)
+    stats["scores"] = {"controlled": api.score(analysis, truth_ds),
+                       "unguided": api.score(background, truth_ds)}
+  _write(out_dir, analysis, background, obs, stats, model.history_length)
+  return stats
+
+
+def _write(out_dir, analysis, background, obs, stats, history_length):
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  for name, ds in (("analysis", analysis), ("background", background),
+                   ("restart", api.restart_state(analysis, history_length))):
+    atomic_write(out / f"{name}.nc", lambda f, ds=ds: f.write(ds.to_netcdf()))
+  write_json(out / "monitoring.json", stats)
+  text = api.monitoring_markdown(stats["monitoring"])
+  if "scores" in stats:
+    text += "\n| method | variable | RMSE | CRPS | spread/skill |\n" \
+            "|---|---|---|---|---|\n" + "".join(
+                f"| {m} | {v} | {s['rmse']:.4f} | {s['crps']:.4f} |"
+                f" {s['spread_skill']:.3f} |\n"
+                for m, by in stats["scores"].items() for v, s in by.items())
+  atomic_write(out / "monitoring.md", lambda f: f.write(text.encode()))
+  plots.plot_analysis(analysis, obs, out / "analysis.png")

@@ -1,0 +1,161 @@
+"""Assimilating your own observations: the public API and the CLI on files
+the tests write (grid file, point table, off-grid operator, initial ensemble,
+cycling) with conftest's tiny CLI run."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import gencast_control as gc
+from gencast_control import api, cli
+from tests.conftest import TINY_CLI
+
+
+@pytest.fixture(scope="module")
+def case(tiny_run, tmp_path_factory):
+  """A tiny KS truth, its initial state and station observations as files."""
+  root = tmp_path_factory.mktemp("own_obs")
+  truth = xr.open_dataset(Path(tiny_run["D"]) / "test.nc").isel(
+      trajectory=0, drop=True).load()
+  truth.to_netcdf(root / "truth.nc")
+  truth.isel(time=[0]).to_netcdf(root / "initial.nc")
+  x = truth["x"].values
+  dx = x[1] - x[0]
+  rng = np.random.default_rng(0)
+  rows = []
+  for t in truth["time"].values[1:13]:
+    u = truth["u"].sel(time=t).values
+    for s in x[::4] + 0.4 * dx:  # off the grid
+      exact = np.interp(s, np.r_[x, x[-1] + dx], np.r_[u, u[0]])
+      rows.append({"time": t, "x": s, "variable": "u",
+                   "value": exact + 0.05 * rng.normal(), "error_std": 0.05})
+  pd.DataFrame(rows).to_csv(root / "stations.csv", index=False)
+  gridded = truth.where(xr.DataArray(rng.random(truth["u"].shape) < 0.3,
+                                     dims=truth["u"].dims))
+  gridded.isel(time=slice(0, 13)).to_netcdf(root / "gridded.nc")
+  return {**tiny_run, "root": root, "truth": truth}
+
+
+def _assimilate(case, out, *extra):
+  argv = ["assimilate", "--ardm", case["A"], "--controller", case["C"],
+          "--out", str(out), "--members", "2"] + list(extra) + TINY_CLI
+  assert cli.main(argv) == 0
+  return json.loads((out / "monitoring.json").read_text())
+
+
+def test_point_table_with_truth_writes_analysis_monitoring_and_plot(
+    case, tmp_path):
+  root = case["root"]
+  stats = _assimilate(case, tmp_path, "--observations",
+                      str(root / "stations.csv"), "--initial",
+                      str(root / "initial.nc"), "--truth",
+                      str(root / "truth.nc"))
+  analysis = xr.open_dataset(tmp_path / "analysis.nc")
+  assert analysis["u"].dims == ("sample", "time", "x")
+  assert analysis["u"].shape == (2, 13, 32)
+  np.testing.assert_allclose(analysis["time"], np.arange(13.0))
+  m = stats["monitoring"]["u"]
+  assert m["count"] == 12 * 8
+  assert m["expected_rmse_obs_error"] == pytest.approx(0.05)
+  assert m["omb_rmse"] > 0 and m["oma_rmse"] > 0
+  assert set(stats["scores"]) == {"controlled", "unguided"}
+  assert (tmp_path / "analysis.png").stat().st_size > 5_000
+  assert "O-B RMSE" in (tmp_path / "monitoring.md").read_text()
+
+
+def test_gridded_file_and_an_initial_ensemble(case, tmp_path):
+  root = case["root"]
+  ensemble = xr.concat([case["truth"].isel(time=[0]),
+                        case["truth"].isel(time=[5]).assign_coords(time=[0.0])],
+                       dim="sample")
+  ensemble.to_netcdf(tmp_path / "ensemble.nc")
+  stats = _assimilate(case, tmp_path / "out", "--observations",
+                      str(root / "gridded.nc"), "--initial",
+                      str(tmp_path / "ensemble.nc"), "--error-std", "u=0.05")
+  analysis = xr.open_dataset(tmp_path / "out" / "analysis.nc")
+  np.testing.assert_array_equal(analysis["u"].values[:, 0],
+                                ensemble["u"].values[:, 0])
+  observed = np.isfinite(xr.open_dataset(root / "gridded.nc")["u"].values)
+  assert stats["monitoring"]["u"]["count"] == observed[1:].sum()
+
+
+def test_climatological_start_says_which_states(case, tmp_path):
+  stats = _assimilate(case, tmp_path, "--observations",
+                      str(case["root"] / "stations.csv"), "--data", case["D"])
+  assert "members start from training states" in stats["initial"]
+
+
+def test_two_chained_runs_equal_one_run_over_both_periods(case, tmp_path):
+  # Observations in steps 1-4 and 9-12: nothing in the preview beyond the
+  # first period's end (H = 4), so the first run sees what one run sees.
+  table = pd.read_csv(case["root"] / "stations.csv")
+  table = table[(table["time"] <= 4) | (table["time"] >= 9)]
+  table.to_csv(tmp_path / "obs.csv", index=False)
+  common = ["--observations", str(tmp_path / "obs.csv")]
+  initial = ["--initial", str(case["root"] / "initial.nc")]
+  _assimilate(case, tmp_path / "one", *common, *initial)
+  _assimilate(case, tmp_path / "first", *common, *initial, "--steps", "4")
+  _assimilate(case, tmp_path / "second", *common, "--restart",
+              str(tmp_path / "first"))
+  one = xr.open_dataset(tmp_path / "one" / "analysis.nc")["u"]
+  first = xr.open_dataset(tmp_path / "first" / "analysis.nc")["u"]
+  second = xr.open_dataset(tmp_path / "second" / "analysis.nc")["u"]
+  chained = np.concatenate([first.values, second.values[:, 1:]], axis=1)
+  np.testing.assert_allclose(chained, one.values, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(second["time"], np.arange(4.0, 13.0))
+
+
+def test_linear_operator_matches_brute_force_interpolation(case):
+  truth = case["truth"]
+  table = pd.read_csv(case["root"] / "stations.csv")
+  model = gc.load_model(case["A"])
+  obs = gc.observations_from_points(table, truth.isel(time=[0]), 0.0, 1.0,
+                                    ("u",), model=model)
+  states = truth["u"].values[:13, :, None]
+  h = api.interpolate_to_points(states, obs.points, ("x",), obs.coords,
+                                model.periodic, ("u",))
+  x = truth["x"].values
+  dx = x[1] - x[0]
+  brute = [np.interp(r.x, np.r_[x, x[-1] + dx],
+                     np.r_[states[r.step, :, 0], states[r.step, 0, 0]])
+           for r in obs.points.itertuples()]
+  np.testing.assert_allclose(h, brute, rtol=1e-6)
+  # The controller sees each station at its nearest grid point.
+  grid_obs = np.asarray(obs.stream.mask)[1]
+  assert grid_obs.sum() == 8 and grid_obs[::4].all()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.assign(x=t["x"] + 1e3), None),  # periodic x wraps: no error
+    (lambda t: t.assign(variable="v"), "unknown variable"),
+    (lambda t: t.assign(error_std=-1.0), "error_std must be > 0"),
+    (lambda t: t.assign(error_std=np.nan), "missing values"),
+    (lambda t: pd.concat([t, t.iloc[:1]]), "duplicated observation"),
+    (lambda t: t.assign(time=t["time"] - 100), "no overlap"),
+    (lambda t: t.assign(time=t["time"] + 0.5), "not a model time"),
+    (lambda t: t.drop(columns="error_std"), "lacks column"),
+])
+def test_bad_point_tables(case, change, message):
+  table = change(pd.read_csv(case["root"] / "stations.csv"))
+  model = gc.load_model(case["A"])
+  grid = case["truth"].isel(time=[0])
+  if message is None:
+    gc.observations_from_points(table, grid, 0.0, 1.0, ("u",), model=model)
+    return
+  with pytest.raises(ValueError, match=message):
+    gc.observations_from_points(table, grid, 0.0, 1.0, ("u",), model=model)
+
+
+def test_outside_a_non_periodic_domain_and_a_wrong_initial_shape(case):
+  table = pd.read_csv(case["root"] / "stations.csv")
+  grid = case["truth"].isel(time=[0])
+  with pytest.raises(ValueError, match="outside the domain"):
+    gc.observations_from_points(table.assign(x=table["x"] + 1e3), grid, 0.0,
+                                1.0, ("u",))
+  model = gc.load_model(case["A"])
+  with pytest.raises(ValueError, match="does not match the model's grid"):
+    api.initial_ensemble(grid.isel(x=slice(0, 16)), ("u",), model, 2)
