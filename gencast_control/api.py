@@ -74,22 +74,25 @@ class ObservationSet:
 
 def load_model(name_or_path: str | os.PathLike) -> GridARDM:
   """A frozen ARDM: a shipped name ("ks", "kolmogorov") or a checkpoint."""
-  return load_grid_ardm(_checkpoint_path(name_or_path, 0))[0]
+  return load_grid_ardm(checkpoint_path(name_or_path, "ardm"))[0]
 
 
 def load_controller(name_or_path: str | os.PathLike,
                     model: GridARDM) -> BoundController:
   """The controller trained for `model`: a shipped name or a checkpoint."""
-  config, params, _ = _load_controller(_checkpoint_path(name_or_path, 1),
-                                       model)
+  config, params, _ = _load_controller(
+      checkpoint_path(name_or_path, "controller"), model)
   return bind_controller(config, model.periodic, params)
 
 
-def _checkpoint_path(name_or_path, which: int) -> Path:
+def checkpoint_path(name_or_path, kind: str) -> Path:
+  """A checkpoint file, or the shipped `kind` ("ardm", "controller") of a
+  config name such as "ks"."""
   path = Path(name_or_path)
   if path.suffix == ".npz" or path.exists():
     return path
-  shipped = pipeline.shipped_checkpoints(str(name_or_path))[which]
+  shipped = pipeline.shipped_checkpoints(str(name_or_path))[
+      ("ardm", "controller").index(kind)]
   if not shipped.exists():
     raise ValueError(f"{name_or_path!r} is neither a checkpoint file nor a"
                      " shipped model (ks, kolmogorov)")

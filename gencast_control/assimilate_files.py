@@ -75,7 +75,8 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   """The `assimilate` command; returns the monitoring statistics (and
   scores). See the module docstring for the files written."""
   model, controller_config, params, _, _ = pipeline.load_checkpoints(
-      config, ardm_path, controller_path)
+      config, api.checkpoint_path(ardm_path, "ardm"),
+      api.checkpoint_path(controller_path, "controller"))
   controller = bind_controller(controller_config, model.periodic, params)
   variables = state_variables(config)
   dt = float(getattr(config.pde, "model_dt", 1.0))

@@ -281,8 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
       " time t_0 of the initial state and advances by the config's"
       " pde.model_dt; observation times must be t_0 + k dt. No truth needed.")
   _add_config(p)
-  p.add_argument("--ardm", required=True)
-  p.add_argument("--controller", required=True)
+  p.add_argument("--ardm", required=True,
+                 help="ARDM checkpoint, or a shipped name (ks, kolmogorov)")
+  p.add_argument("--controller", required=True,
+                 help="controller checkpoint, or a shipped name")
   p.add_argument("--observations", required=True,
                  help="NetCDF/zarr on the model grid (dims time, *spatial;"
                  " NaN = unobserved) or a point table (.csv or NetCDF with"

@@ -34,7 +34,7 @@ def test_train_pipeline_end_to_end(tiny_run, tmp_path, capsys):
   # conftest's tiny_run: simulate, train-ardm and train-controller by the CLI
   data = Path(tiny_run["D"])
   assert (data / "train.nc").exists() and (data / "test.nc").exists()
-  assert cli.main(["assimilate", "--ardm", tiny_run["A"], "--controller",
+  assert cli.main(["demo", "--ardm", tiny_run["A"], "--controller",
                    tiny_run["C"], "--out", str(tmp_path / "res")]
                   + TINY_CLI) == 0
   metrics = json.loads((tmp_path / "res" / "metrics.json").read_text())
@@ -97,7 +97,7 @@ def test_kolmogorov_pipeline_runs_on_a_tiny_grid(tmp_path):
           "--set", "assimilation.ensemble_size=2",
           "--set", "assimilation.num_trajectories=1"]
   assert cli.main(["train", "--out", str(tmp_path)] + tiny) == 0
-  assert cli.main(["assimilate", "--ardm",
+  assert cli.main(["demo", "--ardm",
                    str(tmp_path / "kolmogorov_ardm.npz"), "--controller",
                    str(tmp_path / "kolmogorov_controller.npz"), "--out",
                    str(tmp_path / "res")] + tiny) == 0
