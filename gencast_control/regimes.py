@@ -30,16 +30,19 @@ class ObservationRegime:
 
   Attributes:
     name: short identifier (used in tables and configs).
-    fraction: fraction of grid points observed at an observation time.
+    fraction: fraction of grid points observed at an observation time
+      (default 0.1; not with `points`).
     layout: "random" points or "regular" (evenly spaced along the flattened
-      grid with a random offset).
-    fixed: the same points at every time (a station network) or redrawn per time.
+      grid).
+    fixed: the same points at every time (a station network) or redrawn per
+      time. A fixed regular network is the same in every draw (offset 0); a
+      fixed random one is drawn once per key (per trajectory).
     every: observations at times t with t % every == phase (t >= 1).
     noise_std: observation-error standard deviation sigma_obs (physical units).
     points: explicit flat grid indices (overrides fraction/layout; fixed).
   """
   name: str
-  fraction: float = 0.1
+  fraction: float | None = None
   layout: Literal["random", "regular"] = "random"
   fixed: bool = False
   every: int = 1
@@ -47,6 +50,11 @@ class ObservationRegime:
   points: tuple[int, ...] | None = None
 
   def __post_init__(self):
+    if self.points is not None and self.fraction is not None:
+      raise ValueError(f"regime {self.name!r}: give `points` or `fraction`,"
+                       " not both (a point list fixes the observed points)")
+    if self.points is None and self.fraction is None:
+      object.__setattr__(self, "fraction", 0.1)
     if self.points is None and not 0.0 < self.fraction <= 1.0:
       raise ValueError(f"regime {self.name!r}: fraction must be in (0, 1],"
                        f" got {self.fraction}")
@@ -98,7 +106,7 @@ def _flat_masks(p, key, num_times: int, grid_size: int, phase) -> jax.Array:
   ranks = jnp.argsort(jnp.argsort(scores, axis=-1), axis=-1)
   random_mask = ranks < p["count"]
   stride = grid_size / p["count"]
-  offset = scores[:, :1] * stride
+  offset = jnp.where(p["fixed"], 0.0, scores[:, :1] * stride)
   position = jnp.arange(grid_size)[None, :]
   k = jnp.ceil((position - offset) / stride)
   regular_mask = (offset + stride * k < position + 1) & (k < p["count"])

@@ -81,3 +81,19 @@ def test_invalid_regimes_raise(kwargs, message):
 def test_points_outside_grid_raise():
   with pytest.raises(ValueError, match="point indices"):
     _obs(ObservationRegime("p", points=(500,)))
+
+
+def test_a_fixed_regular_network_is_the_same_in_every_draw():
+  regime = ObservationRegime("stations", fraction=0.1, layout="regular",
+                             fixed=True)
+  truth = jnp.zeros((5, 128, 1))
+  masks = [np.asarray(sample_observations(regime, jax.random.PRNGKey(k),
+                                          truth).mask) for k in range(3)]
+  np.testing.assert_array_equal(masks[0], masks[1])
+  np.testing.assert_array_equal(masks[0], masks[2])
+  assert masks[0][1, :, 0].sum() == 13 and masks[0][1, 0, 0] == 1
+
+
+def test_points_and_fraction_together_are_an_error():
+  with pytest.raises(ValueError, match="not both"):
+    ObservationRegime("p", fraction=0.2, points=(1, 2))
