@@ -78,7 +78,6 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
       config, api.checkpoint_path(ardm_path, "ardm"),
       api.checkpoint_path(controller_path, "controller"))
   controller = bind_controller(controller_config, model.periodic, params)
-  variables = state_variables(config)
   dt = float(getattr(config.pde, "model_dt", 1.0))
   note = ""
   if restart is not None:
@@ -94,6 +93,7 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   else:
     raise ValueError("give --initial FILE, --restart DIR or --data DIR (to"
                      " start the members from climatological training states)")
+  variables = state_variables(config) or tuple(initial_ds.data_vars)
   start = api.start_time(initial_ds)
   if is_point_table(observations):
     obs = api.observations_from_points(

@@ -51,6 +51,22 @@ class AssimilationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CustomDataConfig:
+  """Your own trajectories (system "custom"): the names come from the data.
+
+  Attributes:
+    variables: the state's channels, in order (default: every data variable
+      of the train split).
+    spatial_dims: the grid's dims (default: those of the first variable
+      after trajectory and time).
+    model_dt: time between two consecutive states (one ARDM step).
+  """
+  variables: tuple[str, ...] = ()
+  spatial_dims: tuple[str, ...] = ()
+  model_dt: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
   name: str
   system: str
@@ -101,13 +117,25 @@ def get_system(name: str) -> System:
                   kolmogorov.generate_kolmogorov_dataset)
   if name == "era5":
     return System("era5", (), ("latitude", "longitude"), None)
+  if name == "custom":
+    return System("custom", (), (), None)
   raise ValueError(f"unknown system {name!r}; built-in: ks, kolmogorov,"
-                   " era5")
+                   " era5, custom")
 
 
 def state_variables(config: ExperimentConfig) -> tuple[str, ...]:
-  """Channel names of the states: the system's, or the config's ERA5 channels."""
+  """Channel names of the states: the system's, or the config's ERA5
+  channels; for a custom system the config's, or () = "those of the data"."""
+  if config.system == "custom":
+    return tuple(getattr(config.pde, "variables", ()) or ())
   return get_system(config.system).variables or tuple(config.pde.channels)
+
+
+def spatial_dims(config: ExperimentConfig) -> tuple[str, ...] | None:
+  """The grid's dims; None for a custom system that takes them from data."""
+  if config.system == "custom":
+    return tuple(getattr(config.pde, "spatial_dims", ()) or ()) or None
+  return get_system(config.system).spatial_dims
 
 
 def simulate_splits(config: ExperimentConfig) -> dict[str, xr.Dataset]:
@@ -121,6 +149,10 @@ def simulate_splits(config: ExperimentConfig) -> dict[str, xr.Dataset]:
   key = jax.random.PRNGKey(data.seed)
   counts = {"train": data.num_train, "validation": data.num_validation,
             "test": data.num_test}
+  if config.system == "custom":
+    raise ValueError("system 'custom' brings its own data: write"
+                     " train/validation/test splits (see the README, Bring"
+                     " your own data) instead of simulating")
   if system.generate is None:
     from gencast_control import era5_trajectories
     return era5_trajectories.extract_splits(config.pde, data.num_steps, counts,

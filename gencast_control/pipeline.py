@@ -26,7 +26,7 @@ from gencast_control.controller import (bind_controller, load_controller,
                                         save_controller)
 from gencast_control.controller_training import train_controller
 from gencast_control.experiment import (ExperimentConfig, get_system,
-                                        state_variables)
+                                        spatial_dims, state_variables)
 from gencast_control.observations import Observations
 from gencast_control.regimes import ObservationRegime, sample_observations
 
@@ -58,11 +58,10 @@ def find_split(data_dir, split: str) -> Path:
 
 def load_split(config: ExperimentConfig, data_dir, split: str) -> np.ndarray:
   """Loads and validates a split as [trajectory, time, *spatial, C]."""
-  system = get_system(config.system)
-  variables = state_variables(config)
+  variables = state_variables(config) or None  # None: the data's
   path = find_split(data_dir, split)
   ds = trajectories.open_trajectories(path)
-  trajectories.validate_trajectories(ds, variables, system.spatial_dims)
+  trajectories.validate_trajectories(ds, variables, spatial_dims(config))
   array = trajectories.trajectories_to_array(ds, variables)
   if tuple(array.shape[2:]) != tuple(config.ardm.state_shape):
     raise ValueError(

@@ -159,3 +159,49 @@ def test_outside_a_non_periodic_domain_and_a_wrong_initial_shape(case):
   model = gc.load_model(case["A"])
   with pytest.raises(ValueError, match="does not match the model's grid"):
     api.initial_ensemble(grid.isel(x=slice(0, 16)), ("u",), model, 2)
+
+
+def test_a_custom_system_with_its_own_names(tmp_path):
+  """Variables `h`, `v` on a dim `s`: no PDE section, names from the data."""
+  rng = np.random.default_rng(0)
+  s = np.arange(16.0)
+  phase = rng.uniform(0, 2 * np.pi, (4, 1, 1))
+  t = np.arange(20.0)[None, :, None]
+  h = np.sin(2 * np.pi * s / 16 + 0.3 * t + phase)
+  data = tmp_path / "data"
+  data.mkdir()
+  for split, sl in (("train", slice(0, 2)), ("validation", slice(2, 3)),
+                    ("test", slice(3, 4))):
+    xr.Dataset({"h": (("trajectory", "time", "s"), h[sl]),
+                "v": (("trajectory", "time", "s"), np.cos(h[sl]))},
+               coords={"s": s, "time": t[0, :, 0]}).to_netcdf(
+                   data / f"{split}.nc")
+  small = ["--config", "custom"] + [
+      arg for item in ("ardm.state_shape=(16, 2)", "ardm.network.width=8",
+                       "ardm.network.num_blocks=1", "ardm.sampler.method=euler",
+                       "ardm.sampler.num_steps=2", "controller.network.width=8",
+                       "ardm_training.num_steps=2", "ardm_training.batch_size=2",
+                       "controller_training.num_steps=2",
+                       "controller_training.batch_size=2",
+                       "controller_training.spinup=0",
+                       "controller_training.window=1",
+                       "controller_training.validate_every=0")
+      for arg in ("--set", item)]
+  ardm, ctrl = tmp_path / "a.npz", tmp_path / "c.npz"
+  assert cli.main(["train-ardm", "--data", str(data), "--out", str(ardm)]
+                  + small) == 0
+  assert cli.main(["train-controller", "--data", str(data), "--ardm",
+                   str(ardm), "--out", str(ctrl)] + small) == 0
+  truth = xr.open_dataset(data / "test.nc").isel(trajectory=0, drop=True)
+  truth.isel(time=[0]).to_netcdf(tmp_path / "initial.nc")
+  rows = [{"time": float(k), "s": 3.5, "variable": v,
+           "value": float(truth[v].sel(time=k).interp(s=3.5)),
+           "error_std": 0.1} for k in range(1, 6) for v in ("h", "v")]
+  pd.DataFrame(rows).to_csv(tmp_path / "obs.csv", index=False)
+  assert cli.main(["assimilate", "--ardm", str(ardm), "--controller",
+                   str(ctrl), "--observations", str(tmp_path / "obs.csv"),
+                   "--initial", str(tmp_path / "initial.nc"), "--members",
+                   "2", "--out", str(tmp_path / "out")] + small) == 0
+  analysis = xr.open_dataset(tmp_path / "out" / "analysis.nc")
+  assert set(analysis.data_vars) == {"h", "v"}
+  assert analysis["h"].dims == ("sample", "time", "s")
