@@ -151,6 +151,10 @@ def _parse(text: str):
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):
+    pass
+  try:
+    return float(text)  # inf, -inf, nan
+  except ValueError:
     return text
 
 

@@ -1,6 +1,7 @@
 """`gencast-control benchmark` on a tiny KS model: outputs, metrics, errors."""
 
 import csv
+import dataclasses
 import json
 
 import jax
@@ -16,10 +17,28 @@ from gencast_control.controller import (ControllerConfig, init_controller,
                                         save_controller)
 from gencast_control.networks import ConvNetConfig
 from gencast_control.regimes import sample_observations
+from tests.conftest import TINY_ARDM
 
-TINY = ["--set", "pde.num_points=32", "--set", "pde.domain_length=22.0",
-        "--set", "ardm.state_shape=(32, 1)",
-        "--set", "data.burn_in_steps=20"]
+CONTROLLER = ControllerConfig(horizon=2, network=ConvNetConfig(
+    width=8, num_blocks=1, kernel_size=3, dilations=(1,), embedding_size=8))
+
+
+def _overrides(prefix: str, section) -> list[str]:
+  """--set flags that make a config section equal `section`."""
+  out = []
+  for field in dataclasses.fields(section):
+    value = getattr(section, field.name)
+    if dataclasses.is_dataclass(value):
+      out += _overrides(f"{prefix}.{field.name}", value)
+    else:
+      out += ["--set", f"{prefix}.{field.name}={value!r}"]
+  return out
+
+
+# The checkpoints below fix the ardm and controller sections.
+TINY = (["--set", "pde.num_points=32", "--set", "pde.domain_length=22.0",
+         "--set", "data.burn_in_steps=20"]
+        + _overrides("ardm", TINY_ARDM) + _overrides("controller", CONTROLLER))
 SIZE = ["--trajectories", "1", "--steps", "3", "--members", "3"]
 REGIMES = ("random_25pct", "stations_10pct")
 
@@ -29,9 +48,7 @@ def checkpoints(tmp_path_factory, tiny_ardm):
   """The tiny ARDM and a (randomly perturbed, so u != 0) tiny controller."""
   folder = tmp_path_factory.mktemp("checkpoints")
   save_grid_ardm(folder / "ks_ardm.npz", tiny_ardm)
-  config = ControllerConfig(horizon=2, network=ConvNetConfig(
-      width=8, num_blocks=1, kernel_size=3, dilations=(1,),
-      embedding_size=8))
+  config = CONTROLLER
   params = init_controller(config, tiny_ardm, jax.random.PRNGKey(0))
   leaves, tree = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
