@@ -174,6 +174,32 @@ def _finite(tree) -> jax.Array:
                             for x in jax.tree.leaves(tree)]))
 
 
+@functools.lru_cache(maxsize=4)
+def _update_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation,
+               mesh: jax.sharding.Mesh | None):
+  """The jitted training step; cached, so that repeated `train` calls with
+  the same loss, optimizer and mesh (a resumed run) compile it once."""
+  jit_kwargs = {}
+  if mesh is not None:
+    replicated = sharding_lib.replicated(mesh)
+    jit_kwargs = dict(in_shardings=replicated, out_shardings=replicated)
+
+  @functools.partial(jax.jit, **jit_kwargs)
+  def update(state):
+    batch_key = jax.random.fold_in(state["key"], state["step"])
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"], batch_key)
+    updates, opt_state = optimizer.update(grads, state["opt_state"],
+                                          state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
+    finite = jnp.stack([jnp.isfinite(loss), _finite(grads), _finite(params)])
+    return dict(state, params=params, opt_state=opt_state,
+                step=state["step"] + 1), metrics, finite
+
+  return update
+
+
 def _replayed_log(log_path: Path, step: int) -> list[dict]:
   """The log's records up to `step`; rewrites the log without later ones."""
   if not log_path.exists():
@@ -237,23 +263,7 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
   if validate is not None and best_path is not None and best_path.exists():
     best, best_meta = checkpoint.load_training_state(best_path, best)
     _check_identity(best_path, best_meta, identity)
-  jit_kwargs = {}
-  if mesh is not None:
-    replicated = sharding_lib.replicated(mesh)
-    jit_kwargs = dict(in_shardings=replicated, out_shardings=replicated)
-
-  @functools.partial(jax.jit, **jit_kwargs)
-  def update(state):
-    batch_key = jax.random.fold_in(state["key"], state["step"])
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], batch_key)
-    updates, opt_state = optimizer.update(grads, state["opt_state"],
-                                          state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
-    finite = jnp.stack([jnp.isfinite(loss), _finite(grads), _finite(params)])
-    return dict(state, params=params, opt_state=opt_state,
-                step=state["step"] + 1), metrics, finite
+  update = _update_fn(loss_fn, optimizer, mesh)
 
   def save(**extra):
     if state_path is not None and primary:

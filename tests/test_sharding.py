@@ -1,4 +1,4 @@
-"""Data-parallel controller training over 4 and 8 forced CPU devices.
+"""Data-parallel controller training over 8 forced CPU devices.
 
 XLA_FLAGS=--xla_force_host_platform_device_count=8 must be set before jax is
 imported, so the multi-device checks run in one subprocess
@@ -43,7 +43,7 @@ def worker(tmp_path_factory):
 
 def test_loss_and_gradients_match_one_device(worker):
   r = worker["grads"]
-  for n in (4, 8):
+  for n in (8,):
     assert r[f"grad_devices_{n}"] == n
     assert r[f"all_reduce_{n}"], "the batch was not split across devices"
     assert r[f"loss_{n}"] == pytest.approx(r["loss_1"], rel=1e-5)
