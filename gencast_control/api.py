@@ -105,6 +105,8 @@ def checkpoint_path(name_or_path, kind: str) -> Path:
 def _grid(grid: xr.Dataset | xr.DataArray, model: GridARDM | None = None
           ) -> tuple[tuple[str, ...], dict]:
   """(spatial dims, {dim: coordinate}) of a state dataset."""
+  if isinstance(grid, xr.Dataset) and not grid.data_vars:
+    raise ValueError("the grid (initial state) dataset has no variables")
   dims = tuple(d for d in (grid.dims if isinstance(grid, xr.DataArray)
                            else next(iter(grid.data_vars.values())).dims)
                if d not in ("sample", "time", "history", "trajectory"))
