@@ -275,14 +275,19 @@ def observations_from_points(table, grid: xr.Dataset, start: float, dt: float,
                         times, variables, dims, coords, table, std)
 
 
+def _position(values: np.ndarray, c: np.ndarray) -> np.ndarray:
+  """Fractional grid index of coordinates on the uniform axis `c`."""
+  return (values - c[0]) / ((c[-1] - c[0]) / (len(c) - 1))
+
+
+def _on_axis(i: np.ndarray, size: int, wrap: bool) -> np.ndarray:
+  """Integer indices wrapped (periodic axis) or clipped into 0..size-1."""
+  return np.mod(i, size) if wrap else np.clip(i, 0, size - 1)
+
+
 def _nearest_index(table, dims, coords, periodic):
-  index = []
-  for d, wrap in zip(dims, periodic):
-    c = coords[d]
-    step = (c[-1] - c[0]) / (len(c) - 1)
-    i = np.round((table[d].values - c[0]) / step).astype(int)
-    index.append(np.mod(i, len(c)) if wrap else np.clip(i, 0, len(c) - 1))
-  return index
+  return [_on_axis(np.round(_position(table[d].values, coords[d])).astype(int),
+                   len(coords[d]), wrap) for d, wrap in zip(dims, periodic)]
 
 
 def interpolate_to_points(states: np.ndarray, table: pd.DataFrame,
@@ -297,22 +302,20 @@ def interpolate_to_points(states: np.ndarray, table: pd.DataFrame,
   channel = table["variable"].map(
       {v: i for i, v in enumerate(variables)}).values
   step = table["step"].values
-  corners = [[]]  # lists of (index array, weight array) per dim
-  for d, wrap in zip(dims, periodic):
-    c = coords[d]
-    dx = (c[-1] - c[0]) / (len(c) - 1)
-    pos = (table[d].values - c[0]) / dx
-    if method == "nearest":
-      i = np.round(pos).astype(int)
-      options = [(np.mod(i, len(c)) if wrap else np.clip(i, 0, len(c) - 1),
-                  np.ones_like(pos))]
-    else:
+  # corners: lists of (index array, weight) per dim, one per grid corner
+  if method == "nearest":
+    corners = [[(i, 1.0) for i in _nearest_index(table, dims, coords,
+                                                 periodic)]]
+  else:
+    corners = [[]]
+    for d, wrap in zip(dims, periodic):
+      n = len(coords[d])
+      pos = _position(table[d].values, coords[d])
       i0 = np.floor(pos).astype(int)
       frac = pos - i0
-      fix = (lambda i: np.mod(i, len(c))) if wrap else (
-          lambda i: np.clip(i, 0, len(c) - 1))
-      options = [(fix(i0), 1.0 - frac), (fix(i0 + 1), frac)]
-    corners = [prev + [opt] for prev in corners for opt in options]
+      options = [(_on_axis(i0, n, wrap), 1.0 - frac),
+                 (_on_axis(i0 + 1, n, wrap), frac)]
+      corners = [prev + [opt] for prev in corners for opt in options]
   out = np.zeros(states.shape[:states.ndim - len(dims) - 2] + (len(table),))
   for corner in corners:
     weight = np.prod([w for _, w in corner], axis=0)
