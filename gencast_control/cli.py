@@ -76,7 +76,6 @@ def _cmd_demo(args):
     if not (args.ardm and args.controller):
       raise ValueError("give both --ardm and --controller, or neither")
     checkpoints = (Path(args.ardm), Path(args.controller))
-  _check_outputs((args.out, "folder", "--out"))
   demo.run_demo(_config(args), args.out, retrain=args.retrain,
                 checkpoints=checkpoints)
 
