@@ -36,7 +36,8 @@ from gencast_control import config as config_lib
 from gencast_control.adapters.gencast_assets import GenCastModel
 from gencast_control.adapters.gencast_channels import ChannelLayout
 from gencast_control.ardm import ControllerInputs
-from gencast_control.controller import ControllerConfig, make_controller
+from gencast_control.controller import (ControllerConfig,
+                                        config_from_metadata, make_controller)
 from gencast_control.observations import Preview
 
 # lat is not periodic (edge padding at the poles), lon is.
@@ -60,7 +61,8 @@ def init_controller_params(config: ControllerConfig, layout: ChannelLayout,
       state=zeros, denoised=zeros, sigma=jnp.ones(()),
       conditioning=jnp.zeros(layout.spatial_shape + (conditioning_channels,)),
       preview=Preview(frames, frames,
-                      jnp.arange(1, config.horizon + 1, dtype=jnp.float32)))
+                      jnp.arange(1, config.horizon + 1, dtype=jnp.float32),
+                      frames))
   return controller_transform(config).init(key, dummy)
 
 
@@ -113,10 +115,6 @@ def load_controller(path, model: GenCastModel | None = None,
         f"controller {path} was trained on grid {meta.get('grid_shape')} with"
         f" channels {meta.get('channel_names')}, not on"
         f" {list(layout.spatial_shape)} with {list(layout.channel_names)}")
-  try:
-    config = config_lib.from_dict(ControllerConfig, meta["config"])
-  except (KeyError, TypeError, ValueError) as e:
-    raise checkpoint_lib.CheckpointError(
-        f"controller checkpoint {path} has invalid metadata: {e}") from e
+  config = config_from_metadata(path, meta)
   params = jax.tree.map(jnp.asarray, params)
   return config, params, meta

@@ -133,7 +133,9 @@ class ControlledGenCast(_gc.gencast.GenCast):
           f" [batch, H, lat, lon, C], got {values.shape} and {mask.shape}")
     norm_preview = Preview(
         values=jnp.where(mask > 0, channel_stats.normalize(values), 0.0),
-        mask=mask, offsets=jnp.asarray(preview.offsets, jnp.float32))
+        mask=mask, offsets=jnp.asarray(preview.offsets, jnp.float32),
+        error_std=jnp.asarray(preview.error_std, jnp.float32)
+        / channel_stats.std)
     return _StepContext(layout, channel_stats,
                         stack_conditioning(inputs, forcings),
                         last_input_frame(inputs, layout, targets_template),
@@ -143,7 +145,7 @@ class ControlledGenCast(_gc.gencast.GenCast):
     preview_axis = 0 if context.preview.values.ndim == 5 else None
     in_axes = ControllerInputs(
         state=0, denoised=0, sigma=None, conditioning=0,
-        preview=Preview(preview_axis, preview_axis, None))
+        preview=Preview(preview_axis, preview_axis, None, preview_axis))
     controller = jax.vmap(self._controller, in_axes=(in_axes,))
 
     def control(x_hat, denoised, sigma_hat, substep):

@@ -97,11 +97,10 @@ def shard_examples(datasets, mesh: jax.sharding.Mesh):
 
 def batched_preview(observations: Observations, step, horizon: int) -> Preview:
   """Preview of step n for a batched stream [B, T+1, lat, lon, C]."""
-  one = lambda v, m: Observations(v, m, observations.noise_std).preview(
-      step, horizon)
-  preview = jax.vmap(one)(observations.values, observations.mask)
-  return Preview(preview.values, preview.mask,
-                 jnp.arange(1, horizon + 1, dtype=jnp.float32))
+  one = lambda v, m, s: Observations(v, m, s).preview(step, horizon)
+  preview = jax.vmap(one)(observations.values, observations.mask,
+                          observations.noise_std)
+  return preview._replace(offsets=preview.offsets[0])
 
 
 def masked_misfit(states: jax.Array, observations: Observations) -> jax.Array:
@@ -112,9 +111,7 @@ def masked_misfit(states: jax.Array, observations: Observations) -> jax.Array:
   temperature over land) contribute exactly 0.
   """
   values, mask = observations.values[:, 1:], observations.mask[:, 1:]
-  noise_std = jnp.asarray(observations.noise_std)
-  if noise_std.ndim == 2:  # [B, C]: one sigma_obs per example and channel
-    noise_std = noise_std[:, None, None, None, :]
+  noise_std = observations.noise_std[:, 1:]
   residual = jnp.where(mask > 0, (states - values) / noise_std, 0.0)
   return jnp.sum(residual**2) / jnp.maximum(jnp.sum(mask), 1.0)
 
@@ -125,7 +122,7 @@ def observe_targets(regimes: Sequence[ObservationRegime], key: jax.Array,
   """Observations [B, L+1, lat, lon, C] of truth [B, L, ...] (time 0 unseen).
 
   Each example draws one regime and phase; regimes act on normalised values.
-  noise_std is [B, C] (physical units per example and channel).
+  noise_std is per entry [B, L+1, lat, lon, C] (physical units).
   """
   valid = jnp.isfinite(truth)
   norm = jnp.where(valid, channel_stats.normalize(truth), 0.0)
@@ -142,7 +139,9 @@ def observe_targets(regimes: Sequence[ObservationRegime], key: jax.Array,
   mask = observed.mask * valid
   values = jnp.where(mask > 0, observed.values * channel_stats.std
                      + channel_stats.mean, 0.0)
-  noise_std = observed.noise_std[:, None] * channel_stats.std[None, :]
+  std = observed.noise_std  # [B] or, heteroscedastic, [B, L+1, ...]
+  std = std.reshape(std.shape + (1,) * (values.ndim - std.ndim))
+  noise_std = jnp.broadcast_to(std * channel_stats.std, values.shape)
   return Observations(values=values, mask=mask, noise_std=noise_std)
 
 

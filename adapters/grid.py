@@ -162,7 +162,9 @@ class GridARDM(FrozenARDM):
     if preview is None:
       raise ValueError("a controlled step needs a preview of observations")
     norm_preview = Preview(values=preview.mask * self.normalize(preview.values),
-                           mask=preview.mask, offsets=preview.offsets)
+                           mask=preview.mask, offsets=preview.offsets,
+                           error_std=preview.error_std
+                           / self.normalization.std)
 
     # The step's encoding (conditioning and preview only) is computed once,
     # outside the sampler's sub-step loop, for controllers that split.

@@ -68,7 +68,8 @@ def _preview(layout, targets, horizon, fraction, seed=0):
   masks = np.zeros_like(frames)
   frames[:, 0], masks[:, 0] = values, mask
   return Preview(jnp.asarray(frames), jnp.asarray(masks),
-                 jnp.arange(1, horizon + 1, dtype=jnp.float32))
+                 jnp.arange(1, horizon + 1, dtype=jnp.float32),
+                 jnp.asarray(masks))  # error std 1 in physical units
 
 
 def _peak_bytes():

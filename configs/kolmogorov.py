@@ -37,6 +37,9 @@ REGIMES = (
                       fixed=True, noise_std=NOISE),
     ObservationRegime("every4_10pct", fraction=0.10, every=4,
                       noise_std=NOISE),
+    # A network of mixed quality: station error stds log-uniform in [0.2, 3].
+    ObservationRegime("mixed_stations_10pct", fraction=0.10, layout="regular",
+                      fixed=True, noise_std=0.2, noise_std_max=3.0),
 )
 
 

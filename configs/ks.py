@@ -30,6 +30,10 @@ REGIMES = (
                       fixed=True, noise_std=0.1),
     ObservationRegime("every4_25pct", fraction=0.25, every=4, noise_std=0.1),
     ObservationRegime("noisy_25pct", fraction=0.25, noise_std=0.5),
+    # A network of mixed quality: each station's error std is log-uniform in
+    # [0.05, 1] (field std ~1.3), the same station keeps its quality.
+    ObservationRegime("mixed_stations_25pct", fraction=0.25, layout="regular",
+                      fixed=True, noise_std=0.05, noise_std_max=1.0),
 )
 
 

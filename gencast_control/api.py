@@ -8,10 +8,14 @@
     analysis = gc.assimilate(model, controller, obs, grid, members=8)
     gc.score(analysis, truth)                        # with a truth, if any
 
-The controller sees observations on the model grid (Observations: values and
-a mask per grid point and time). Gridded observations (NaN = unobserved) are
-used as they are. A point observation is given to the controller at its
-nearest grid point; several on one point and time are averaged. The
+The controller sees observations on the model grid (Observations: values, a
+mask and an error std per grid point and time). Gridded observations (NaN =
+unobserved) are used as they are. A point observation is given to the
+controller at its nearest grid point with its own error std; k of them on one
+point and time become their mean, with error std sqrt(sum_i sigma_i^2) / k.
+The controller weighs each observation by its error std (its encoder sees
+log sigma per observation); it has learnt that over the error stds it was
+trained on (the config's regimes), so far outside them it extrapolates. The
 monitoring statistics (`monitoring`) compare each point observation with the
 state interpolated to the point (linear, or nearest with
 method="nearest"): H(x) of the DA literature.
@@ -57,7 +61,6 @@ class ObservationSet:
   coords: {dim: 1-D coordinate} of the grid.
   points: the point table (columns time, *spatial_dims, variable, value,
     error_std, plus step), or None for gridded observations.
-  error_std: [C] the error std per variable given to the controller.
   """
   stream: Observations
   times: np.ndarray
@@ -65,7 +68,6 @@ class ObservationSet:
   spatial_dims: tuple[str, ...]
   coords: dict
   points: pd.DataFrame | None
-  error_std: np.ndarray
 
   @property
   def num_steps(self) -> int:
@@ -143,6 +145,7 @@ def _run_times(start: float, dt: float, times: np.ndarray,
 
 
 def _error_std(error_std, variables) -> np.ndarray:
+  """[C] error stds from one value or {variable: std}."""
   if isinstance(error_std, dict):
     missing = [v for v in variables if v not in error_std]
     if missing:
@@ -154,18 +157,26 @@ def _error_std(error_std, variables) -> np.ndarray:
   return std.astype(np.float32)
 
 
+def error_std_name(variable: str) -> str:
+  """The variable of a gridded observation file that holds `variable`'s
+  per-observation error stds."""
+  return f"{variable}_error_std"
+
+
 # ---------------------------------------------------- gridded observations
 
 
 def observations_from_dataset(ds: xr.Dataset, variables: Sequence[str],
-                              error_std: float | dict, start: float,
+                              error_std: float | dict | None, start: float,
                               dt: float, num_steps: int | None = None,
                               model: GridARDM | None = None
                               ) -> ObservationSet:
   """Observations on the model grid: dims (time, *spatial), NaN = unobserved.
 
   variables: the model's channels in order (each must be in `ds`).
-  error_std: one std for all variables or {variable: std}.
+  error_std: one std for all variables or {variable: std}; None: per
+    observation, from the variables `<variable>_error_std` of `ds` (same
+    dims; a network of mixed quality).
   start, dt: the run's first time t_0 and step (see module doc).
   """
   missing = [v for v in variables if v not in ds]
@@ -176,16 +187,32 @@ def observations_from_dataset(ds: xr.Dataset, variables: Sequence[str],
     raise ValueError("gridded observations need a `time` dim")
   dims, coords = _grid(ds[variables[0]], model)
   times = _run_times(start, dt, ds["time"].values, num_steps)
-  values = np.full((len(times),) + tuple(len(coords[d]) for d in dims)
-                   + (len(variables),), np.nan, np.float32)
+  if error_std is None:
+    missing = [error_std_name(v) for v in variables
+               if error_std_name(v) not in ds]
+    if missing:
+      raise ValueError(
+          "gridded observations need an error std: one value or one per"
+          " variable (--error-std STD or VAR=STD), or per observation the"
+          f" variable(s) {missing} in the file")
+  shape = (len(times),) + tuple(len(coords[d]) for d in dims) + (
+      len(variables),)
+  values = np.full(shape, np.nan, np.float32)
+  std = np.ones(shape, np.float32)
   steps = np.round((ds["time"].values - start) / dt).astype(int)
   keep = (steps > 0) & (steps < len(times))
   for c, v in enumerate(variables):
-    data = ds[v].transpose("time", *dims).values
-    values[steps[keep], ..., c] = data[keep]
-  std = _error_std(error_std, variables)
+    values[steps[keep], ..., c] = ds[v].transpose("time", *dims).values[keep]
+    if error_std is None:
+      std[steps[keep], ..., c] = ds[error_std_name(v)].transpose(
+          "time", *dims).values[keep]
+  if error_std is not None:
+    std = _error_std(error_std, variables)
+  elif np.isnan(std[np.isfinite(values)]).any():
+    raise ValueError("an observed value has no error std (NaN in"
+                     " <variable>_error_std)")
   return ObservationSet(Observations.from_arrays(values, noise_std=std),
-                        times, tuple(variables), dims, coords, None, std)
+                        times, tuple(variables), dims, coords, None)
 
 
 # ------------------------------------------------------ point observations
@@ -215,8 +242,8 @@ def observations_from_points(table, grid: xr.Dataset, start: float, dt: float,
     state). Points outside a non-periodic axis are an error; periodic axes
     (model.periodic) wrap.
   method: "linear" or "nearest", the operator H of `monitoring`.
-  The controller sees each observation at its nearest grid point, with the
-  RMS of the stated error stds of each variable as that variable's std.
+  The controller sees each observation at its nearest grid point, with its
+  error std (module doc).
   """
   if method not in ("linear", "nearest"):
     raise ValueError(f"method must be 'linear' or 'nearest', got {method!r}")
@@ -258,21 +285,19 @@ def observations_from_points(table, grid: xr.Dataset, start: float, dt: float,
                 ].reset_index(drop=True)
   shape = (len(times),) + tuple(len(coords[d]) for d in dims) + (
       len(variables),)
-  total = np.zeros(shape, np.float64)
-  count = np.zeros(shape, np.float64)
+  total, variance, count = (np.zeros(shape, np.float64) for _ in range(3))
   index = _nearest_index(table, dims, coords, periodic)
   channel = table["variable"].map({v: i for i, v in enumerate(variables)})
   where = (table["step"].values, *index, channel.values)
   np.add.at(total, where, table["value"].values)
+  np.add.at(variance, where, table["error_std"].values**2)
   np.add.at(count, where, 1.0)
-  values = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-  std = np.array([np.sqrt(np.mean(table.loc[table["variable"] == v,
-                                            "error_std"]**2))
-                  if (table["variable"] == v).any() else 1.0
-                  for v in variables], np.float32)
+  observed = count > 0
+  values = np.where(observed, total / np.maximum(count, 1), np.nan)
+  std = np.where(observed, np.sqrt(variance) / np.maximum(count, 1), 1.0)
   table = table.assign(method=method)
   return ObservationSet(Observations.from_arrays(values, noise_std=std),
-                        times, variables, dims, coords, table, std)
+                        times, variables, dims, coords, table)
 
 
 def _position(values: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -476,7 +501,7 @@ def _grid_table(observations: ObservationSet) -> pd.DataFrame:
   table = {"step": where[0], "time": observations.times[where[0]],
            "variable": np.asarray(observations.variables)[where[-1]],
            "value": values[where],
-           "error_std": observations.error_std[where[-1]],
+           "error_std": np.asarray(observations.stream.entry_std())[where],
            "method": "nearest"}
   for i, d in enumerate(observations.spatial_dims):
     table[d] = observations.coords[d][where[1 + i]]

@@ -99,9 +99,6 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
     obs = api.observations_from_points(
         observations, initial_ds, start, dt, variables, steps, model, method)
   else:
-    if error_std is None:
-      raise ValueError("gridded observations need --error-std (one value, or"
-                       " VAR=STD per variable)")
     obs = api.observations_from_dataset(open_dataset(observations), variables,
                                         error_std, start, dt, steps, model)
   analysis = api.assimilate(model, controller, obs, initial_ds, members, seed)

@@ -105,7 +105,10 @@ def _control(method, ardm: GridARDM, options, denoise, last, y, mask,
   config = ardm.config.sampler
   sigmas = jnp.asarray(noise_levels(config))
   r = ardm.normalization.residual_std
-  noise_var = noise_std**2
+  noise_var = noise_std**2  # per entry
+  # DPS's step size takes one sigma_obs^2: the mean over the observed entries.
+  mean_var = (noise_var if jnp.ndim(noise_var) < jnp.ndim(mask) else
+              jnp.sum(mask * noise_var) / jnp.maximum(jnp.sum(mask), 1.0))
 
   def misfit_grad(z_hat, sigma_hat, weight):
     """grad_z sum(weight M (x_hat(z) - y)^2) through the frozen denoiser."""
@@ -119,7 +122,7 @@ def _control(method, ardm: GridARDM, options, denoise, last, y, mask,
       del denoised
       sigma_next = sigmas[s + 1]
       if options.zeta is None:
-        zeta = options.relaxation * noise_var / (2 * r**2 *
+        zeta = options.relaxation * mean_var / (2 * r**2 *
                                                  (sigma_hat - sigma_next))
       else:
         zeta = options.zeta
@@ -155,8 +158,6 @@ def _control(method, ardm: GridARDM, options, denoise, last, y, mask,
 def _guided_rollout(method, ardm: GridARDM, history, observations, num_steps,
                     key, options):
   """One member's trajectory [T+1, *spatial, C] (traceable)."""
-  noise_std = observations.noise_std
-
   def forecast_step(history, n):
     conditioning = ardm.conditioning(history)
     last = history[-1]
@@ -164,7 +165,10 @@ def _guided_rollout(method, ardm: GridARDM, history, observations, num_steps,
     step_key = jax.random.fold_in(key, n)
     control = _control(method, ardm, options, denoise, last,
                        observations.values[n + 1], observations.mask[n + 1],
-                       noise_std, jax.random.fold_in(step_key, 0x0B5))
+                       observations.noise_std[n + 1]
+                       if observations.heteroscedastic
+                       else observations.noise_std,
+                       jax.random.fold_in(step_key, 0x0B5))
     z, _ = sample(denoise, step_key, ardm.state_shape, ardm.config.sampler,
                   control=control)
     x_next = ardm.to_state(z, last)

@@ -6,10 +6,11 @@ At sub-step s of forecast step n the controller maps
 
 to an additive control u_s in the sampler's variable. It has two parts:
 
-* the encoder E_psi(x_{n-h+1..n}, {M_j y_j, M_j}_j) -> c_n, a conv net over
-  the conditioning and the lifted observations M_j y_j and masks M_j of every
-  frame of the lookahead horizon H (FiLM on the offsets Delta_j / H). None of
-  it depends on the sub-step, so it runs once per forecast step;
+* the encoder E_psi(x_{n-h+1..n}, {M_j y_j, M_j, M_j log sigma_j}_j) -> c_n,
+  a conv net over the conditioning and the lifted observations M_j y_j, masks
+  M_j and log error stds (normalised units) of every frame of the lookahead
+  horizon H (FiLM on the offsets Delta_j / H). None of it depends on the
+  sub-step, so it runs once per forecast step;
 * the head h_psi(c_n, z_hat_s, x_hat_s, {M_j (y_j - x_hat_s)}_j; sigma_hat_s)
   -> u_s, a small conv net with FiLM on the noise level, run at every
   sub-step; x_hat_s is the denoised estimate of x_{n+1} and M_j (y_j - x_hat_s)
@@ -42,6 +43,9 @@ class ControllerConfig:
       at least the longest gap between observation times it must bridge.
     network: the per-step encoder E_psi.
     encoding_channels: channels of the encoding c_n.
+    error_std_channel: give the encoder each observation's log error std,
+      so one controller serves networks of mixed quality (False: controllers
+      saved before it existed, which see values and masks only).
     head: the per-sub-step head h_psi (keep it small: it runs S times per
       forecast step).
   """
@@ -50,6 +54,7 @@ class ControllerConfig:
       width=24, num_blocks=2, kernel_size=5, dilations=(1, 4),
       embedding_size=32)
   encoding_channels: int = 16
+  error_std_channel: bool = True
   head: ConvNetConfig = ConvNetConfig(
       width=16, num_blocks=1, kernel_size=3, dilations=(1,),
       embedding_size=16)
@@ -68,10 +73,17 @@ def _frames_to_channels(x: jax.Array) -> jax.Array:
   return x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],))
 
 
-def step_features(conditioning: jax.Array, preview: Preview) -> jax.Array:
-  """The encoder's grid inputs [*spatial, F]: conditioning, M_j y_j, M_j."""
-  return jnp.concatenate([conditioning, _frames_to_channels(preview.values),
-                          _frames_to_channels(preview.mask)], axis=-1)
+def step_features(conditioning: jax.Array, preview: Preview,
+                  error_std_channel: bool = True) -> jax.Array:
+  """The encoder's grid inputs [*spatial, F]: conditioning, M_j y_j, M_j and
+  M_j log sigma_j."""
+  features = [conditioning, _frames_to_channels(preview.values),
+              _frames_to_channels(preview.mask)]
+  if error_std_channel:
+    observed = preview.mask > 0
+    log_std = jnp.log(jnp.where(observed, preview.error_std, 1.0))
+    features.append(_frames_to_channels(jnp.where(observed, log_std, 0.0)))
+  return jnp.concatenate(features, axis=-1)
 
 
 def substep_features(encoding: jax.Array, inputs: ControllerInputs
@@ -100,7 +112,9 @@ class Controller(hk.Module):
                        f" the controller expects horizon {horizon}")
     net = ConvNet(self._config.network, self._config.encoding_channels,
                   self._periodic, name="net")
-    return net(step_features(conditioning, preview), preview.offsets / horizon)
+    return net(step_features(conditioning, preview,
+                             self._config.error_std_channel),
+               preview.offsets / horizon)
 
   def head(self, encoding: jax.Array, inputs: ControllerInputs) -> jax.Array:
     """u_s from c_n and the sub-step's inputs (FiLM on log sigma_hat)."""
@@ -143,7 +157,8 @@ def init_controller(config: ControllerConfig, ardm: FrozenARDM,
       state=zeros, denoised=zeros, sigma=jnp.ones(()),
       conditioning=jnp.zeros(tuple(spatial) + (ardm.history_length * channels,)),
       preview=Preview(frames, frames,
-                      jnp.arange(1, config.horizon + 1, dtype=jnp.float32)))
+                      jnp.arange(1, config.horizon + 1, dtype=jnp.float32),
+                      frames))
   return make_controller(config, ardm.periodic).init(key, dummy)
 
 
@@ -191,6 +206,22 @@ def save_controller(path, params: hk.Params, config: ControllerConfig,
   return checkpoint.save_checkpoint(path, params, meta)
 
 
+def config_from_metadata(path, meta: dict) -> ControllerConfig:
+  """The ControllerConfig of a checkpoint's metadata.
+
+  Checkpoints written before `error_std_channel` existed lack the field; their
+  encoder had no error-std input, so it reads as False.
+  """
+  from gencast_control import checkpoint, config as config_lib
+  try:
+    fields = dict(meta["config"])
+    fields.setdefault("error_std_channel", False)
+    return config_lib.from_dict(ControllerConfig, fields)
+  except (KeyError, TypeError, ValueError) as e:
+    raise checkpoint.CheckpointError(
+        f"controller checkpoint {path} has invalid metadata: {e}") from e
+
+
 def load_controller(path, ardm: FrozenARDM):
   """Loads (config, params, metadata) and checks it was trained for `ardm`."""
   from gencast_control import checkpoint, config as config_lib
@@ -200,11 +231,7 @@ def load_controller(path, ardm: FrozenARDM):
         f"controller {path} was trained for ARDM {meta.get('ardm_fingerprint')}"
         f" but is being used with ARDM {ardm.fingerprint} (state shape"
         f" {ardm.state_shape}); retrain it for this model")
-  try:
-    config = config_lib.from_dict(ControllerConfig, meta["config"])
-  except (KeyError, TypeError, ValueError) as e:
-    raise checkpoint.CheckpointError(
-        f"controller checkpoint {path} has invalid metadata: {e}") from e
+  config = config_from_metadata(path, meta)
   template = jax.eval_shape(
       lambda: init_controller(config, ardm, jax.random.PRNGKey(0)))
   checkpoint.check_params(path, params, template)

@@ -187,9 +187,9 @@ def window_score(objective: str, states: jax.Array, truth: jax.Array,
     return jnp.mean(fair_crps(states / scale, truth / scale))
   if objective == "observations":
     return jnp.mean(jax.vmap(lambda s: scored.misfit(s, slice(None)))(states))
-  noise = scored.noise_std * jax.random.normal(key, states.shape)
-  crps = fair_crps((states + noise) / scored.noise_std,
-                   scored.values / scored.noise_std)
+  std = scored.entry_std()
+  noise = std * jax.random.normal(key, states.shape)
+  crps = fair_crps((states + noise) / std, scored.values / std)
   return jnp.sum(scored.mask * crps) / jnp.maximum(jnp.sum(scored.mask), 1.0)
 
 
@@ -213,10 +213,13 @@ def shift_observations(observations: Observations, start: jax.Array,
                        length: int) -> Observations:
   """The stream over times start..start+length-1 (zeros past its end)."""
   pad = [(0, length)] + [(0, 0)] * (observations.values.ndim - 1)
-  take = lambda a: jax.lax.dynamic_slice_in_dim(jnp.pad(a, pad), start,
-                                                length)
+  take = lambda a, fill=0.0: jax.lax.dynamic_slice_in_dim(
+      jnp.pad(a, pad, constant_values=fill), start, length)
+  noise_std = (take(observations.noise_std, 1.0)
+               if observations.heteroscedastic else observations.noise_std)
   return dataclasses.replace(observations, values=take(observations.values),
-                             mask=take(observations.mask))
+                             mask=take(observations.mask),
+                             noise_std=noise_std)
 
 
 def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,

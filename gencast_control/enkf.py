@@ -231,7 +231,6 @@ def enkf_rollout(history, observations: Observations, num_steps: int,
   spatial, channels = tuple(x0.shape[:-1]), x0.shape[-1]
   n = int(np.prod(x0.shape))
   capacity = int(options.obs_capacity) or n
-  noise_std = jnp.broadcast_to(observations.noise_std, x0.shape).reshape(n)
   coordinates = jnp.asarray(grid_coordinates(spatial, channels))
   eps = jax.vmap(lambda k: jax.random.normal(k, x0.shape))(keys)
   members = (starts + initial_std * eps).reshape(-1, n)
@@ -245,6 +244,7 @@ def enkf_rollout(history, observations: Observations, num_steps: int,
     x = model(x)
     mask = observations.mask[t].reshape(n)
     values = observations.values[t].reshape(n)
+    noise_std = observations.entry_std(t).reshape(n)
     analysed = enkf_analysis(x, values, mask, noise_std, coordinates, spatial,
                              localization_radius, inflation,
                              jax.random.fold_in(analysis_key, t), capacity)

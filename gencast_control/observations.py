@@ -6,10 +6,16 @@ trajectory with times t = 0..T,
     values[t] = M_t * y_t      (zeros where unobserved)
     mask[t]   = M_t in {0, 1}  (all zeros at a time without observations)
 
+with observation-error standard deviations sigma_obs that are one number,
+one per channel, or one per entry (heteroscedastic observations: a network of
+mixed quality, each station its own error).
+
 so every sparsity pattern and every gap in time is a valid input. The preview
 buffer of forecast step n (Srivastava et al. 2025, arXiv 2510.06637, "active
 observation selector") holds the frames j = n+1 .. n+H of the lookahead
-horizon H, each tagged with its offset Delta_j = j - n.
+horizon H, each tagged with its offset Delta_j = j - n, with the error std
+of each observation, so the controller can weigh good observations above
+poor ones.
 """
 
 from __future__ import annotations
@@ -25,13 +31,16 @@ import numpy as np
 class Preview(NamedTuple):
   """Observations within the lookahead horizon of one forecast step.
 
-  values:  [H, *spatial, C] observed values (zeros where unobserved).
-  mask:    [H, *spatial, C] 1 where observed.
-  offsets: [H] time offsets Delta = j - n of the frames (1..H).
+  values:    [H, *spatial, C] observed values (zeros where unobserved).
+  mask:      [H, *spatial, C] 1 where observed.
+  offsets:   [H] time offsets Delta = j - n of the frames (1..H).
+  error_std: [H, *spatial, C] sigma_obs of each observation (0 where
+             unobserved).
   """
   values: jax.Array
   mask: jax.Array
   offsets: jax.Array
+  error_std: jax.Array
 
 
 @jax.tree_util.register_dataclass
@@ -41,7 +50,8 @@ class Observations:
 
   values:    [T+1, *spatial, C]; zeros where unobserved.
   mask:      [T+1, *spatial, C]; 1.0 where observed, else 0.0.
-  noise_std: observation-error standard deviation sigma_obs, scalar or [C].
+  noise_std: observation-error standard deviation sigma_obs: a scalar, [C],
+    or one per entry [T+1, *spatial, C] (heteroscedastic).
   """
   values: jax.Array
   mask: jax.Array
@@ -54,7 +64,9 @@ class Observations:
     Args:
       values: [T+1, *spatial, C] observed values; NaN marks a missing value.
       mask: optional [T+1, *spatial, C] {0, 1} mask; default: finite values.
-      noise_std: positive observation-error standard deviation (scalar or [C]).
+      noise_std: observation-error standard deviation: a positive scalar,
+        [C], or [T+1, *spatial, C] (positive where observed; entries that
+        are not observed are ignored).
     """
     values = np.asarray(values, dtype=np.float32)
     if values.ndim < 3:
@@ -78,13 +90,21 @@ class Observations:
         raise ValueError("observation mask must contain only 0 and 1")
       mask = mask.astype(bool) & finite  # NaN observations are masked out.
     noise_std = np.asarray(noise_std, dtype=np.float32)
-    if not (np.isfinite(noise_std).all() and (noise_std > 0).all()):
-      raise ValueError(f"noise_std must be positive and finite, got {noise_std}")
-    if noise_std.ndim > 1 or (noise_std.ndim == 1
-                              and noise_std.shape[0] != values.shape[-1]):
+    if noise_std.shape == values.shape:
+      observed_std = noise_std[mask]
+      noise_std = np.where(mask, noise_std, 1.0).astype(np.float32)
+    elif noise_std.ndim > 1 or (noise_std.ndim == 1
+                                and noise_std.shape[0] != values.shape[-1]):
       raise ValueError(
-          f"noise_std must be a scalar or have one entry per channel"
-          f" ({values.shape[-1]}), got shape {noise_std.shape}")
+          f"noise_std must be a scalar, have one entry per channel"
+          f" ({values.shape[-1]}) or one per observation {values.shape}, got"
+          f" shape {noise_std.shape}")
+    else:
+      observed_std = noise_std
+    if not (np.isfinite(observed_std).all() and (observed_std > 0).all()):
+      bad = observed_std[~(np.isfinite(observed_std) & (observed_std > 0))]
+      raise ValueError(
+          f"noise_std must be positive and finite, got {bad.ravel()[:5]}")
     mask = mask.astype(np.float32)
     return cls(values=jnp.asarray(np.where(mask > 0, values, 0.0)),
                mask=jnp.asarray(mask), noise_std=jnp.asarray(noise_std))
@@ -92,6 +112,18 @@ class Observations:
   @property
   def num_times(self) -> int:
     return self.values.shape[0]
+
+  @property
+  def heteroscedastic(self) -> bool:
+    """Whether sigma_obs is given per entry (else per channel or global)."""
+    return jnp.ndim(self.noise_std) == self.values.ndim
+
+  def entry_std(self, times: jax.Array | int | slice = slice(None)
+                ) -> jax.Array:
+    """sigma_obs of every entry at `times`, shaped like values[times]."""
+    if self.heteroscedastic:
+      return self.noise_std[times]
+    return jnp.broadcast_to(self.noise_std, self.values[times].shape)
 
   def check_compatible(self, state_shape: tuple[int, ...],
                        num_steps: int) -> None:
@@ -112,14 +144,15 @@ class Observations:
     a traced `step`.
     """
     pad = [(0, horizon)] + [(0, 0)] * (self.values.ndim - 1)
-    values = jnp.pad(self.values, pad)
-    mask = jnp.pad(self.mask, pad)
     start = (step + 1,) + (0,) * (self.values.ndim - 1)
     size = (horizon,) + tuple(self.values.shape[1:])
+    window = lambda a: jax.lax.dynamic_slice(jnp.pad(a, pad), start, size)
+    mask = window(self.mask)
     return Preview(
-        values=jax.lax.dynamic_slice(values, start, size),
-        mask=jax.lax.dynamic_slice(mask, start, size),
-        offsets=jnp.arange(1, horizon + 1, dtype=jnp.float32))
+        values=window(self.values), mask=mask,
+        offsets=jnp.arange(1, horizon + 1, dtype=jnp.float32),
+        error_std=mask * (window(self.noise_std) if self.heteroscedastic
+                          else jnp.broadcast_to(self.noise_std, size)))
 
   def misfit(self, states: jax.Array, times: jax.Array | slice) -> jax.Array:
     """Masked observation misfit sum_j ||M_j (x_j - y_j)||^2 / sigma_obs^2.
@@ -132,5 +165,5 @@ class Observations:
       times: indices into the stream (length K) or a slice.
     """
     values, mask = self.values[times], self.mask[times]
-    residual = mask * (states - values) / self.noise_std
+    residual = mask * (states - values) / self.entry_std(times)
     return jnp.sum(residual**2) / jnp.maximum(jnp.sum(mask), 1.0)

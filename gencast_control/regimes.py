@@ -8,8 +8,11 @@ often (every k-th time), and with what Gaussian noise,
     y_t = M_t * (x_t + sigma_obs * eps_t),   eps_t ~ N(0, I),
 
 where M_t is the 0/1 mask of observed points at time t (all channels of an
-observed point are observed). Sampling is traceable, so training draws fresh
-observations inside jit.
+observed point are observed). A heteroscedastic regime (`noise_std_max`) gives
+every grid point its own sigma_obs, log-uniform in [noise_std, noise_std_max]
+and drawn once per draw (so each station of a fixed network keeps its
+quality over time): a network of mixed quality. Sampling is traceable, so
+training draws fresh observations inside jit.
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ class ObservationRegime:
       time. A fixed regular network is the same in every draw (offset 0); a
       fixed random one is drawn once per key (per trajectory).
     every: observations at times t with t % every == phase (t >= 1).
-    noise_std: observation-error standard deviation sigma_obs (physical units).
+    noise_std: observation-error standard deviation sigma_obs (physical units);
+      the smallest one of a heteroscedastic regime.
+    noise_std_max: if set, each point's sigma_obs is drawn log-uniformly in
+      [noise_std, noise_std_max] (a network of mixed quality).
     points: explicit flat grid indices (overrides fraction/layout; fixed).
   """
   name: str
@@ -47,6 +53,7 @@ class ObservationRegime:
   fixed: bool = False
   every: int = 1
   noise_std: float = 0.1
+  noise_std_max: float | None = None
   points: tuple[int, ...] | None = None
 
   def __post_init__(self):
@@ -64,6 +71,10 @@ class ObservationRegime:
       raise ValueError(f"regime {self.name!r}: every must be >= 1")
     if self.noise_std <= 0:
       raise ValueError(f"regime {self.name!r}: noise_std must be > 0")
+    if self.noise_std_max is not None and self.noise_std_max < self.noise_std:
+      raise ValueError(f"regime {self.name!r}: noise_std_max"
+                       f" ({self.noise_std_max}) must be >= noise_std"
+                       f" ({self.noise_std})")
     if self.points is not None and len(self.points) == 0:
       raise ValueError(f"regime {self.name!r}: empty point list")
 
@@ -91,6 +102,8 @@ def _regime_arrays(regimes: Sequence[ObservationRegime], grid_size: int):
       listed=col(lambda r: r.points is not None, bool),
       every=col(lambda r: r.every, jnp.int32),
       noise_std=col(lambda r: r.noise_std),
+      noise_spread=col(lambda r: np.log((r.noise_std_max or r.noise_std)
+                                        / r.noise_std)),
       points=jnp.asarray(points))
 
 
@@ -129,6 +142,10 @@ def sample_observations(regimes: ObservationRegime | Sequence[ObservationRegime]
     key: PRNG key for the points and the noise.
     truth: [T+1, *spatial, C]; time 0 (the initial state) is never observed.
     phase: observed times are t >= 1 with t % every == phase % every.
+
+  Returns:
+    Observations whose noise_std is the regime's scalar sigma_obs, or, when
+    any of `regimes` is heteroscedastic, one sigma_obs per entry.
   """
   if isinstance(regimes, ObservationRegime):
     regimes = [regimes]
@@ -141,6 +158,12 @@ def sample_observations(regimes: ObservationRegime | Sequence[ObservationRegime]
   flat = _flat_masks(params, mask_key, num_times, grid_size, phase)
   mask = jnp.broadcast_to(flat.reshape((num_times,) + spatial + (1,)),
                           truth.shape)
-  noise = params["noise_std"] * jax.random.normal(noise_key, truth.shape)
+  std = params["noise_std"]
+  if any(r.noise_std_max is not None for r in regimes):
+    quality = jax.random.uniform(jax.random.fold_in(key, 0x5D),
+                                 spatial + (1,))
+    std = jnp.broadcast_to(
+        std * jnp.exp(params["noise_spread"] * quality), truth.shape)
+  noise = std * jax.random.normal(noise_key, truth.shape)
   return Observations(values=mask * (truth + noise), mask=mask,
-                      noise_std=params["noise_std"])
+                      noise_std=std)

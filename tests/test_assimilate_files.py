@@ -130,6 +130,43 @@ def test_linear_operator_matches_brute_force_interpolation(case):
   assert grid_obs.sum() == 8 and grid_obs[::4].all()
 
 
+def test_each_observation_keeps_its_own_error_std(case, tmp_path):
+  """Stations of mixed quality reach the controller with their own stds;
+  two observations on one grid point and time become their mean with std
+  sqrt(s1^2 + s2^2) / 2. A gridded file can carry u_error_std."""
+  truth = case["truth"]
+  grid = truth.isel(time=[0])
+  x = truth["x"].values
+  table = pd.DataFrame({"time": [1.0, 1.0, 1.0, 2.0],
+                        "x": [x[3], x[3] + 1e-3, x[9], x[9]],
+                        "variable": "u", "value": [1.0, 3.0, 0.5, 0.7],
+                        "error_std": [0.3, 0.4, 0.05, 1.5]})
+  obs = gc.observations_from_points(table, grid, 0.0, 1.0, ("u",))
+  std, values = np.asarray(obs.stream.entry_std()), np.asarray(
+      obs.stream.values)
+  assert obs.stream.heteroscedastic
+  assert values[1, 3, 0] == pytest.approx(2.0)
+  assert std[1, 3, 0] == pytest.approx(0.25)  # sqrt(0.09 + 0.16) / 2
+  assert std[1, 9, 0] == pytest.approx(0.05)
+  assert std[2, 9, 0] == pytest.approx(1.5)
+  preview = obs.stream.preview(0, 2)
+  assert float(preview.error_std[0, 9, 0]) == pytest.approx(0.05)
+  # Gridded: per-observation stds from the file's u_error_std.
+  gridded = xr.open_dataset(case["root"] / "gridded.nc")
+  quality = xr.full_like(gridded["u"], 0.05).where(gridded["x"] < 40, 0.8)
+  gridded.assign(u_error_std=quality).to_netcdf(tmp_path / "mixed.nc")
+  stats = _assimilate(case, tmp_path / "run", "--observations",
+                      str(tmp_path / "mixed.nc"), "--initial",
+                      str(case["root"] / "initial.nc"))
+  observed = gridded["u"].isel(time=slice(1, None)).notnull()
+  expected = np.sqrt(float((quality.isel(time=slice(1, None))**2)
+                           .where(observed).mean()))
+  assert stats["monitoring"]["u"]["expected_rmse_obs_error"] == \
+      pytest.approx(expected, rel=1e-5)
+  with pytest.raises(ValueError, match="need an error std"):
+    gc.observations_from_dataset(gridded, ("u",), None, 0.0, 1.0)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda t: t.assign(x=t["x"] + 1e3), None),  # periodic x wraps: no error
     (lambda t: t.assign(variable="v"), "unknown variable"),

@@ -1,6 +1,7 @@
 """The controller's objectives, its encoder/head split, cold starts, and
 best-validation checkpoints."""
 
+import dataclasses
 import itertools
 
 import jax
@@ -9,11 +10,12 @@ import numpy as np
 import optax
 import pytest
 
+from gencast_control import config as config_lib
 from gencast_control import training_loop
 from gencast_control.ardm import ControllerInputs
 from gencast_control.assimilation import ensemble_rollout
 from gencast_control.controller import (ControllerConfig, bind_controller,
-                                        init_controller)
+                                        config_from_metadata, init_controller)
 from gencast_control.controller_training import (ControllerTrainingConfig,
                                                  fair_crps, window_score)
 from gencast_control.networks import ConvNetConfig
@@ -74,6 +76,21 @@ def test_heldout_score_counts_noise_and_only_scored_entries():
   assert float(fit) == 0.0
 
 
+def test_heldout_score_uses_each_observations_error_std():
+  rng = np.random.default_rng(2)
+  mask = jnp.asarray(rng.uniform(size=(3, 10, 1)) < 0.6, jnp.float32)
+  std = jnp.asarray(rng.uniform(0.1, 1.0, size=(3, 10, 1)), jnp.float32)
+  values = mask * jnp.asarray(rng.normal(size=(3, 10, 1)), jnp.float32)
+  obs = Observations(values=values, mask=mask, noise_std=std)
+  states = jnp.asarray(rng.normal(size=(2, 3, 10, 1)), jnp.float32)
+  key = jax.random.PRNGKey(3)
+  noisy = states + std * jax.random.normal(key, states.shape)
+  expected = (jnp.sum(mask * fair_crps(noisy / std, values / std))
+              / jnp.sum(mask))
+  got = window_score("heldout", states, values, obs, jnp.ones(1), key)
+  assert float(got) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_training_config_rejects_bad_settings():
   with pytest.raises(ValueError, match="unknown controller objective"):
     ControllerTrainingConfig(objective="mse")
@@ -99,13 +116,42 @@ def test_encoder_and_head_compose_to_the_full_controller(tiny_ardm):
   rng = np.random.default_rng(0)
   field = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
   preview = Preview(field(2, 32, 1), jnp.ones((2, 32, 1)),
-                    jnp.arange(1.0, 3.0))
+                    jnp.arange(1.0, 3.0), jnp.exp(field(2, 32, 1)))
   inputs = ControllerInputs(field(32, 1), field(32, 1), jnp.asarray(0.7),
                             field(32, 1), preview)
   encoding = controller.encode(inputs.conditioning, preview)
   assert encoding.shape == (32, CONTROLLER.encoding_channels)
   np.testing.assert_allclose(np.asarray(controller.head(encoding, inputs)),
                              np.asarray(controller(inputs)), rtol=1e-6)
+
+
+def test_the_encoder_sees_each_observations_error_std(tiny_ardm):
+  """With error_std_channel the control depends on the stated error stds;
+  without it (controllers saved before the channel existed) it does not."""
+  rng = np.random.default_rng(0)
+  field = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+  mask = jnp.asarray(rng.uniform(size=(2, 32, 1)) < 0.5, jnp.float32)
+  preview = Preview(mask * field(2, 32, 1), mask, jnp.arange(1.0, 3.0),
+                    0.1 * mask)
+  poor = preview._replace(error_std=2.0 * mask)
+  inputs = ControllerInputs(field(32, 1), field(32, 1), jnp.asarray(0.7),
+                            field(32, 1), preview)
+  for channel in (True, False):
+    config = dataclasses.replace(CONTROLLER, error_std_channel=channel)
+    params = init_controller(config, tiny_ardm, jax.random.PRNGKey(0))
+    params = jax.tree.map(lambda x: x + 0.1, params)
+    controller = bind_controller(config, tiny_ardm.periodic, params)
+    good_u = controller(inputs)
+    poor_u = controller(inputs._replace(preview=poor))
+    assert (float(jnp.max(jnp.abs(good_u - poor_u))) > 1e-4) == channel
+
+
+def test_controller_metadata_without_the_error_std_channel_reads_as_legacy():
+  meta = {"config": config_lib.to_dict(CONTROLLER)}
+  del meta["config"]["error_std_channel"]
+  assert not config_from_metadata("old.npz", meta).error_std_channel
+  assert config_from_metadata(
+      "new.npz", {"config": config_lib.to_dict(CONTROLLER)}).error_std_channel
 
 
 def test_encoder_runs_once_per_forecast_step(tiny_ardm, tiny_ks_data):
@@ -125,7 +171,8 @@ def test_encoder_runs_once_per_forecast_step(tiny_ardm, tiny_ks_data):
       return controller.head(*args)
 
   frames = jnp.asarray(tiny_ks_data[0, 1:3])
-  preview = Preview(frames, jnp.ones_like(frames), jnp.arange(1.0, 3.0))
+  preview = Preview(frames, jnp.ones_like(frames), jnp.arange(1.0, 3.0),
+                    0.1 * jnp.ones_like(frames))
   jax.make_jaxpr(lambda h: tiny_ardm.step(h, jax.random.PRNGKey(0), preview,
                                           Counting()))(
                                               jnp.asarray(tiny_ks_data[0, :1]))

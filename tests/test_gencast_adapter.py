@@ -80,7 +80,8 @@ def _preview(s, fraction=0.4, seed=0):
       truth)
   return Preview(values=jnp.asarray(np.where(mask, truth, 0.0))[None],
                  mask=jnp.asarray(mask, jnp.float32)[None],
-                 offsets=jnp.ones(1))
+                 offsets=jnp.ones(1),
+                 error_std=0.1 * jnp.asarray(mask, jnp.float32)[None])
 
 
 def test_zero_control_reproduces_upstream_bit_for_bit(setup):
@@ -301,7 +302,8 @@ def test_clear_errors_for_wrong_inputs(setup):
   with pytest.raises(ValueError, match="pass the preview"):
     s["controlled"](rng, inputs, template, forcings)
   wrong = _preview(s)
-  wrong = Preview(wrong.values[..., :3], wrong.mask[..., :3], wrong.offsets)
+  wrong = Preview(wrong.values[..., :3], wrong.mask[..., :3], wrong.offsets,
+                  wrong.error_std[..., :3])
   with pytest.raises(ValueError, match="channel layout needs"):
     s["controlled"](rng, inputs, template, forcings, wrong)
   with pytest.raises(ValueError, match="both controller_config"):

@@ -74,3 +74,36 @@ def test_check_compatible_names_the_problem():
   with pytest.raises(ValueError, match="cover 4 times"):
     obs.check_compatible((5, 1), 10)
   obs.check_compatible((5, 1), 3)
+
+
+def test_per_entry_error_stds_reach_the_preview_and_the_misfit():
+  rng = np.random.default_rng(1)
+  values = rng.normal(size=(5, 6, 2)).astype(np.float32)
+  mask = rng.uniform(size=values.shape) < 0.5
+  std = rng.uniform(0.1, 2.0, size=values.shape).astype(np.float32)
+  # Unobserved entries may carry any std (NaN here); observed ones are used.
+  obs = Observations.from_arrays(np.where(mask, values, np.nan),
+                                 noise_std=np.where(mask, std, np.nan))
+  assert obs.heteroscedastic
+  preview = obs.preview(1, horizon=2)
+  np.testing.assert_allclose(preview.error_std, (mask * std)[2:4])
+  states = rng.normal(size=(4, 6, 2)).astype(np.float32)
+  m = mask[1:]
+  expected = np.sum(m * ((states - values[1:]) / std[1:])**2) / m.sum()
+  assert float(obs.misfit(jnp.asarray(states), slice(1, None))) == \
+      pytest.approx(expected, rel=1e-5)
+  # A homoscedastic stream gives the same std to every observed entry.
+  plain = Observations.from_arrays(values, mask.astype(np.float32), [0.2, 0.4])
+  assert not plain.heteroscedastic
+  np.testing.assert_allclose(plain.preview(0, 1).error_std[0],
+                             mask[1] * np.array([0.2, 0.4], np.float32))
+
+
+def test_a_bad_per_entry_error_std_is_an_error():
+  values = np.zeros((3, 4, 1))
+  std = np.full(values.shape, 0.1)
+  std[1, 2, 0] = -1.0
+  with pytest.raises(ValueError, match="positive and finite"):
+    Observations.from_arrays(values, noise_std=std)
+  with pytest.raises(ValueError, match="one per observation"):
+    Observations.from_arrays(values, noise_std=np.ones((3, 4)))

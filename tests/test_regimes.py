@@ -97,3 +97,24 @@ def test_a_fixed_regular_network_is_the_same_in_every_draw():
 def test_points_and_fraction_together_are_an_error():
   with pytest.raises(ValueError, match="not both"):
     ObservationRegime("p", fraction=0.2, points=(1, 2))
+
+
+def test_a_mixed_quality_network_gives_each_station_its_own_std():
+  truth = jnp.ones((41, 200, 1))
+  regime = ObservationRegime("m", fraction=0.5, layout="regular", fixed=True,
+                             noise_std=0.05, noise_std_max=1.0)
+  obs = _obs(regime, truth=truth)
+  mask = np.asarray(obs.mask) > 0
+  std = np.asarray(obs.noise_std)
+  assert std.shape == truth.shape
+  station_std = std[1:, :, 0][:, mask[1, :, 0]]
+  assert (station_std == station_std[0]).all()  # a station keeps its quality
+  assert 0.05 <= station_std.min() and station_std.max() <= 1.0
+  assert station_std.max() / station_std.min() > 5  # really mixed
+  # Each error is N(0, sigma_station^2).
+  z = (np.asarray(obs.values - truth) / std)[mask]
+  assert z.std() == pytest.approx(1.0, rel=0.05)
+  # Regimes without a spread keep one scalar std, as before.
+  assert np.ndim(_obs(ObservationRegime("n", noise_std=0.3)).noise_std) == 0
+  with pytest.raises(ValueError, match="noise_std_max"):
+    ObservationRegime("bad", noise_std=0.5, noise_std_max=0.1)
