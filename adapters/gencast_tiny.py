@@ -52,7 +52,7 @@ _SCALES = {
 def tiny_task_config():
   """A GenCast task with 3 surface + 2 atmospheric variables on 2 levels."""
   gc = upstream()
-  return gc.graphcast.TaskConfig(
+  return gc.task.TaskConfig(
       input_variables=("2m_temperature", "sea_surface_temperature")
       + TINY_ATMOSPHERIC + GENERATED_FORCINGS + STATIC,
       target_variables=TINY_SURFACE + TINY_ATMOSPHERIC,
@@ -195,7 +195,7 @@ def synthetic_stats(task_config) -> NormalizationStats:
   names = set(task_config.input_variables) | set(
       task_config.target_variables) | set(task_config.forcing_variables)
   levels = np.asarray(task_config.pressure_levels)
-  atmospheric = set(upstream().graphcast.ALL_ATMOSPHERIC_VARS)
+  atmospheric = set(upstream().variables.ALL_ATMOSPHERIC_VARS)
 
   def dataset(index: int, default: float) -> xr.Dataset:
     data = {}
@@ -234,7 +234,7 @@ def synthetic_example(task_config, resolution_deg: float = 10.0,
   levels = np.asarray(task_config.pressure_levels)
   la, lo = np.deg2rad(lat)[:, None], np.deg2rad(lon)[None, :]
   land = ((np.sin(3 * lo + 1.0) * np.cos(2 * la)) > 0.3).astype(np.float32)
-  atmospheric = set(upstream().graphcast.ALL_ATMOSPHERIC_VARS)
+  atmospheric = set(upstream().variables.ALL_ATMOSPHERIC_VARS)
   names = (set(task_config.input_variables) | set(task_config.target_variables)
            ) - set(GENERATED_FORCINGS) - set(STATIC)
 

@@ -27,23 +27,27 @@ INSTALL_HINT = (
     " xarray<2026.4). Do NOT `pip install graphcast` from PyPI: that name"
     " belongs to an unrelated project.")
 
-_MODULES = ("casting", "checkpoint", "data_utils", "denoiser", "gencast",
-            "graphcast", "model_utils", "nan_cleaning", "normalization",
-            "rollout", "samplers_utils", "xarray_jax", "xarray_tree")
+# Each layout: our name -> the dotted path of DeepMind's module. `task` holds
+# TaskConfig, `variables` the variable lists (ALL_ATMOSPHERIC_VARS).
+_GRAPHCAST = {m: f"graphcast.{m}" for m in (
+    "casting", "checkpoint", "data_utils", "denoiser", "gencast",
+    "model_utils", "nan_cleaning", "normalization", "rollout",
+    "samplers_utils", "xarray_jax", "xarray_tree")}
+_GRAPHCAST.update(task="graphcast.graphcast", variables="graphcast.graphcast")
 
-# weathernext layout: module -> dotted import path.
 _WEATHERNEXT = {
     "casting": "weathernext.utils.casting",
     "checkpoint": "weathernext.utils.checkpoint",
     "data_utils": "weathernext.utils.data_utils",
     "denoiser": "weathernext.weathernext1_gen.denoiser",
     "gencast": "weathernext.weathernext1_gen.gencast",
-    "graphcast": "weathernext.weathernext1_graph.graphcast",
     "model_utils": "weathernext.utils.model_utils",
     "nan_cleaning": "weathernext.utils.nan_cleaning",
     "normalization": "weathernext.utils.normalization",
     "rollout": "weathernext.utils.rollout",
     "samplers_utils": "weathernext.weathernext1_gen.samplers_utils",
+    "task": "weathernext.utils.task",
+    "variables": "weathernext.utils.variables",
     "xarray_jax": "xarray_jax",
     "xarray_tree": "weathernext.utils.xarray_tree",
 }
@@ -62,12 +66,13 @@ class Upstream:
   data_utils: types.ModuleType
   denoiser: types.ModuleType
   gencast: types.ModuleType
-  graphcast: types.ModuleType
   model_utils: types.ModuleType
   nan_cleaning: types.ModuleType
   normalization: types.ModuleType
   rollout: types.ModuleType
   samplers_utils: types.ModuleType
+  task: types.ModuleType
+  variables: types.ModuleType
   xarray_jax: types.ModuleType
   xarray_tree: types.ModuleType
 
@@ -90,7 +95,7 @@ def upstream() -> Upstream:
   errors = []
   if _is_deepmind_graphcast():
     try:
-      mods = {m: importlib.import_module(f"graphcast.{m}") for m in _MODULES}
+      mods = {m: importlib.import_module(p) for m, p in _GRAPHCAST.items()}
       _CACHE.append(Upstream(layout="graphcast", **mods))
       return _CACHE[0]
     except ImportError as e:  # a dependency of graphcast is missing

@@ -301,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--steps", type=int, help="steps to run (default: to the"
                  " last observation time)")
   p.add_argument("--error-std", action="append", metavar="[VAR=]STD",
-                 help="observation-error std of gridded observations")
+                 help="observation-error std of gridded observations"
+                 " (default: per observation, from the file's variables"
+                 " <VAR>_error_std)")
   p.add_argument("--operator", choices=("linear", "nearest"),
                  default="linear", help="H of the point observations in the"
                  " monitoring statistics (the controller always sees each"

@@ -224,7 +224,7 @@ def config_from_metadata(path, meta: dict) -> ControllerConfig:
 
 def load_controller(path, ardm: FrozenARDM):
   """Loads (config, params, metadata) and checks it was trained for `ardm`."""
-  from gencast_control import checkpoint, config as config_lib
+  from gencast_control import checkpoint
   params, meta = checkpoint.load_checkpoint(path, expected_kind="controller")
   if meta.get("ardm_fingerprint") != ardm.fingerprint:
     raise checkpoint.CheckpointError(

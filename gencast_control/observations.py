@@ -6,16 +6,14 @@ trajectory with times t = 0..T,
     values[t] = M_t * y_t      (zeros where unobserved)
     mask[t]   = M_t in {0, 1}  (all zeros at a time without observations)
 
-with observation-error standard deviations sigma_obs that are one number,
-one per channel, or one per entry (heteroscedastic observations: a network of
-mixed quality, each station its own error).
-
-so every sparsity pattern and every gap in time is a valid input. The preview
-buffer of forecast step n (Srivastava et al. 2025, arXiv 2510.06637, "active
-observation selector") holds the frames j = n+1 .. n+H of the lookahead
-horizon H, each tagged with its offset Delta_j = j - n, with the error std
-of each observation, so the controller can weigh good observations above
-poor ones.
+so every sparsity pattern and every gap in time is a valid input. The
+observation-error standard deviation sigma_obs is one number, one per
+channel, or one per entry (heteroscedastic: a network of mixed quality, each
+station with its own error). The preview buffer of forecast step n
+(Srivastava et al. 2025, arXiv 2510.06637, "active observation selector")
+holds the frames j = n+1 .. n+H of the lookahead horizon H, each tagged with
+its offset Delta_j = j - n and with the error std of each observation, so the
+controller can weigh good observations above poor ones.
 """
 
 from __future__ import annotations

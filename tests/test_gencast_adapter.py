@@ -1,6 +1,7 @@
 """GenCast adapter on a tiny random GenCast (10 deg 19 x 36 grid with poles).
 
-Runs where DeepMind's graphcast 0.2 is installed; skipped otherwise.
+Runs where DeepMind's GenCast code is installed, in either layout
+(graphcast 0.2 or weathernext); skipped otherwise.
 """
 
 import dataclasses
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip(
-    "graphcast.gencast",
-    reason="DeepMind's graphcast 0.2 is not installed (pip install"
-    " 'gencast-control[gencast]'); the GenCast adapter tests need it")
+    "gencast_control.adapters.gencast",
+    reason="DeepMind's GenCast code is not installed (pip install"
+    " 'gencast-control[gencast]' or '[gencast-next]'); the GenCast adapter"
+    " tests need it")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -191,14 +193,14 @@ def test_masked_misfit_matches_brute_force_and_ignores_nan():
   values = rng.normal(size=(2, 3, 3, 4, 2)).astype(np.float32)
   mask = (rng.random((2, 3, 3, 4, 2)) < 0.5).astype(np.float32)
   mask[0, 1, 0, 0, 0] = 0.0
-  noise = np.array([[0.5, 2.0], [1.0, 1.5]], np.float32)
+  noise = rng.uniform(0.5, 2.0, size=values.shape).astype(np.float32)
   got = g.masked_misfit(jnp.asarray(states),
                         Observations(jnp.asarray(values * mask),
                                      jnp.asarray(mask), jnp.asarray(noise)))
   total = 0.0
   for b, t, i, j, c in np.argwhere(mask[:, 1:] > 0):
     total += ((states[b, t, i, j, c] - values[b, t + 1, i, j, c])
-              / noise[b, c])**2
+              / noise[b, t + 1, i, j, c])**2
   assert np.isfinite(float(got))
   np.testing.assert_allclose(float(got), total / mask[:, 1:].sum(), rtol=1e-5)
 

@@ -24,7 +24,7 @@ def requirements(path: Path) -> list[str]:
 
 NOTEBOOKS = [
     pytest.param(path, id=path.name, marks=[pytest.mark.gencast] if any(
-        m.startswith("graphcast") for m in requirements(path)) else [])
+        "gencast" in m for m in requirements(path)) else [])
     for path in sorted((Path(__file__).parent.parent / "colab").glob("*.ipynb"))
 ]
 
@@ -48,7 +48,8 @@ def test_notebook_runs(path, tmp_path):
     assert cell.get("execution_count") is None, (
         f"{path.name}: execution counts must be stripped")
   for module in requirements(path):
-    pytest.importorskip(module, reason=f"{path.name} needs {module} (DeepMind's"
-                        " graphcast 0.2: pip install 'gencast-control[gencast]')")
+    pytest.importorskip(module, reason=f"{path.name} needs {module}, i.e."
+                        " DeepMind's GenCast code (pip install"
+                        " 'gencast-control[gencast]' or '[gencast-next]')")
   NotebookClient(offline(nb), timeout=600, kernel_name="python3",
                  resources={"metadata": {"path": str(tmp_path)}}).execute()

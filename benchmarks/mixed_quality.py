@@ -1,0 +1,130 @@
+"""Does the controller use each observation's error std? A network of mixed
+quality, assimilated with the stated stds and with one std for all.
+
+On the benchmark's held-out truth (`benchmark.py`: same trajectories, the
+same observations of a heteroscedastic regime, the same keys, a cold start),
+each method assimilates the same observation values twice:
+
+  stated stds   every station's own sigma_obs (what the regime drew)
+  one std       every observation told sigma_rms, the RMS of the stations'
+                sigma_obs over the run: what a pipeline that knows only the
+                network's average quality would pass
+
+The controller is the config's shipped one (or --controller); DPS (which
+weights its misfit by 1 / sigma_obs^2) is the reference; the unguided
+forecast uses no observations. A controller that weighs observations by
+their quality scores better with the stated stds. --blind-controller scores
+a controller trained without the error-std channel beside them.
+
+Usage:
+    python benchmarks/mixed_quality.py --config ks --out results/mixed_ks
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gencast_control import benchmark, pipeline  # noqa: E402
+from gencast_control.checkpoint import write_json  # noqa: E402
+from gencast_control.config import load_config  # noqa: E402
+from gencast_control.demo import test_trajectories  # noqa: E402
+from gencast_control.regimes import sample_observations  # noqa: E402
+
+
+def one_std(observations):
+  """The same observations, each told the RMS of the stated stds."""
+  mask = np.asarray(observations.mask) > 0
+  rms = np.sqrt(np.mean(np.asarray(observations.entry_std())[mask]**2))
+  return dataclasses.replace(observations, noise_std=jnp.float32(rms)), rms
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--config", default="ks")
+  parser.add_argument("--regime", default=None,
+                      help="default: the config's heteroscedastic regime")
+  parser.add_argument("--controller", default=None)
+  parser.add_argument("--blind-controller", default=None,
+                      help="a controller trained without the error-std"
+                      " channel (e.g. an earlier shipped one)")
+  parser.add_argument("--out", default="results/mixed_quality")
+  args = parser.parse_args()
+  config = load_config(args.config)
+  regime = (config.regime(args.regime) if args.regime else next(
+      r for r in config.regimes if r.noise_std_max is not None))
+  ardm_path, controller_path = pipeline.shipped_checkpoints(config.name)
+  controllers = {"controlled": benchmark.load_models(
+      config, ardm_path, args.controller or controller_path)}
+  if args.blind_controller:
+    controllers["controlled_blind"] = benchmark.load_models(
+        config, ardm_path, args.blind_controller)
+  models = controllers["controlled"]
+  h = models.ardm.history_length
+  truth = np.asarray(test_trajectories(config), np.float32)
+  k, m = truth.shape[0], config.assimilation.ensemble_size
+  seed = 1  # the benchmark's default: the same cold start, observations, keys
+  initial = benchmark.climatological_histories(config, k * m, h, seed
+                                               ).reshape((k, m, h)
+                                                         + truth.shape[2:])
+  key = jax.random.PRNGKey(seed)
+  num_steps = truth.shape[1] - h
+  burn_in = benchmark.default_burn_in(num_steps)
+  options = benchmark.baseline_options(config)
+  stated = [sample_observations(regime, jax.random.fold_in(key, 2 * i),
+                                jnp.asarray(traj[h - 1:]))
+            for i, traj in enumerate(truth)]
+  told = [one_std(o) for o in stated]
+  rows = {}
+  start = time.time()
+  for name, method, models_ in (
+      [(n, "controlled", c) for n, c in controllers.items()]
+      + [("dps", "dps", models), ("unguided", "unguided", models)]):
+    for label, streams in (("stated stds", stated),
+                           ("one std", [o for o, _ in told])):
+      if method == "unguided" and label == "one std":
+        continue
+      ensembles = np.stack([benchmark.run_cell(
+          method, models_, jnp.asarray(initial[i]), streams[i], num_steps,
+          jax.random.fold_in(key, 2 * i + 1), m, options)[0]
+                            for i in range(k)])
+      scores = benchmark.score_ensemble(ensembles, truth[:, h - 1:], config,
+                                        burn_in)
+      rows[f"{name}, {label}"] = {s: scores[s] for s in
+                                  ("rmse", "crps", "spread_skill")}
+      print(f"{name:<17} {label:<12} RMSE {scores['rmse']:.4f}  CRPS"
+            f" {scores['crps']:.4f}  spread/skill"
+            f" {scores['spread_skill']:.3f}", flush=True)
+  stds = np.concatenate([np.asarray(o.entry_std())[np.asarray(o.mask) > 0]
+                         for o in stated])
+  result = {"config": config.name, "regime": dataclasses.asdict(regime),
+            "trajectories": k, "steps": num_steps, "members": m,
+            "burn_in": burn_in, "start": "cold",
+            "one_std": [float(r) for _, r in told],
+            "stated_std_range": [float(stds.min()), float(stds.max())],
+            "seconds": time.time() - start, "rows": rows}
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  write_json(out / "mixed_quality.json", result)
+  lines = [f"{config.name}, {regime.name} (sigma_obs {stds.min():.3g} to"
+           f" {stds.max():.3g}; one std = {np.mean(result['one_std']):.3g}),"
+           f" cold start, {k} x {num_steps} steps x {m} members:", "",
+           "| method, error stds given | RMSE | CRPS | spread/skill |",
+           "|---|---|---|---|"]
+  lines += [f"| {n} | {r['rmse']:.4f} | {r['crps']:.4f} |"
+            f" {r['spread_skill']:.3f} |" for n, r in rows.items()]
+  (out / "mixed_quality.md").write_text("\n".join(lines) + "\n")
+  print("\n".join(lines))
+  print(json.dumps({"seconds": round(result["seconds"], 1)}))
+
+
+if __name__ == "__main__":
+  main()
