@@ -3,17 +3,17 @@
 The network is the project's conv controller (gencast_control.controller) on
 [lat, lon, C] grids, periodic in longitude and edge-padded in latitude. Its
 input features are GenCast's target channels (state, denoised estimate and,
-per preview frame, values, masks and innovations) plus the conditioning
-channels (normalised inputs and forcings): C (2 + 3H) + C_cond features. The
-parameter count depends on these channel counts, not on the resolution.
-Measured for DeepMind's GenCast task (C = 84 targets, C_cond = 180) with the
-default ControllerConfig (width 24, kernel 5, 2 blocks), identical at 1 deg
-and 0.25 deg:
+per preview frame, values, masks, log error stds and innovations) plus the
+conditioning channels (normalised inputs and forcings): C (2 + 4H) + C_cond
+features. The parameter count depends on these channel counts, not on the
+resolution. For DeepMind's GenCast task (C = 84 targets, C_cond = 180) with
+the default ControllerConfig (encoder width 24, kernel 5, 2 blocks; head
+width 16, 1 block; counted with jax.eval_shape of its init):
 
     horizon H   parameters   input features   features per sample, float32
-        1         425,276          600          149 MiB (1 deg)  2.3 GiB (0.25 deg)
-        2         576,508          852          212 MiB          3.3 GiB
-        4         878,972         1356          337 MiB          5.2 GiB
+        1         367,580          684          170 MiB (1 deg)  2.6 GiB (0.25 deg)
+        2         530,908         1020          254 MiB          3.9 GiB
+        4         857,564         1692          421 MiB          6.5 GiB
 
 (GenCast 1p0deg Mini has 57.5 M parameters.) A checkpoint records the config,
 the channel layout and the fingerprint of the GenCast parameters it was

@@ -1,31 +1,38 @@
-"""The one place that imports DeepMind's GenCast code (graphcast 0.2 / weathernext).
+"""The one place that imports DeepMind's GenCast code, in either layout.
 
 DeepMind's package is NOT the PyPI project named ``graphcast`` (an unrelated
-graph-database tool). Install it from its repository, pinned to the 0.2 commit:
+graph-database tool). Install it from its repository, as one of two extras:
 
-    pip install "gencast-control[gencast]"
-    # or directly:
-    pip install "graphcast @ git+https://github.com/google-deepmind/graphcast@08cf73625c9d12bd9aaa038868bcb2fe488f2a22"
+    pip install "gencast-control[gencast]"       # graphcast 0.2 (08cf736),
+                                                 # jax < 0.8.2, xarray < 2026.4
+    pip install "gencast-control[gencast-next]"  # weathernext (9c034db),
+                                                 # current jax, xarray <= 2026.2
 
-Two import layouts are recognised: ``graphcast.<module>`` (version 0.2, tested)
-and the later ``weathernext`` layout (``weathernext.weathernext1_gen.<module>``,
-``weathernext.utils.<module>`` and the top-level ``xarray_jax`` package), which
-is resolved by name only and is untested.
+Layouts: ``graphcast`` (package graphcast 0.2: ``graphcast.<module>``) and
+``weathernext`` (its successor: ``weathernext.weathernext1_gen.<module>``,
+``weathernext.utils.<module>`` and the top-level ``xarray_jax`` package of
+gdm-xarray-jax). Both are tested (README, GenCast). The installed one is
+used; with both installed, graphcast 0.2 unless the environment variable
+GENCAST_CONTROL_LAYOUT=weathernext says otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import types
 
 INSTALL_HINT = (
-    "DeepMind's GenCast code is not installed. Install the optional extra with"
-    " `pip install 'gencast-control[gencast]'` or directly with `pip install"
-    " 'graphcast @ git+https://github.com/google-deepmind/graphcast@"
-    "08cf73625c9d12bd9aaa038868bcb2fe488f2a22'` (needs jax<0.8.2 and"
+    "DeepMind's GenCast code is not installed. Install an optional extra:"
+    " `pip install 'gencast-control[gencast-next]'` (weathernext, current"
+    " jax) or `pip install 'gencast-control[gencast]'` (graphcast 0.2 from"
+    " git+https://github.com/google-deepmind/graphcast@"
+    "08cf73625c9d12bd9aaa038868bcb2fe488f2a22, needs jax<0.8.2 and"
     " xarray<2026.4). Do NOT `pip install graphcast` from PyPI: that name"
     " belongs to an unrelated project.")
+LAYOUTS = ("graphcast", "weathernext")
+LAYOUT_VARIABLE = "GENCAST_CONTROL_LAYOUT"
 
 # Each layout: our name -> the dotted path of DeepMind's module. `task` holds
 # TaskConfig, `variables` the variable lists (ALL_ATMOSPHERIC_VARS).
@@ -80,12 +87,14 @@ class Upstream:
 _CACHE: list[Upstream] = []
 
 
-def _is_deepmind_graphcast() -> bool:
-  try:
-    importlib.import_module("graphcast.gencast")
-  except ImportError:
-    return False
-  return True
+def _layout_order() -> tuple[str, ...]:
+  """The layouts to try, the one GENCAST_CONTROL_LAYOUT names first."""
+  chosen = os.environ.get(LAYOUT_VARIABLE, "")
+  if chosen and chosen not in LAYOUTS:
+    raise ValueError(f"{LAYOUT_VARIABLE}={chosen!r}; choose one of {LAYOUTS}")
+  if not chosen:
+    return LAYOUTS
+  return (chosen,) + tuple(name for name in LAYOUTS if name != chosen)
 
 
 def upstream() -> Upstream:
@@ -93,19 +102,19 @@ def upstream() -> Upstream:
   if _CACHE:
     return _CACHE[0]
   errors = []
-  if _is_deepmind_graphcast():
+  tables = {"graphcast": _GRAPHCAST, "weathernext": _WEATHERNEXT}
+  for layout in _layout_order():
     try:
-      mods = {m: importlib.import_module(p) for m, p in _GRAPHCAST.items()}
-      _CACHE.append(Upstream(layout="graphcast", **mods))
-      return _CACHE[0]
-    except ImportError as e:  # a dependency of graphcast is missing
-      errors.append(f"graphcast: {e}")
-  try:
-    mods = {m: importlib.import_module(p) for m, p in _WEATHERNEXT.items()}
-    _CACHE.append(Upstream(layout="weathernext", **mods))
+      # graphcast.gencast first: the unrelated PyPI `graphcast` has no such
+      # module, so it is never mistaken for DeepMind's.
+      mods = {m: importlib.import_module(p)
+              for m, p in sorted(tables[layout].items(),
+                                 key=lambda item: item[0] != "gencast")}
+    except ImportError as e:  # not installed, or a dependency is missing
+      errors.append(f"{layout}: {e}")
+      continue
+    _CACHE.append(Upstream(layout=layout, **mods))
     return _CACHE[0]
-  except ImportError as e:
-    errors.append(f"weathernext: {e}")
   raise GenCastNotInstalledError(
       INSTALL_HINT + " (import errors: " + "; ".join(errors) + ")")
 

@@ -23,7 +23,6 @@ import xarray as xr  # noqa: E402
 from gencast_control.adapters import gencast as g  # noqa: E402
 from gencast_control.adapters import gencast_assets  # noqa: E402
 from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
-from gencast_control.adapters import gencast_upstream  # noqa: E402
 from gencast_control.checkpoint import CheckpointError  # noqa: E402
 from gencast_control.controller import ControllerConfig  # noqa: E402
 from gencast_control.networks import ConvNetConfig  # noqa: E402
@@ -413,22 +412,3 @@ def test_bucket_reads_time_out_with_a_clear_error(monkeypatch):
     g.load_checkpoint("1p0deg_mini", timeout_s=5)
   with pytest.raises(ValueError, match="timeout_s must be positive"):
     g.load_stats("bucket", timeout_s=0)
-
-
-def test_missing_package_raises_install_hint(monkeypatch):
-  import importlib
-  real = importlib.import_module
-
-  def no_deepmind(name, *args):
-    if name.split(".")[0] in ("graphcast", "weathernext", "xarray_jax"):
-      raise ImportError(f"No module named {name!r}")
-    return real(name, *args)
-
-  monkeypatch.setattr(gencast_upstream, "_CACHE", [])
-  monkeypatch.setattr(gencast_upstream.importlib, "import_module", no_deepmind)
-  with pytest.raises(ImportError, match="git\\+https://github.com/"
-                     "google-deepmind/graphcast@08cf736") as info:
-    gencast_upstream.upstream()
-  assert isinstance(info.value, gencast_upstream.GenCastNotInstalledError)
-  assert "PyPI" in str(info.value)
-  assert not gencast_upstream.is_available()
