@@ -65,8 +65,10 @@ def main():
   controllers = {"controlled": benchmark.load_models(
       config, ardm_path, args.controller or controller_path)}
   if args.blind_controller:
+    blind = dataclasses.replace(config, controller=dataclasses.replace(
+        config.controller, error_std_channel=False))
     controllers["controlled_blind"] = benchmark.load_models(
-        config, ardm_path, args.blind_controller)
+        blind, ardm_path, args.blind_controller)
   models = controllers["controlled"]
   h = models.ardm.history_length
   truth = np.asarray(test_trajectories(config), np.float32)

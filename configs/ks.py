@@ -7,8 +7,9 @@ H = 4 observation frames (the longest gap, every4_25pct's, is 4 steps): a
 per-step encoder and a small per-sub-step head. It is trained with the
 "state" objective (fair CRPS of 2 members against the truth), half of the
 examples from cold starts, on-policy spin-ups of up to 16 steps, and a
-200-step cold-start validation rollout every 100 steps (best kept). Six
-observation regimes are defined; the controller is trained on all at once.
+200-step cold-start validation rollout every 100 steps (best kept). Eight
+observation regimes are defined, two of them networks of mixed quality (each
+station its own error std); the controller is trained on all at once.
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
@@ -34,6 +35,8 @@ REGIMES = (
     # [0.05, 1] (field std ~1.3), the same station keeps its quality.
     ObservationRegime("mixed_stations_25pct", fraction=0.25, layout="regular",
                       fixed=True, noise_std=0.05, noise_std_max=1.0),
+    ObservationRegime("mixed_random_10pct", fraction=0.10, noise_std=0.05,
+                      noise_std_max=1.0),
 )
 
 

@@ -105,10 +105,14 @@ def _control(method, ardm: GridARDM, options, denoise, last, y, mask,
   config = ardm.config.sampler
   sigmas = jnp.asarray(noise_levels(config))
   r = ardm.normalization.residual_std
-  noise_var = noise_std**2  # per entry
-  # DPS's step size takes one sigma_obs^2: the mean over the observed entries.
-  mean_var = (noise_var if jnp.ndim(noise_var) < jnp.ndim(mask) else
-              jnp.sum(mask * noise_var) / jnp.maximum(jnp.sum(mask), 1.0))
+  noise_var = noise_std**2  # scalar, per channel or per entry
+  # DPS's step size takes one sigma_obs^2: with per-entry stds the smallest
+  # observed one, so no entry's step exceeds the homoscedastic full step
+  # and poorer observations move the state proportionally less.
+  step_var = noise_var
+  if jnp.ndim(noise_var) == jnp.ndim(mask):
+    step_var = jnp.where(jnp.any(mask > 0), jnp.min(
+        jnp.where(mask > 0, noise_var, jnp.inf)), 1.0)
 
   def misfit_grad(z_hat, sigma_hat, weight):
     """grad_z sum(weight M (x_hat(z) - y)^2) through the frozen denoiser."""
@@ -122,7 +126,7 @@ def _control(method, ardm: GridARDM, options, denoise, last, y, mask,
       del denoised
       sigma_next = sigmas[s + 1]
       if options.zeta is None:
-        zeta = options.relaxation * mean_var / (2 * r**2 *
+        zeta = options.relaxation * step_var / (2 * r**2 *
                                                  (sigma_hat - sigma_next))
       else:
         zeta = options.zeta

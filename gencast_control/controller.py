@@ -11,10 +11,12 @@ to an additive control u_s in the sampler's variable. It has two parts:
   M_j and log error stds (normalised units) of every frame of the lookahead
   horizon H (FiLM on the offsets Delta_j / H). None of it depends on the
   sub-step, so it runs once per forecast step;
-* the head h_psi(c_n, z_hat_s, x_hat_s, {M_j (y_j - x_hat_s)}_j; sigma_hat_s)
-  -> u_s, a small conv net with FiLM on the noise level, run at every
-  sub-step; x_hat_s is the denoised estimate of x_{n+1} and M_j (y_j - x_hat_s)
-  its innovations.
+* the head h_psi(c_n, z_hat_s, x_hat_s, {d_j, g_j d_j}_j; sigma_hat_s) -> u_s,
+  a small conv net with FiLM on the noise level, run at every sub-step;
+  x_hat_s is the denoised estimate of x_{n+1}, d_j = M_j (y_j - x_hat_s) its
+  innovations and g_j = b^2 / (b^2 + sigma_j^2) a Kalman-like gain of each
+  observation, with a learnt background std b (in normalised units), so an
+  observation's weight falls with its error std sigma_j.
 
 The head's output layer is zero-initialised, so a freshly initialised
 controller is exactly the pretrained sampler (u = 0).
@@ -28,10 +30,16 @@ from typing import Sequence
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gencast_control.ardm import ControllerInputs, FrozenARDM
 from gencast_control.networks import ConvNet, ConvNetConfig, fourier_embedding
 from gencast_control.observations import Preview
+
+
+# Initial background std b of the head's gain, in normalised units (about the
+# error of an assimilating ensemble mean: a quarter of the field's std).
+INITIAL_BACKGROUND_STD = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +51,10 @@ class ControllerConfig:
       at least the longest gap between observation times it must bridge.
     network: the per-step encoder E_psi.
     encoding_channels: channels of the encoding c_n.
-    error_std_channel: give the encoder each observation's log error std,
-      so one controller serves networks of mixed quality (False: controllers
-      saved before it existed, which see values and masks only).
+    error_std_channel: give the encoder each observation's log error std and
+      the head its gain-weighted innovations, so one controller serves
+      networks of mixed quality (False: controllers saved before it existed,
+      which see values, masks and innovations only).
     head: the per-sub-step head h_psi (keep it small: it runs S times per
       forecast step).
   """
@@ -86,13 +95,18 @@ def step_features(conditioning: jax.Array, preview: Preview,
   return jnp.concatenate(features, axis=-1)
 
 
-def substep_features(encoding: jax.Array, inputs: ControllerInputs
-                     ) -> jax.Array:
-  """The head's grid inputs: c_n, z_hat, x_hat and the innovations."""
+def substep_features(encoding: jax.Array, inputs: ControllerInputs,
+                     background_std: jax.Array | None = None) -> jax.Array:
+  """The head's grid inputs: c_n, z_hat, x_hat, the innovations d_j and,
+  given a background std b, the gain-weighted innovations g_j d_j."""
   preview = inputs.preview
   innovation = preview.mask * (preview.values - inputs.denoised[None])
-  return jnp.concatenate([encoding, inputs.state, inputs.denoised,
-                          _frames_to_channels(innovation)], axis=-1)
+  features = [encoding, inputs.state, inputs.denoised,
+              _frames_to_channels(innovation)]
+  if background_std is not None:
+    gain = background_std**2 / (background_std**2 + preview.error_std**2)
+    features.append(_frames_to_channels(gain * innovation))
+  return jnp.concatenate(features, axis=-1)
 
 
 class Controller(hk.Module):
@@ -121,7 +135,12 @@ class Controller(hk.Module):
     size = self._config.head.embedding_size
     net = ConvNet(self._config.head, inputs.state.shape[-1], self._periodic,
                   zero_output=True, name="head")
-    return net(substep_features(encoding, inputs),
+    background_std = None
+    if self._config.error_std_channel:
+      background_std = jnp.exp(hk.get_parameter(
+          "log_background_std", (), init=hk.initializers.Constant(
+              np.log(INITIAL_BACKGROUND_STD))))
+    return net(substep_features(encoding, inputs, background_std),
                fourier_embedding(jnp.log(inputs.sigma) / 4.0, size))
 
   def __call__(self, inputs: ControllerInputs) -> jax.Array:

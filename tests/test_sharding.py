@@ -109,9 +109,9 @@ def test_initialize_distributed_after_jax_started_is_a_clear_error():
                     " compilations): set GENCAST_CONTROL_SLOW_TESTS=1")
 def test_gencast_sharded_training_and_job(tmp_path):
   pytest.importorskip(
-      "graphcast.gencast",
-      reason="DeepMind's graphcast 0.2 is not installed (pip install"
-      " 'gencast-control[gencast]')")
+      "gencast_control.adapters.gencast",
+      reason="DeepMind's GenCast code is not installed (pip install"
+      " 'gencast-control[gencast]' or '[gencast-next]')")
   r = _run_worker(tmp_path, "gencast", "gencast_job")
   g = r["gencast"]
   assert g["params_devices"] == 2
