@@ -92,15 +92,16 @@ def main():
       + [("dps", "dps", models), ("unguided", "unguided", models)]):
     for label, streams in (("stated stds", stated),
                            ("one std", [o for o, _ in told])):
-      if method == "unguided" and label == "one std":
-        continue
+      if label == "one std" and name in ("unguided", "controlled_blind"):
+        continue  # they do not use the error stds
       ensembles = np.stack([benchmark.run_cell(
           method, models_, jnp.asarray(initial[i]), streams[i], num_steps,
           jax.random.fold_in(key, 2 * i + 1), m, options)[0]
                             for i in range(k)])
       scores = benchmark.score_ensemble(ensembles, truth[:, h - 1:], config,
                                         burn_in)
-      rows[f"{name}, {label}"] = {s: scores[s] for s in
+      rows[name if name == "unguided" else f"{name}, {label}"] = {
+          s: scores[s] for s in
                                   ("rmse", "crps", "spread_skill")}
       print(f"{name:<17} {label:<12} RMSE {scores['rmse']:.4f}  CRPS"
             f" {scores['crps']:.4f}  spread/skill"
