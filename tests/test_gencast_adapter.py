@@ -14,7 +14,7 @@ pytest.importorskip(
     "gencast_control.adapters.gencast",
     reason="DeepMind's GenCast code is not installed (pip install"
     " 'gencast-control[gencast]' or '[gencast-next]'); the GenCast adapter"
-    " tests need it")
+    " tests need it", exc_type=ImportError)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -50,6 +50,7 @@ def test_notebook_runs(path, tmp_path):
   for module in requirements(path):
     pytest.importorskip(module, reason=f"{path.name} needs {module}, i.e."
                         " DeepMind's GenCast code (pip install"
-                        " 'gencast-control[gencast]' or '[gencast-next]')")
+                        " 'gencast-control[gencast]' or '[gencast-next]')",
+                        exc_type=ImportError)
   NotebookClient(offline(nb), timeout=600, kernel_name="python3",
                  resources={"metadata": {"path": str(tmp_path)}}).execute()

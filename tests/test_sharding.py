@@ -111,7 +111,8 @@ def test_gencast_sharded_training_and_job(tmp_path):
   pytest.importorskip(
       "gencast_control.adapters.gencast",
       reason="DeepMind's GenCast code is not installed (pip install"
-      " 'gencast-control[gencast]' or '[gencast-next]')")
+      " 'gencast-control[gencast]' or '[gencast-next]')",
+      exc_type=ImportError)
   r = _run_worker(tmp_path, "gencast", "gencast_job")
   g = r["gencast"]
   assert g["params_devices"] == 2
