@@ -1,8 +1,17 @@
 """Shared fixtures: a tiny KS ARDM trained in seconds, used by several tests."""
 
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# JAX's persistent compilation cache: many tests compile the same programs
+# (tiny models, rollouts, notebooks' kernels and CLI subprocesses inherit it),
+# so each is compiled once per machine. Set JAX_COMPILATION_CACHE_DIR= (empty)
+# to switch it off.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"gencast-control-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
