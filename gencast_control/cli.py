@@ -200,7 +200,7 @@ def _cmd_pilot(args):
   from gencast_control import era5_pilot
   _check_outputs((args.out, "folder", "--out"))
   era5_pilot.run_pilot(_config(args), args.data, args.ardm, args.controller,
-                       args.out, args.regime)
+                       args.out, args.regime, start=args.start)
 
 
 def _cmd_data_probe(args):
@@ -368,15 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", default="results/evaluate")
   p.set_defaults(func=_cmd_evaluate)
 
-  p = sub.add_parser("pilot", help="ERA5 pilot: controller vs unguided ARDM"
-                     " vs DPS per observation density; latitude-weighted"
-                     " RMSE and fair CRPS; writes JSON, markdown and a plot")
+  p = sub.add_parser("pilot", help="ERA5 / Held-Suarez pilot: controller vs"
+                     " unguided ARDM vs DPS (and the perfect-model LETKF on"
+                     " Held-Suarez) per observing system; latitude-weighted"
+                     " RMSE and fair CRPS; writes JSON, markdown, plots, maps")
   _add_config(p, default="era5_pilot")
   p.add_argument("--data", required=True, help="folder with the test split")
   p.add_argument("--ardm", required=True)
   p.add_argument("--controller", required=True)
   p.add_argument("--regime", action="append",
                  help="regime name (repeatable; default: all of the config's)")
+  p.add_argument("--start", choices=("cold", "truth"), default="cold",
+                 help="cold: each member from its own climatological state"
+                 " (default); truth: every member from the true state")
   p.add_argument("--out", default="results/era5_pilot")
   p.set_defaults(func=_cmd_pilot)
 
@@ -395,7 +399,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
   """The exceptions that mean bad input or a failed run, not a bug."""
   from gencast_control.sharding import ClusterError
   from gencast_control.training_loop import TrainingDivergedError
-  return (ValueError, OSError, TrainingDivergedError, ClusterError)
+  return (ValueError, OSError, ImportError, TrainingDivergedError,
+          ClusterError)
 
 
 def main(argv=None) -> int:

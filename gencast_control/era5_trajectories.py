@@ -70,6 +70,12 @@ class ERA5DataConfig:
       if pd.Timestamp(first) > pd.Timestamp(last):
         raise ValueError(f"{name} {(first, last)} ends before it starts")
 
+  def prepare(self, out_dir) -> "ERA5DataConfig":
+    """The config that reads the data (`pipeline.simulate` calls this before
+    the data step); an existing store needs nothing."""
+    del out_dir
+    return self
+
 
 def parse_channel(channel: str) -> tuple[str, int | None]:
   """'temperature@850' -> ('temperature', 850); '2m_temperature' -> (.., None)."""

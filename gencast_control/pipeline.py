@@ -40,9 +40,31 @@ def shipped_checkpoints(name: str) -> tuple[Path, Path]:
 
 
 def simulate(config: ExperimentConfig, out_dir, fmt: str = "netcdf"):
-  """Generates and writes train/validation/test trajectories."""
+  """Generates and writes train/validation/test trajectories.
+
+  A data config with a `prepare(out_dir)` method (ERA5DataConfig and the
+  simulated Held-Suarez store) first makes its source ready in out_dir.
+  """
   from gencast_control.experiment import simulate_splits
+  prepare = getattr(config.pde, "prepare", None)
+  if prepare is not None:
+    config = dataclasses.replace(config, pde=prepare(out_dir))
   return trajectories.write_splits(simulate_splits(config), out_dir, fmt)
+
+
+def regimes_in_state_units(regimes, data_dir, channels
+                           ) -> list[ObservationRegime]:
+  """The regimes with physical per-channel noise (noise_units "physical")
+  converted to the standardised units of the data in data_dir, using the
+  channel stds the ERA5 data step stored on the train split."""
+  regimes = list(regimes)
+  if all(r.noise_units == "state" for r in regimes):
+    return regimes
+  from gencast_control.era5_trajectories import channel_stds
+  ds = trajectories.open_trajectories(find_split(data_dir, "train"),
+                                      load=False)
+  std = channel_stds(ds, list(channels) or list(ds.data_vars))
+  return [r.in_state_units(std) for r in regimes]
 
 
 def find_split(data_dir, split: str) -> Path:
@@ -179,7 +201,9 @@ def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
           f"warm_start {config.controller_training.warm_start} has another"
           " controller architecture than the config's `controller` section")
   t0 = time.perf_counter()
-  params, history = train_controller(ardm, data, config.training_regimes(),
+  regimes = regimes_in_state_units(config.training_regimes(), data_dir,
+                                   state_variables(config))
+  params, history = train_controller(ardm, data, regimes,
                                      config.controller,
                                      config.controller_training, workdir,
                                      progress, params=initial,
@@ -220,11 +244,14 @@ def _timed(fn):
 def assimilate_trajectories(ardm: GridARDM, controller_config, controller_params,
                             truth: np.ndarray, regime: ObservationRegime,
                             ensemble_size: int, seed: int = 0,
-                            controller=None) -> AssimilationResult:
+                            controller=None, initial: np.ndarray | None = None
+                            ) -> AssimilationResult:
   """Unguided forecast and controlled assimilation for each truth trajectory.
 
   Args:
-    truth: [K, T+1, *spatial, C]; the first history_length states initialise.
+    truth: [K, T+1, *spatial, C]; the first history_length states initialise
+      every member, unless `initial` gives initial ensembles
+      [K, M, h, *spatial, C] (a cold start).
     controller: the bound controller (`bind_controller`) to reuse across
       calls, so the compiled rollout is reused (default: bound here).
   Wall-clock is measured after compilation, summed over the K trajectories.
@@ -239,7 +266,7 @@ def assimilate_trajectories(ardm: GridARDM, controller_config, controller_params
   seconds = {"unguided": 0.0, "controlled": 0.0}
   observations = []
   for k, traj in enumerate(np.asarray(truth, np.float32)):
-    history = jnp.asarray(traj[:h])
+    history = jnp.asarray(traj[:h] if initial is None else initial[k])
     obs = sample_observations(regime, jax.random.fold_in(key, 2 * k),
                               jnp.asarray(traj[h - 1:]))
     observations.append(obs)

@@ -104,3 +104,18 @@ def test_kolmogorov_pipeline_runs_on_a_tiny_grid(tmp_path):
   ds = xr.open_dataset(tmp_path / "res" / "assimilation.nc")
   assert ds["vorticity_controlled"].dims == ("sample", "time", "x", "y")
   assert (tmp_path / "res" / "assimilation.png").exists()
+
+
+def test_held_suarez_without_dinosaur_is_a_one_line_error(monkeypatch, tmp_path,
+                                                          capsys):
+  from gencast_control import cli
+  from gencast_control.pdes import held_suarez
+
+  def missing():
+    raise ImportError(f"{held_suarez.INSTALL_HINT} (No module named"
+                      " 'dinosaur')")
+  monkeypatch.setattr(held_suarez, "import_dinosaur", missing)
+  assert cli.main(["simulate", "--config", "heldsuarez", "--out",
+                   str(tmp_path / "hs")]) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and 'pip install -e ".[sphere]"' in err

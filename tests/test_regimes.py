@@ -118,3 +118,65 @@ def test_a_mixed_quality_network_gives_each_station_its_own_std():
   assert np.ndim(_obs(ObservationRegime("n", noise_std=0.3)).noise_std) == 0
   with pytest.raises(ValueError, match="noise_std_max"):
     ObservationRegime("bad", noise_std=0.5, noise_std_max=0.1)
+
+
+SPHERE = jnp.zeros((6, 32, 64, 2))  # [T+1, lat, lon, C], WB2's 64 x 32 grid
+LATITUDE = -90 + (np.arange(32) + 0.5) * 180 / 32
+
+
+def test_area_layout_is_uniform_in_area_on_the_sphere():
+  """Over many networks, the share of stations poleward of 60 deg matches
+  that cap's share of the sphere's area (1 - sin 60 = 13.4 %), while
+  uniform grid points put 33 % there."""
+  regime = ObservationRegime("a", fraction=0.05, layout="area", fixed=True)
+  polar = np.abs(LATITUDE) > 60
+  shares, grid_shares = [], []
+  for seed in range(40):
+    mask = np.asarray(_obs(regime, seed, truth=SPHERE).mask[1, ..., 0])
+    assert mask.sum() == round(0.05 * 32 * 64)
+    shares.append(mask[polar].sum() / mask.sum())
+    grid = np.asarray(_obs(ObservationRegime("g", fraction=0.05, fixed=True),
+                           seed, truth=SPHERE).mask[1, ..., 0])
+    grid_shares.append(grid[polar].sum() / grid.sum())
+  cell_area = np.cos(np.deg2rad(LATITUDE))
+  expected = cell_area[polar].sum() / cell_area.sum()
+  np.testing.assert_allclose(np.mean(shares), expected, atol=0.02)
+  assert np.mean(grid_shares) > 0.3
+
+
+def test_swath_is_two_moving_meridional_bands():
+  obs = _obs(ObservationRegime("s", fraction=0.2, layout="swath"),
+             truth=SPHERE)
+  mask = np.asarray(obs.mask[..., 0]) > 0
+  assert not mask[0].any()
+  for t in range(1, 6):
+    columns = mask[t].all(axis=0)  # every latitude of a band is observed
+    np.testing.assert_array_equal(mask[t].any(axis=0), columns)
+    assert abs(columns.mean() - 0.2) <= 2 / 64
+    lon = np.flatnonzero(columns)
+    # The two bands are 180 deg (32 columns) apart.
+    assert set((lon + 32) % 64) == set(lon)
+  first, second = mask[1].any(axis=0), mask[2].any(axis=0)
+  assert not (first & second).any()  # the next pass observes elsewhere
+  with pytest.raises(ValueError, match="swath moves"):
+    ObservationRegime("s", layout="swath", fixed=True)
+
+
+def test_per_channel_noise_and_physical_units():
+  regime = ObservationRegime("p", fraction=1.0, noise_std=(2.0, 100.0),
+                             noise_units="physical")
+  with pytest.raises(ValueError, match="physical units"):
+    _obs(regime, truth=SPHERE)
+  with pytest.raises(ValueError, match="2 physical noise"):
+    regime.in_state_units([1.0, 2.0, 3.0])
+  state = regime.in_state_units([4.0, 50.0])
+  assert state.noise_std == (0.5, 2.0) and state.noise_units == "state"
+  obs = _obs(state, truth=SPHERE)
+  np.testing.assert_array_equal(np.asarray(obs.noise_std), [0.5, 2.0])
+  noise = np.asarray(obs.values[1:]).reshape(-1, 2)
+  np.testing.assert_allclose(noise.std(axis=0), [0.5, 2.0], rtol=0.03)
+  with pytest.raises(ValueError, match="one value per channel"):
+    ObservationRegime("p", noise_std=2.0, noise_units="physical")
+  with pytest.raises(ValueError, match="3 noise std"):
+    _obs(ObservationRegime("q", noise_std=(1.0, 1.0, 1.0)), truth=SPHERE)
+

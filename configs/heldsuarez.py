@@ -1,0 +1,85 @@
+"""Held-Suarez pilot: the ERA5 pilot's code path on a simulated atmosphere.
+
+`gencast-control simulate --config heldsuarez --out DIR` runs Google's
+dinosaur dynamical core (extra `sphere`) for the Held & Suarez (1994) forced
+dry atmosphere at T21 on WeatherBench2's equiangular 64 x 32 grid, 8 sigma
+levels, and writes DIR/heldsuarez.zarr: a WeatherBench2-shaped store of
+temperature, u/v wind and geopotential on 250/500/850 hPa and surface
+pressure every 12 h, one independent member per split (720 days of training,
+120 of validation, 180 of test, each after 200 days of spin-up; see
+`pdes/held_suarez.py`). The ERA5 data step (`era5_trajectories`) then cuts
+it into standardised 10-day trajectories of five channels, exactly as it
+does ERA5.
+
+Observing systems (`regimes`): fixed station networks uniform in area on the
+sphere (2 % and 10 % of the area-weighted grid, 41 and 205 stations) and a
+polar-orbit-like swath (two meridional bands covering 20 % of the
+longitudes, moving on 137.5 deg per 12 h). Errors are given per variable in
+physical units (converted to standardised units with the training stds):
+geopotential 50 m^2 s^-2 (~5 m), temperature 1 K, wind 2 m/s, surface
+pressure 100 Pa; the swath's retrievals are 1.5 times noisier.
+
+Sizes fit the 2-core CPU: an ARDM of 2-D conv blocks (non-periodic in
+latitude, periodic in longitude) trained for minutes, not hours; a GPU run
+would widen both networks and train the ARDM ~10x longer (see the README).
+"""
+
+from gencast_control.adapters.grid import GridARDMConfig
+from gencast_control.ardm_training import ARDMTrainingConfig
+from gencast_control.controller import ControllerConfig
+from gencast_control.controller_training import ControllerTrainingConfig
+from gencast_control.experiment import (AssimilationConfig, DataConfig,
+                                        ExperimentConfig)
+from gencast_control.networks import ConvNetConfig
+from gencast_control.pdes.held_suarez import (HeldSuarezConfig,
+                                              HeldSuarezDataConfig)
+from gencast_control.regimes import ObservationRegime
+from gencast_control.samplers import SamplerConfig
+
+CHANNELS = ("geopotential@500", "temperature@850", "u_component_of_wind@250",
+            "v_component_of_wind@850", "surface_pressure")
+# Observation-error stds in physical units, one per channel.
+NOISE = (50.0, 1.0, 2.0, 2.0, 100.0)
+SWATH_NOISE = tuple(1.5 * n for n in NOISE)
+
+REGIMES = (
+    ObservationRegime("stations_2pct", fraction=0.02, layout="area",
+                      fixed=True, noise_std=NOISE, noise_units="physical"),
+    ObservationRegime("stations_10pct", fraction=0.10, layout="area",
+                      fixed=True, noise_std=NOISE, noise_units="physical"),
+    ObservationRegime("swath_20pct", fraction=0.20, layout="swath",
+                      noise_std=SWATH_NOISE, noise_units="physical"),
+)
+
+
+def get_config() -> ExperimentConfig:
+  return ExperimentConfig(
+      name="heldsuarez",
+      system="era5",
+      pde=HeldSuarezDataConfig(channels=CHANNELS, step_hours=12,
+                               simulation=HeldSuarezConfig()),
+      # Counts are maxima (0 = every 10-day window of the member).
+      data=DataConfig(num_train=0, num_validation=8, num_test=8,
+                      num_steps=20, burn_in_steps=0, seed=0),
+      ardm=GridARDMConfig(
+          state_shape=(32, 64, len(CHANNELS)), periodic=(False, True),
+          history_length=1,
+          network=ConvNetConfig(width=32, num_blocks=3, kernel_size=3,
+                                dilations=(1, 2, 4), embedding_size=32),
+          sampler=SamplerConfig(method="dpmpp_2s", num_steps=4,
+                                sigma_max=10.0, sigma_min=0.02, rho=7.0)),
+      ardm_training=ARDMTrainingConfig(num_steps=4000, batch_size=8,
+                                       learning_rate=2e-3,
+                                       checkpoint_every=100),
+      controller=ControllerConfig(
+          horizon=2,
+          network=ConvNetConfig(width=32, num_blocks=3, kernel_size=3,
+                                dilations=(1, 2, 4), embedding_size=32)),
+      controller_training=ControllerTrainingConfig(
+          window=4, spinup=8, batch_size=4, num_steps=600,
+          learning_rate=1e-3, control_cost=1e-2),
+      regimes=REGIMES,
+      train_regimes=tuple(r.name for r in REGIMES),
+      assimilation=AssimilationConfig(regime="stations_10pct", num_steps=20,
+                                      ensemble_size=8, num_trajectories=8),
+  )
