@@ -73,13 +73,13 @@ def get_config() -> ExperimentConfig:
                                        checkpoint_every=100),
       controller=ControllerConfig(
           horizon=2,
-          network=ConvNetConfig(width=32, num_blocks=3, kernel_size=3,
-                                dilations=(1, 2, 4), embedding_size=32)),
+          network=ConvNetConfig(width=16, num_blocks=2, kernel_size=3,
+                                dilations=(1, 4), embedding_size=32)),
       controller_training=ControllerTrainingConfig(
-          window=4, spinup=8, batch_size=4, num_steps=600,
-          learning_rate=1e-3, control_cost=1e-2),
+          window=2, spinup=2, batch_size=2, num_steps=150,
+          learning_rate=1e-3, control_cost=1e-2, checkpoint_every=25),
       regimes=REGIMES,
       train_regimes=tuple(r.name for r in REGIMES),
       assimilation=AssimilationConfig(regime="stations_10pct", num_steps=20,
-                                      ensemble_size=8, num_trajectories=8),
+                                      ensemble_size=8, num_trajectories=4),
   )

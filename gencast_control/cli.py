@@ -23,6 +23,7 @@ exits 130 and keeps its finished work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -183,6 +184,10 @@ def _cmd_evaluate(args):
       config, args.ardm or default_ardm, args.controller or default_controller)
   weights = None
   if args.data:
+    from gencast_control.experiment import state_variables
+    config = dataclasses.replace(config, regimes=tuple(
+        pipeline.regimes_in_state_units(config.regimes, args.data,
+                                        state_variables(config))))
     truth = pipeline.load_test_window(config, args.data)
     weights = pipeline.spatial_weights(config, args.data)
   else:

@@ -15,11 +15,12 @@ proportional to cos(latitude), by weighted sampling without replacement:
 the points of smallest E_i / w_i, E_i ~ Exp(1); Efraimidis & Spirakis 2006),
 and "swath" observes a polar-orbit-like pair of meridional bands (the
 ascending and descending track, 180 deg apart) that moves on by 137.5 deg of
-longitude every time, so successive passes interleave. A heteroscedastic regime (`noise_std_max`) gives
-every grid point its own sigma_obs, log-uniform in [noise_std, noise_std_max]
-and drawn once per draw (so each station of a fixed network keeps its
-quality over time): a network of mixed quality. Sampling is traceable, so
-training draws fresh observations inside jit.
+longitude every time, so successive passes interleave. A heteroscedastic
+regime (`noise_std_max`) gives every grid point its own sigma_obs,
+log-uniform in [noise_std, noise_std_max] and drawn once per draw (so each
+station of a fixed network keeps its quality over time): a network of mixed
+quality. Sampling is traceable, so training draws fresh observations inside
+jit.
 """
 
 from __future__ import annotations

@@ -57,7 +57,6 @@ INSTALL_HINT = ("the Held-Suarez system needs Google's dinosaur dynamical"
 def import_dinosaur():
   """The dinosaur package, or ImportError with the install command."""
   try:
-    import dinosaur  # noqa: F401
     from dinosaur import (coordinate_systems, held_suarez,
                           primitive_equations, primitive_equations_states,
                           scales, sigma_coordinates, spherical_harmonic,
@@ -287,9 +286,9 @@ def unstack_states(arrays, model: HeldSuarezModel, index=None):
 
 
 def _member_fields(model: HeldSuarezModel, key, spinup_steps: int,
-                   num_states: int):
-  """Spins up one member; its stored states as numpy fields, and the model
-  states themselves."""
+                   num_states: int, keep_states: bool):
+  """Spins up one member; its stored states as numpy fields, and (if
+  keep_states) the model states themselves."""
   state = model.advance(model.initial_state(key), spinup_steps)
   inner = model.config.inner_steps
   out = {name: [] for name in LEVEL_VARIABLES + SURFACE_VARIABLES}
@@ -297,7 +296,8 @@ def _member_fields(model: HeldSuarezModel, key, spinup_steps: int,
   for _ in range(num_states):
     for name, value in model.fields(state).items():
       out[name].append(np.asarray(value, np.float32))
-    states.append(state)
+    if keep_states:
+      states.append(state)
     state = model.advance(state, inner)
   return {name: np.stack(values) for name, values in out.items()}, states
 
@@ -313,7 +313,7 @@ def simulate_dataset(config: HeldSuarezConfig
   per_day = 24 / config.store_hours
   members = [
       _member_fields(model, jax.random.fold_in(key, k), spinup,
-                     int(round(days * per_day)))
+                     int(round(days * per_day)), keep_states=k == 1)
       for k, days in enumerate(config.split_days)]
   data = {name: np.concatenate([m[0][name] for m in members])
           for name in members[0][0]}
