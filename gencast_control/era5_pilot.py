@@ -173,7 +173,7 @@ def plot_maps(arrays: dict, regime: str, channel: int, channel_name: str,
   one channel at one lead time, as lat/lon maps (standardised units)."""
   truth = arrays["truth"][trajectory, time, ..., channel]
   obs = arrays["observations"][trajectory]
-  t = time % truth.shape[0] if time >= 0 else arrays["truth"].shape[1] + time
+  t = time % arrays["truth"].shape[1]
   observed = np.asarray(obs.mask)[t, ..., channel] > 0
   panels = {"truth": truth,
             "observations": np.where(observed, np.asarray(obs.values)[
