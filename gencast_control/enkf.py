@@ -144,8 +144,7 @@ def enkf_analysis(members, values, mask, noise_std, coordinates,
   mean = members.mean(0)
   members = mean + inflation * (members - mean)
   anomalies = members - mean  # [M, N]
-  index = jnp.nonzero(mask > 0, size=capacity, fill_value=0)[0]  # [p]
-  used = (jnp.arange(capacity) < jnp.sum(mask > 0)).astype(members.dtype)
+  index, used = observation_slots(mask, capacity)  # [p], [p]
   loc = gaspari_cohn(periodic_grid_distance(
       coordinates[:, None, :], coordinates[index][None, :, :], spatial_shape),
       localization_radius)  # [N, p]
@@ -255,6 +254,15 @@ def enkf_rollout(history, observations: Observations, num_steps: int,
   states = jnp.concatenate([members[None], states], axis=0)  # [T+1, M, N]
   return jnp.moveaxis(states, 1, 0).reshape(
       (keys.shape[0], num_steps + 1) + x0.shape)
+
+
+def observation_slots(mask: jax.Array, capacity: int):
+  """(flat indices [capacity], used [capacity] 0/1 float32) of the observed
+  entries of a mask; unused slots point at entry 0."""
+  flat = mask.reshape(-1) > 0
+  index = jnp.nonzero(flat, size=capacity, fill_value=0)[0]
+  used = (jnp.arange(capacity) < jnp.sum(flat)).astype(jnp.float32)
+  return index, used
 
 
 def observation_capacity(observations: Observations) -> int:

@@ -214,15 +214,14 @@ def write_pilot(rows: dict[str, dict], out_dir,
 
 def climatological_start(config: ExperimentConfig, data_dir, count: int,
                          ensemble_size: int, history_length: int,
-                         seed: int, reference=None) -> tuple[np.ndarray,
-                                                             np.ndarray]:
+                         seed: int, reference=None
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
   """Cold-start ensembles [K, M, h, lat, lon, C] and their source indices.
 
   With a perfect-model filter (`reference`, Held-Suarez) the states are its
   stored validation-member model states (index [K, max(M, M_letkf)] into
   them, h = 1; the ensembles are the first M); otherwise random windows of h
-  consecutive validation-split states (index [K, M, 2]: trajectory, first
-  time).
+  consecutive validation-split states (index None).
   """
   rng = np.random.default_rng(seed)
   if reference is not None:
@@ -240,8 +239,7 @@ def climatological_start(config: ExperimentConfig, data_dir, count: int,
                        (count, ensemble_size))
   states = np.stack([validation[i, t:t + history_length]
                      for i, t in zip(traj.ravel(), first.ravel())])
-  return (states.reshape((count, ensemble_size) + states.shape[1:]),
-          np.stack([traj, first], -1))
+  return states.reshape((count, ensemble_size) + states.shape[1:]), None
 
 
 def _perfect_model(config: ExperimentConfig, data_dir, ds):

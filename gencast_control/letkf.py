@@ -72,14 +72,6 @@ def letkf_analysis(columns: jax.Array, predicted: jax.Array,
   return x_mean[None] + jnp.einsum("igf,gij->jgf", x_anom, weights)
 
 
-def observation_slots(mask: jax.Array, capacity: int):
-  """(flat indices [capacity], used [capacity]) of the observed entries."""
-  flat = mask.reshape(-1) > 0
-  index = jnp.nonzero(flat, size=capacity, fill_value=0)[0]
-  used = (jnp.arange(capacity) < flat.sum()).astype(jnp.float32)
-  return index, used
-
-
 def column_localization(latitude: np.ndarray, longitude: np.ndarray,
                         index: jax.Array, used: jax.Array, channels: int,
                         radius_km: float | jax.Array) -> jax.Array:

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gencast_control import letkf
+from gencast_control import enkf, letkf
 from gencast_control.checkpoint import atomic_write
 from gencast_control.era5_trajectories import ERA5DataConfig
 
@@ -281,8 +281,8 @@ def stack_states(states: Sequence) -> dict[str, np.ndarray]:
 def unstack_states(arrays, model: HeldSuarezModel, index=None):
   """One batched dinosaur state (leading axis) from `stack_states` arrays."""
   pick = (lambda a: a) if index is None else (lambda a: a[np.asarray(index)])
-  like = model.initial_state(jax.random.PRNGKey(0))
-  return type(like)(**{f: jnp.asarray(pick(arrays[f])) for f in STATE_FIELDS})
+  state = model._d["primitive_equations"].State
+  return state(**{f: jnp.asarray(pick(arrays[f])) for f in STATE_FIELDS})
 
 
 def _member_fields(model: HeldSuarezModel, key, spinup_steps: int,
@@ -470,7 +470,7 @@ class PerfectModelFilter:
         states = jax.vmap(lambda s: model.advance(s, steps_per_cycle))(states)
         predicted = self._observe(states)  # [M, lat, lon, C]
         mask = observations.mask[t]
-        index, used = letkf.observation_slots(mask, capacity)
+        index, used = enkf.observation_slots(mask, capacity)
         localization = letkf.column_localization(lat, lon, index, used,
                                                  channels, radius_km)
         values = observations.values[t].reshape(-1)[index]
@@ -503,9 +503,8 @@ class PerfectModelFilter:
     if abs(steps - round(steps)) > 1e-9:
       raise ValueError(f"step_hours {step_hours} is not a multiple of the"
                        f" model step ({self.model.config.dt_minutes} min)")
-    mask = np.asarray(observations.mask).reshape(observations.mask.shape[0], -1)
-    capacity = max(1, int((mask > 0).sum(axis=1).max()))
-    signature = (num_steps, int(round(steps)), capacity)
+    signature = (num_steps, int(round(steps)),
+                 enkf.observation_capacity(observations))
     if signature not in self._programs:
       self._programs[signature] = self._program(*signature)
     return self._programs[signature](
