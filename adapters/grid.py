@@ -182,7 +182,9 @@ class GridARDM(FrozenARDM):
 
     return control
 
-  def step(self, history, key, preview=None, controller=None, remat=False):
+  def step(self, history, key, preview=None, controller=None, remat=False,
+           context=None):
+    del context  # the grid ARDM conditions on past states only
     if history.shape != (self.history_length,) + self.state_shape:
       raise ValueError(
           f"history must have shape {(self.history_length,) + self.state_shape}"

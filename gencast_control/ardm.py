@@ -5,12 +5,22 @@ sampler of S sub-steps; theta is frozen. Adapters (adapters/) wrap a model stack
 into this protocol; the controller, its training and assimilation only talk to
 it. States are channel-last arrays [*spatial, C] in physical units; each adapter
 owns its normalisation and hands the controller normalised inputs.
+
+A model that needs more than the past states (GenCast: forcings such as the
+top-of-atmosphere radiation at the input and target times) takes them as the
+per-step `context`: a pytree whose leaves have a leading time axis over the
+h history times and the predicted time, [h + 1, ...]. Rollouts take the
+context of a whole trajectory, leaves [h + T, ...] over times -h+1..T, and
+hand step n its slice n..n+h. Models without context ignore it (None).
+
+Implementers: adapters/grid.py (the project's grid ARDM of the PDE systems)
+and adapters/gencast_ardm.py (DeepMind's GenCast).
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 
@@ -60,6 +70,11 @@ class FrozenARDM(abc.ABC):
   def fingerprint(self) -> str:
     """A stable hash of the architecture and the frozen parameters."""
 
+  @property
+  def conditioning_channels(self) -> int:
+    """Channels C_cond of ControllerInputs.conditioning (default h * C)."""
+    return self.history_length * self.state_shape[-1]
+
   @abc.abstractmethod
   def step(
       self,
@@ -68,6 +83,7 @@ class FrozenARDM(abc.ABC):
       preview: Preview | None = None,
       controller: ControllerFn | None = None,
       remat: bool = False,
+      context: Any = None,
   ) -> tuple[jax.Array, jax.Array]:
     """Samples the next state.
 
@@ -77,6 +93,8 @@ class FrozenARDM(abc.ABC):
       preview: observations n+1..n+H in physical units (needed with controller).
       controller: u_psi, or None for the pretrained sampler.
       remat: rematerialise sampler sub-steps in the backward pass.
+      context: per-step inputs other than states, leaves [h + 1, ...] (module
+        docstring); None for models without any.
 
     Returns:
       (x_{n+1} [*spatial, C], control energy: per sub-step [S], or a scalar,

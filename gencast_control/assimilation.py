@@ -27,8 +27,8 @@ from gencast_control.observations import Observations
 def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
             key: jax.Array, observations: Observations | None = None,
             controller: ControllerFn | None = None, horizon: int = 1,
-            remat: bool = False, first_step: int | jax.Array = 0
-            ) -> tuple[jax.Array, jax.Array]:
+            remat: bool = False, first_step: int | jax.Array = 0,
+            context=None) -> tuple[jax.Array, jax.Array]:
   """One trajectory x_0..x_T from the initial history (traceable).
 
   Args:
@@ -43,6 +43,8 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
     first_step: global index of step 0, so that a run continued from another
       run's last state (data-assimilation cycling) draws the keys of one run
       over both periods.
+    context: the model's per-step inputs over times -h+1..T (leaves
+      [h + T, ...], gencast_control.ardm); step n gets times n-h+1..n+1.
 
   Returns:
     (states [T+1, *spatial, C] with states[0] = history[-1], the control
@@ -50,13 +52,18 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
     that reports per-sub-step energies, else a scalar).
   """
 
+  h = ardm.history_length
+
   def forecast_step(history, n):
-    preview = None
+    preview = step_context = None
     if controller is not None:
       preview = observations.preview(n, horizon)
+    if context is not None:
+      step_context = jax.tree.map(
+          lambda c: jax.lax.dynamic_slice_in_dim(c, n, h + 1), context)
     x_next, energy = ardm.step(history,
                                jax.random.fold_in(key, first_step + n),
-                               preview, controller, remat)
+                               preview, controller, remat, step_context)
     history = jnp.concatenate([history[1:], x_next[None]], axis=0)
     return history, (x_next, energy)
 

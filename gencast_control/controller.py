@@ -169,12 +169,11 @@ def init_controller(config: ControllerConfig, ardm: FrozenARDM,
                     key: jax.Array) -> hk.Params:
   """Initial parameters for u_psi on `ardm`'s grid (u = 0 by construction)."""
   spatial = ardm.state_shape[:-1]
-  channels = ardm.state_shape[-1]
   zeros = jnp.zeros(ardm.state_shape, jnp.float32)
   frames = jnp.zeros((config.horizon,) + tuple(ardm.state_shape), jnp.float32)
   dummy = ControllerInputs(
       state=zeros, denoised=zeros, sigma=jnp.ones(()),
-      conditioning=jnp.zeros(tuple(spatial) + (ardm.history_length * channels,)),
+      conditioning=jnp.zeros(tuple(spatial) + (ardm.conditioning_channels,)),
       preview=Preview(frames, frames,
                       jnp.arange(1, config.horizon + 1, dtype=jnp.float32),
                       frames))

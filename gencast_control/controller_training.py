@@ -183,8 +183,13 @@ def window_score(objective: str, states: jax.Array, truth: jax.Array,
   held-out ones for "heldout", the previewed ones for "observations");
   scale: per-channel field std of the "state" score.
   """
+  # Entries the data leave undefined (NaN, e.g. sea surface temperature over
+  # land) are zeroed before scoring, so they carry neither value nor gradient.
+  states = jnp.where(jnp.isfinite(states), states, 0.0)
   if objective == "state":
-    return jnp.mean(fair_crps(states / scale, truth / scale))
+    valid = jnp.isfinite(truth)
+    crps = fair_crps(states / scale, jnp.where(valid, truth, 0.0) / scale)
+    return jnp.sum(crps * valid) / jnp.maximum(jnp.sum(valid), 1)
   if objective == "observations":
     return jnp.mean(jax.vmap(lambda s: scored.misfit(s, slice(None)))(states))
   std = scored.entry_std()
@@ -196,17 +201,44 @@ def window_score(objective: str, states: jax.Array, truth: jax.Array,
 # --------------------------------------------------------------- windows
 
 
-def sample_windows(data: jax.Array, key: jax.Array, batch_size: int,
-                   length: int) -> jax.Array:
-  """Random windows [B, length, *spatial, C] of trajectories [N, T, ...]."""
-  num_traj, num_times = data.shape[:2]
+def window_index(shape: tuple[int, ...], key: jax.Array, batch_size: int,
+                 length: int) -> tuple[np.ndarray, np.ndarray]:
+  """(trajectory [B, 1], times [B, length]) of random windows of [N, T, ...]."""
+  num_traj, num_times = shape[:2]
   if num_times < length:
     raise ValueError(f"trajectories have {num_times} times, training windows"
                      f" need {length}")
   k1, k2 = jax.random.split(key)
   traj = jax.random.randint(k1, (batch_size,), 0, num_traj)
   t0 = jax.random.randint(k2, (batch_size,), 0, num_times - length + 1)
-  return data[traj[:, None], t0[:, None] + jnp.arange(length)[None, :]]
+  return (np.asarray(traj)[:, None],
+          np.asarray(t0)[:, None] + np.arange(length)[None, :])
+
+
+def sample_windows(data, key: jax.Array, batch_size: int, length: int):
+  """Random windows [B, length, *spatial, C] of trajectories [N, T, ...]."""
+  return data[window_index(data.shape, key, batch_size, length)]
+
+
+def window_batches(data: np.ndarray, context, batch_size: int, members: int,
+                   length: int, history_length: int):
+  """batches(key) -> (windows, cold starts, context windows), on the host.
+
+  windows: [B, length, *spatial, C] random windows of the trajectories
+  [N, T, ...]; cold: [B, M, h, ...] independent random histories;
+  context: the windows' context (leaves [B, length, ...]) or None. The
+  draws use the batch key as the in-jit sampling of earlier versions did.
+  """
+  def draw(key):
+    k_data, k_cold, _ = jax.random.split(key, 3)
+    index = window_index(data.shape, k_data, batch_size, length)
+    cold = sample_windows(data, k_cold, batch_size * members, history_length)
+    cold = cold.reshape((batch_size, members) + cold.shape[1:])
+    window_context = (None if context is None
+                      else jax.tree.map(lambda c: c[index], context))
+    return data[index], cold, window_context
+
+  return draw
 
 
 def shift_observations(observations: Observations, start: jax.Array,
@@ -225,19 +257,27 @@ def shift_observations(observations: Observations, start: jax.Array,
 def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
                  regimes: Sequence[ObservationRegime], truth_window: jax.Array,
                  cold_histories: jax.Array, scale: jax.Array, key: jax.Array,
-                 training: ControllerTrainingConfig):
+                 training: ControllerTrainingConfig, context=None):
   """Cost of one example: M members spun up, then a controlled window.
 
   truth_window: [h + spinup + L, *spatial, C]; cold_histories: [M, h, ...]
   random training states; frozen_controller: the controller with gradients
-  stopped, used for an on-policy spin-up.
+  stopped, used for an on-policy spin-up; context: the model's context over
+  the window's times (leaves [h + spinup + L, ...]) or None. Truth entries
+  that are not finite are never observed nor scored.
   """
   h, spinup, window = ardm.history_length, training.spinup, training.window
   keys = jax.random.split(key, 8)
   truth = truth_window[h - 1:]  # times 0..spinup + L
   choice = jax.random.randint(keys[0], (), 0, len(regimes))
   phase = jax.random.randint(keys[1], (), 0, max(r.every for r in regimes))
-  observations = sample_observations(regimes, keys[2], truth, phase, choice)
+  valid = jnp.isfinite(truth)
+  observations = sample_observations(regimes, keys[2],
+                                     jnp.where(valid, truth, 0.0), phase,
+                                     choice)
+  observations = dataclasses.replace(
+      observations, mask=observations.mask * valid,
+      values=observations.values * valid)
   shown, scored = observations, observations
   if training.objective == "heldout":
     shown, scored = split_observations(observations, keys[3],
@@ -247,19 +287,24 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
   k = jax.random.randint(keys[5], (), 0, spinup + 1)
   member_keys = jax.random.split(keys[6], training.members)
 
+  def times(c, start, length):
+    return (None if c is None else jax.tree.map(
+        lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, start, length), c))
+
   def member(start, member_key):
     k_spin, k_window = jax.random.split(member_key)
     history = start
     if spinup > 0:
       spin_controller = frozen_controller if training.on_policy else None
       states, _ = rollout(ardm, start, spinup, k_spin, shown, spin_controller,
-                          horizon)
+                          horizon, context=times(context, 0, h + spinup))
       states = jax.lax.stop_gradient(
           jnp.concatenate([start[:h - 1], states], axis=0))
       history = jax.lax.dynamic_slice_in_dim(states, k, h)
     window_obs = shift_observations(shown, k, window + 1 + horizon)
     states, energy = rollout(ardm, history, window, k_window, window_obs,
-                             controller, horizon, remat=True)
+                             controller, horizon, remat=True,
+                             context=times(context, k, h + window))
     return states[1:], jnp.sum(energy)
 
   states, energy = jax.vmap(member)(starts, member_keys)  # [M, L, ...]
@@ -271,40 +316,41 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
   return score + training.control_cost * energy, (score, energy)
 
 
-def controller_loss_fn(ardm: FrozenARDM, data: jax.Array,
+def channel_scale(data: np.ndarray) -> np.ndarray:
+  """Per-channel std [C] of trajectories [N, T, ..., C] (NaN ignored)."""
+  axes = tuple(range(data.ndim - 1))
+  return (np.nanstd(data, axis=axes) + 1e-6).astype(np.float32)
+
+
+def controller_loss_fn(ardm: FrozenARDM, scale: np.ndarray,
                        regimes: Sequence[ObservationRegime],
                        config: ControllerConfig,
                        training: ControllerTrainingConfig,
                        mesh: jax.sharding.Mesh | None = None):
-  """loss_fn(params, key) -> (mean example cost, metrics) of one random batch.
+  """loss_fn(params, key, batch) -> (mean example cost, metrics).
 
-  With a mesh, the batch's windows and keys are sharded over it (the vmapped
-  rollout then runs data-parallel; the mean becomes an all-reduce).
+  batch: (windows, cold starts, context windows) of `window_batches`;
+  scale: the per-channel std of the "state" score. With a mesh, the batch
+  and keys are sharded over it (the vmapped rollout then runs data-parallel;
+  the mean becomes an all-reduce).
   """
   if mesh is not None:
     sharding.check_batch_size(training.batch_size, mesh)
-  h = ardm.history_length
-  length = h + training.spinup + training.window
-  axes = tuple(range(data.ndim - 1))
-  scale = jnp.std(data, axis=axes) + 1e-6  # [C]
+  scale = jnp.asarray(scale)
 
-  def loss_fn(params, key):
+  def loss_fn(params, key, batch):
     controller = bind_controller(config, ardm.periodic, params)
     frozen = bind_controller(config, ardm.periodic,
                              jax.lax.stop_gradient(params))
-    k_data, k_cold, k_cost = jax.random.split(key, 3)
-    batch = training.batch_size
-    windows = sample_windows(data, k_data, batch, length)
-    cold = sample_windows(data, k_cold, batch * training.members, h)
-    cold = cold.reshape((batch, training.members) + cold.shape[1:])
-    keys = jax.random.split(k_cost, batch)
+    windows, cold, context = batch
+    keys = jax.random.split(jax.random.split(key, 3)[2], training.batch_size)
     if mesh is not None:
-      windows, cold, keys = sharding.constrain_batch((windows, cold, keys),
-                                                     mesh)
-    example = lambda w, c, k: example_cost(
+      windows, cold, context, keys = sharding.constrain_batch(
+          (windows, cold, context, keys), mesh)
+    example = lambda w, c, k, x: example_cost(
         ardm, controller, frozen, config.horizon, regimes, w, c, scale, k,
-        training)
-    costs, (score, energy) = jax.vmap(example)(windows, cold, keys)
+        training, x)
+    costs, (score, energy) = jax.vmap(example)(windows, cold, keys, context)
     return jnp.mean(costs), {"score": jnp.mean(score),
                              "energy": jnp.mean(energy)}
 
@@ -317,14 +363,16 @@ def controller_loss_fn(ardm: FrozenARDM, data: jax.Array,
 def validation_fn(ardm: FrozenARDM, data: np.ndarray,
                   regimes: Sequence[ObservationRegime],
                   config: ControllerConfig,
-                  training: ControllerTrainingConfig):
+                  training: ControllerTrainingConfig, context=None):
   """validate(params) -> {"validation_rmse", "validation_crps"}.
 
   One cold-start rollout of `validation_steps` per regime on the first
   validation trajectory (members start from other validation states), scored
   over its second half (after the burn-in of a cold start) in units of the
   field's std; RMSE of the ensemble mean, fair CRPS, both averaged over the
-  regimes. A diverged rollout scores inf.
+  regimes; entries that are not finite in the truth are left out. A
+  diverged rollout scores inf. context: the model's context of the
+  validation trajectories (leaves [N, T, ...]) or None.
   """
   steps, members = training.validation_steps, training.validation_members
   h = ardm.history_length
@@ -332,23 +380,31 @@ def validation_fn(ardm: FrozenARDM, data: np.ndarray,
   if data.shape[1] < h + steps:
     raise ValueError(f"validation trajectories have {data.shape[1]} times;"
                      f" validation_steps={steps} needs {h + steps}")
-  scale = data.std(axis=tuple(range(data.ndim - 1))) + 1e-6
+  scale = channel_scale(data)
   truth = jnp.asarray(data[0, :h + steps])
+  if context is not None:
+    context = jax.tree.map(lambda c: jnp.asarray(c[0, :h + steps]), context)
+  valid = jnp.isfinite(truth[h - 1:][steps // 2 + 1:])
   key = jax.random.PRNGKey(training.seed + 7)
   starts = sample_windows(jnp.asarray(data[1:] if len(data) > 1 else data),
                           key, members, h)
-  obs = [sample_observations(r, jax.random.fold_in(key, i), truth[h - 1:])
+  observed = jnp.where(jnp.isfinite(truth), truth, 0.0)[h - 1:]
+  obs = [sample_observations(r, jax.random.fold_in(key, i), observed)
          for i, r in enumerate(regimes)]
+  obs = [dataclasses.replace(o, mask=o.mask * jnp.isfinite(truth[h - 1:]))
+         for o in obs]
 
   @jax.jit
   def scores(params, observations):
     controller = bind_controller(config, ardm.periodic, params)
     run = lambda s, k: rollout(ardm, s, steps, k, observations, controller,
-                               config.horizon)[0]
+                               config.horizon, context=context)[0]
     ens = jax.vmap(run)(starts, jax.random.split(key, members))
-    ens, tru = ens[:, steps // 2 + 1:] / scale, truth[h - 1:][steps // 2 + 1:] / scale
-    rmse = jnp.sqrt(jnp.mean((ens.mean(0) - tru)**2))
-    return rmse, jnp.mean(fair_crps(ens, tru))
+    ens = jnp.where(valid, ens[:, steps // 2 + 1:], 0.0) / scale
+    tru = jnp.where(valid, truth[h - 1:][steps // 2 + 1:], 0.0) / scale
+    count = jnp.maximum(jnp.sum(valid), 1)
+    rmse = jnp.sqrt(jnp.sum((ens.mean(0) - tru)**2) / count)
+    return rmse, jnp.sum(fair_crps(ens, tru)) / count
 
   def validate(params) -> dict[str, float]:
     values = np.array([[float(v) for v in scores(params, o)] for o in obs])
@@ -364,7 +420,8 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
                      config: ControllerConfig,
                      training: ControllerTrainingConfig, workdir=None,
                      progress: bool = True, params=None,
-                     validation_data: np.ndarray | None = None):
+                     validation_data: np.ndarray | None = None,
+                     context=None, validation_context=None):
   """Trains u_psi on trajectories [N, T, *spatial, C]; ARDM stays frozen.
 
   Each example picks one of `regimes` at random, so one controller serves
@@ -372,6 +429,10 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
   over all (or num_devices) devices; the data and parameters are replicated.
   With training.validate_every and validation_data, the parameters of the
   best validation CRPS are returned (and kept in workdir/best.npz).
+  context, validation_context: the model's per-time context of the
+  trajectories (leaves [N, T, ...], gencast_control.ardm), for models that
+  take one (GenCast's forcings); None otherwise. The trajectories stay in
+  host memory; each step's windows are drawn there (window_batches).
 
   Returns:
     (controller params, history of logged metrics).
@@ -386,14 +447,18 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
   if training.validate_every > 0:
     if validation_data is None:
       raise ValueError("validate_every > 0 needs validation trajectories")
-    validate = validation_fn(ardm, validation_data, regimes, config, training)
+    validate = validation_fn(ardm, validation_data, regimes, config, training,
+                             validation_context)
   mesh = training.mesh()
   key = jax.random.PRNGKey(training.seed)
   if params is None:
     params = init_controller(config, ardm, key)
-  data = (jnp.asarray(train_data) if mesh is None
-          else sharding.replicate(train_data, mesh))
-  loss_fn = controller_loss_fn(ardm, data, regimes, config, training, mesh)
+  h = ardm.history_length
+  batches = window_batches(train_data, context, training.batch_size,
+                           training.members,
+                           h + training.spinup + training.window, h)
+  loss_fn = controller_loss_fn(ardm, channel_scale(train_data), regimes,
+                               config, training, mesh)
   optimizer = training_loop.make_optimizer(training.learning_rate,
                                            training.num_steps)
   return training_loop.train(
@@ -403,8 +468,10 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
       progress=progress, mesh=mesh, validate=validate,
       validate_every=training.validate_every,
       best_metric="validation_crps",
+      batches=batches,
       identity=training_loop.run_identity(
-          training, (train_data, validation_data), dataclasses.asdict(config),
+          training, (train_data, validation_data, context,
+                     validation_context), dataclasses.asdict(config),
           [dataclasses.asdict(r) for r in regimes], params,
           frozen=ardm.fingerprint),
       divergence_hint="Lower controller_training.learning_rate (now"

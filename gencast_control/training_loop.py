@@ -2,7 +2,10 @@
 
 The state is a pytree {params, opt_state, step, key}. Step i draws its batch
 from fold_in(key, i), so a run interrupted after a checkpoint and resumed takes
-the same batches as an uninterrupted one. Checkpoints are atomic
+the same batches as an uninterrupted one: either inside the jitted loss
+(loss_fn(params, key)) or, with `batches`, on the host (loss_fn(params, key,
+batch) with batch = batches(fold_in(key, i))), for training data that lives in
+host memory (GenCast's examples, long trajectory archives). Checkpoints are atomic
 (checkpoint.save_training_state); losses go to a JSON-lines log and a tqdm bar.
 
 With a device mesh (gencast_control.sharding) the state is replicated on every
@@ -48,8 +51,8 @@ import tqdm
 from gencast_control import checkpoint
 from gencast_control import sharding as sharding_lib
 
-# loss_fn(params, key) -> (loss, metrics dict of scalars)
-LossFn = Callable[[Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+# loss_fn(params, key[, batch]) -> (loss, metrics dict of scalars)
+LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 
 WORKDIR_FILES = ("state.npz", "best.npz", "log.jsonl")
 
@@ -185,10 +188,10 @@ def _update_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     jit_kwargs = dict(in_shardings=replicated, out_shardings=replicated)
 
   @functools.partial(jax.jit, **jit_kwargs)
-  def update(state):
+  def update(state, *batch):
     batch_key = jax.random.fold_in(state["key"], state["step"])
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], batch_key)
+        state["params"], batch_key, *batch)
     updates, opt_state = optimizer.update(grads, state["opt_state"],
                                           state["params"])
     params = optax.apply_updates(state["params"], updates)
@@ -224,7 +227,8 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
           progress: bool = True, mesh: jax.sharding.Mesh | None = None,
           validate: Callable[[Any], dict[str, float]] | None = None,
           validate_every: int = 0, best_metric: str = "",
-          identity: dict[str, str] | None = None, divergence_hint: str = ""):
+          identity: dict[str, str] | None = None, divergence_hint: str = "",
+          batches: Callable[[jax.Array], Any] | None = None):
   """Minimises loss_fn over params; resumes from workdir/state.npz if present.
 
   mesh: if given, the state is replicated over its devices (see module doc).
@@ -232,6 +236,8 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
   identity: {part: fingerprint} of what defines the run (module doc).
   divergence_hint: appended to the divergence error, e.g. which setting to
     lower.
+  batches: batches(key) -> the host-side batch of the step whose batch key
+    is `key` (module doc); loss_fn then takes it as its third argument.
 
   Returns:
     (params, history) with history the list of logged metric dicts (of
@@ -301,7 +307,12 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
   t0 = time.perf_counter()
   previous = state  # the state before the last update
   for i in bar:
-    new_state, metrics, finite = update(state)
+    batch = ()
+    if batches is not None:
+      batch = (batches(jax.random.fold_in(state["key"], i)),)
+      if mesh is not None:
+        batch = sharding_lib.replicate(batch, mesh)
+    new_state, metrics, finite = update(state, *batch)
     finite = np.asarray(finite)
     if not finite.all():
       what = [w for w, ok in zip(("loss", "gradient", "parameters"), finite)

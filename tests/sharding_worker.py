@@ -26,7 +26,8 @@ from gencast_control import sharding, training_loop  # noqa: E402
 from gencast_control.adapters.grid import GridARDM, Normalization  # noqa: E402
 from gencast_control.controller import ControllerConfig, init_controller  # noqa: E402
 from gencast_control.controller_training import (  # noqa: E402
-    ControllerTrainingConfig, controller_loss_fn)
+    ControllerTrainingConfig, channel_scale, controller_loss_fn,
+    window_batches)
 from gencast_control.networks import ConvNetConfig  # noqa: E402
 from gencast_control.regimes import ObservationRegime  # noqa: E402
 from gencast_control.adapters.grid import GridARDMConfig  # noqa: E402
@@ -66,17 +67,24 @@ def setup():
   return ardm, data, params
 
 
+def problem(ardm, data, mesh):
+  """(loss_fn, batches) of controller training on `data`."""
+  h = ardm.history_length
+  return (controller_loss_fn(ardm, channel_scale(data), REGIMES, CONTROLLER,
+                             TRAINING, mesh),
+          window_batches(data, None, TRAINING.batch_size, TRAINING.members,
+                         h + TRAINING.spinup + TRAINING.window, h))
+
+
 def loss_and_grads(ardm, data, params, mesh):
-  if mesh is None:
-    data_on = jnp.asarray(data)
-  else:
-    data_on, params = sharding.replicate((data, params), mesh)
-  loss_fn = controller_loss_fn(ardm, data_on, REGIMES, CONTROLLER, TRAINING,
-                               mesh)
+  loss_fn, batches = problem(ardm, data, mesh)
   key = jax.random.PRNGKey(3)
+  batch = batches(key)
+  if mesh is not None:
+    batch, params = sharding.replicate((batch, params), mesh)
   step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True)).lower(
-      params, key).compile()
-  (loss, _), grads = step(params, key)
+      params, key, batch).compile()
+  (loss, _), grads = step(params, key, batch)
   return float(loss), grads, step.as_text()
 
 
@@ -104,16 +112,14 @@ def run_training(ardm, data, params, mesh, num_steps, workdir):
   # One loss and optimizer per mesh: the training step then compiles once
   # for the full, the interrupted and the resumed run (training_loop caches).
   if mesh not in _PROBLEMS:
-    _PROBLEMS[mesh] = (
-        controller_loss_fn(ardm, sharding.replicate(data, mesh), REGIMES,
-                           CONTROLLER, TRAINING, mesh),
+    _PROBLEMS[mesh] = problem(ardm, data, mesh) + (
         training_loop.make_optimizer(TRAINING.learning_rate,
-                                     TRAINING.num_steps))
-  loss_fn, optimizer = _PROBLEMS[mesh]
+                                     TRAINING.num_steps),)
+  loss_fn, batches, optimizer = _PROBLEMS[mesh]
   return training_loop.train(loss_fn, params, optimizer, num_steps,
                              jax.random.PRNGKey(5), workdir,
                              TRAINING.checkpoint_every, TRAINING.log_every,
-                             progress=False, mesh=mesh)
+                             progress=False, mesh=mesh, batches=batches)
 
 
 def check_resume(ardm, data, params, workdir):
@@ -172,16 +178,16 @@ def check_timing(ardm, data, params, repeats=5):
   out = {}
   for n in (1, 8):
     mesh = None if n == 1 else sharding.make_mesh(n)
-    data_on = jnp.asarray(data) if mesh is None else sharding.replicate(
-        data, mesh)
-    p = params if mesh is None else sharding.replicate(params, mesh)
-    loss_fn = controller_loss_fn(ardm, data_on, REGIMES, CONTROLLER,
-                                 TRAINING, mesh)
+    loss_fn, batches = problem(ardm, data, mesh)
+    batch = batches(jax.random.PRNGKey(0))
+    p = params
+    if mesh is not None:
+      p, batch = sharding.replicate((params, batch), mesh)
     step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    jax.block_until_ready(step(p, jax.random.PRNGKey(0)))
+    jax.block_until_ready(step(p, jax.random.PRNGKey(0), batch))
     t0 = time.perf_counter()
     for i in range(repeats):
-      jax.block_until_ready(step(p, jax.random.PRNGKey(i + 1)))
+      jax.block_until_ready(step(p, jax.random.PRNGKey(i + 1), batch))
     out[f"seconds_per_step_{n}"] = (time.perf_counter() - t0) / repeats
   return out
 
