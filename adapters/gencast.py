@@ -15,12 +15,21 @@ DPM-Solver++ 2S sampler written here that adds the controller's correction
     analysis = controlled.rollout(rng, inputs, targets_template, forcings,
                                   observations, num_samples=8)
 
+    # training: GenCast as a FrozenARDM, through the project's one training path
+    ardm = g.GenCastARDM(model, inputs, targets, forcings)
+    states, context = ardm.trajectories(inputs, targets, forcings)
+    params, history = g.train_controller(
+        ardm, states, ardm.in_physical_units(regimes), controller_config,
+        g.ControllerTrainingConfig(objective="state", window=1, spinup=0),
+        context=context)
+    g.save_controller("controller.npz", params, controller_config, ardm)
+
 Modules: gencast_upstream (imports, install hint), gencast_assets (checkpoints,
 statistics, attention per backend), gencast_channels (xarray <-> [lat, lon, C],
 input checks), gencast_sampler (the controlled sampler), gencast_predictor
 (ControlledGenCast, GenCastPredictor, rollout), gencast_controller (u_psi on
-the lat/lon grid, checkpoints), gencast_training (controller training),
-gencast_tiny (tiny and Mini-architecture random models, synthetic data).
+the lat/lon grid), gencast_ardm (GenCast as a FrozenARDM: the project's
+rollout, controller checkpoints and training), gencast_tiny (tiny and Mini-architecture random models, synthetic data).
 Importing this module without DeepMind's package raises
 GenCastNotInstalledError (an ImportError) that says how to install it.
 """
@@ -38,9 +47,10 @@ from gencast_control.adapters.gencast_assets import (  # noqa: E402,F401
 from gencast_control.adapters.gencast_channels import (  # noqa: E402,F401
     ChannelLayout, ChannelStats, check_call, check_grid,
     observations_from_dataset)
+from gencast_control.adapters.gencast_ardm import (  # noqa: E402,F401
+    GenCastARDM)
 from gencast_control.adapters.gencast_controller import (  # noqa: E402,F401
-    controller_transform, gencast_fingerprint, init_controller_params,
-    load_controller, parameter_count, save_controller)
+    controller_transform, gencast_fingerprint, parameter_count)
 from gencast_control.adapters.gencast_predictor import (  # noqa: E402,F401
     ControlledGenCast, GenCastPredictor, construct_predictor,
     construct_upstream_predictor, forward_transform, next_inputs,
@@ -48,6 +58,8 @@ from gencast_control.adapters.gencast_predictor import (  # noqa: E402,F401
     wrap_predictor)
 from gencast_control.adapters.gencast_sampler import (  # noqa: E402,F401
     ControlledSampler)
-from gencast_control.adapters.gencast_training import (  # noqa: E402,F401
-    GenCastControllerTrainingConfig, controlled_window, controller_loss,
-    masked_misfit, observe_targets, train_controller)
+# The project's generic controller code, which serves GenCast via GenCastARDM.
+from gencast_control.controller import (  # noqa: E402,F401
+    init_controller, load_controller, save_controller)
+from gencast_control.controller_training import (  # noqa: E402,F401
+    ControllerTrainingConfig, train_controller)

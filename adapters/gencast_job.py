@@ -6,8 +6,9 @@
 Steps: join the multi-host job if asked (sharding.initialize_distributed),
 load GenCast (weights + statistics), draw `num_examples` initialisation times
 from the WeatherBench2 store and build GenCast batches from them (held in host
-memory), train the controller with the batch split over all devices
-(adapters.gencast_training.train_controller, shard_batch), and write
+memory), train the controller on GenCast as a FrozenARDM with the batch split
+over all devices (controller_training.train_controller, shard_batch), and
+write
 
     OUT/work/state.npz, OUT/work/log.jsonl   resumable state, losses
     OUT/controller.npz                       the trained controller
@@ -86,10 +87,10 @@ def run(config, out: str | Path, tiny: bool = False, progress: bool = True):
   """Trains and saves the controller; returns the path of controller.npz."""
   import jax
   from gencast_control import sharding
-  from gencast_control.adapters import gencast_assets, gencast_training
-  from gencast_control.adapters.gencast_channels import ChannelLayout
-  from gencast_control.adapters.gencast_controller import save_controller
-  from gencast_control.adapters.gencast_predictor import stack_conditioning
+  from gencast_control.adapters import gencast_assets
+  from gencast_control.adapters.gencast_ardm import GenCastARDM
+  from gencast_control.controller import save_controller
+  from gencast_control.controller_training import train_controller
   out = Path(out)
   t0 = time.perf_counter()
   if tiny:
@@ -104,21 +105,17 @@ def run(config, out: str | Path, tiny: bool = False, progress: bool = True):
         f" ({jax.default_backend()}); {inputs.sizes['batch']} examples,"
         f" batch {training.batch_size}, sharded={training.shard_batch};"
         f" data ready in {time.perf_counter() - t0:.0f} s", flush=True)
-  params, history = gencast_training.train_controller(
-      model, inputs, targets, forcings, list(config.regimes),
-      config.controller, training, workdir=out / "work", progress=progress)
+  ardm = GenCastARDM(model, inputs, targets, forcings)
+  states, context = ardm.trajectories(inputs, targets, forcings)
+  params, history = train_controller(
+      ardm, states, ardm.in_physical_units(config.regimes), config.controller,
+      training, workdir=out / "work", progress=progress, context=context)
   path = out / "controller.npz"
   if sharding.is_primary():
-    layout = ChannelLayout.from_template(targets)
-    conditioning = stack_conditioning(inputs.isel(batch=[0]),
-                                      forcings.isel(batch=[0], time=[0]))
-    save_controller(path, jax.device_get(params), config.controller, layout,
-                    conditioning.shape[-1], model, {
-                        "job": json.loads(json.dumps(
-                            dataclasses.asdict(config), default=str)),
-                        "tiny": tiny,
-                        "final_loss": history[-1]["loss"] if history
-                        else None})
+    save_controller(path, jax.device_get(params), config.controller, ardm, {
+        "job": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
+        "tiny": tiny,
+        "final_loss": history[-1]["loss"] if history else None})
   return path
 
 

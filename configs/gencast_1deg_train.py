@@ -7,18 +7,24 @@ store subsampled to 1 deg (configs/stores.py "era5_1deg_6h") at random 00/12
 UTC initialisation times of `years`; GenCast's weights and statistics come
 from DeepMind's bucket (configs/gencast_assets.py) or local copies.
 
-Memory (adapters/gencast_training.py, estimated, not measured on an
-accelerator): one example of one 12 h window keeps ~1.2 GiB of rematerialised
-sub-step states plus one sub-step's backward of two GenCast denoiser calls, so
-each device holds one example: batch_size = number of devices (8 on an
-8-GPU VM or a TPU slice with 8 chips of >= 32 GiB each).
+Training is the project's one controller training
+(gencast_control.controller_training) on GenCast as a FrozenARDM
+(adapters/gencast_ardm.py), with the "state" objective: the fair CRPS of
+`members` controlled rollouts against the ERA5 truth, which does not reward
+copying observation noise (README, "Controller objectives").
+
+Memory (adapters/gencast_ardm.py, estimated, not measured on an
+accelerator): one member of one 12 h window keeps ~1.2 GiB of rematerialised
+sub-step states plus one sub-step's backward of two GenCast denoiser calls;
+an example has 2 members, so each device holds one example: batch_size =
+number of devices (8 on an 8-GPU VM or a TPU slice with 8 chips of >= 40 GiB
+each).
 """
 
 import dataclasses
 
-from gencast_control.adapters.gencast_training_config import (
-    GenCastControllerTrainingConfig)
 from gencast_control.controller import ControllerConfig
+from gencast_control.controller_training import ControllerTrainingConfig
 from gencast_control.networks import ConvNetConfig
 from gencast_control.regimes import ObservationRegime
 
@@ -38,6 +44,10 @@ class GenCastJobConfig:
     backend: attention backend ("tpu": splash, else triblockdiag); None: the
       platform JAX runs on.
     timeout_s: deadline of each network read.
+    controller, training: u_psi and its training (module docstring).
+    regimes: observing systems, one drawn per example; noise_std is a
+      fraction of each channel's climatological std (GenCast's statistics),
+      turned into physical units by GenCastARDM.in_physical_units.
   """
   checkpoint: str = "1p0deg_mini"
   stats: str = "bucket"
@@ -52,7 +62,8 @@ class GenCastJobConfig:
       horizon=2, network=ConvNetConfig(width=64, num_blocks=4, kernel_size=3,
                                        dilations=(1, 2, 4, 8),
                                        embedding_size=64))
-  training: GenCastControllerTrainingConfig = GenCastControllerTrainingConfig(
+  training: ControllerTrainingConfig = ControllerTrainingConfig(
+      objective="state", members=2, window=1, spinup=0, cold_fraction=0.0,
       batch_size=8, num_steps=2000, learning_rate=3e-4, shard_batch=True)
   regimes: tuple[ObservationRegime, ...] = (
       ObservationRegime("stations_1pct", fraction=0.01, fixed=True,

@@ -3,7 +3,7 @@
 `era5_store` opens and describes stores (registry in configs/stores.py);
 `era5_schema` holds the name conversion, grid/time checks and forcings;
 `era5_batches` converts WeatherBench2 data to GenCast batches and back and
-stacks lat/lon states for the core; `era5_pipeline` streams training examples.
+stacks lat/lon states for the core.
 """
 
 from gencast_control.era5_batches import (GENCAST_INPUTS, GENCAST_TARGETS,

@@ -127,6 +127,19 @@ class ObservationRegime:
         self, noise_units="state",
         noise_std=tuple(float(n / s) for n, s in zip(self.noise_std, std)))
 
+  def scaled(self, channel_std: Sequence[float]) -> "ObservationRegime":
+    """This regime with its noise_std read as fractions n_c of per-channel
+    stds s_c and given as sigma_c = n_c s_c, for models whose states are in
+    physical units (GenCast: s_c its climatological stds)."""
+    if self.noise_units != "state" or self.noise_std_max is not None:
+      raise ValueError(f"regime {self.name!r}: only a homoscedastic regime in"
+                       " state units can be scaled to physical units")
+    std = np.asarray(channel_std, np.float64)
+    fractions = np.broadcast_to(np.asarray(self.noise_std, np.float64),
+                                std.shape)
+    return dataclasses.replace(
+        self, noise_std=tuple(float(n * s) for n, s in zip(fractions, std)))
+
   def num_points(self, grid_size: int) -> int:
     if self.points is not None:
       return len(self.points)

@@ -36,13 +36,8 @@ AXES = (BATCH, SAMPLE)
 # Environment variables by which a launcher announces a multi-process job that
 # jax.distributed.initialize() detects by itself (its own cluster detection:
 # explicit JAX_* variables, SLURM, Open MPI / mpirun, Cloud TPU pod slices).
-_CLUSTER_ENV = {
-    "JAX_COORDINATOR_ADDRESS": None,
-    "SLURM_NTASKS": "slurm",
-    "OMPI_COMM_WORLD_SIZE": "mpi",
-    "PMI_SIZE": "mpi",
-    "TPU_WORKER_HOSTNAMES": "tpu",
-}
+_CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS",
+                "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "TPU_WORKER_HOSTNAMES")
 
 
 def _multi_process_env() -> str | None:
@@ -138,11 +133,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (example) axis split over batch x sample, the rest replicated."""
   return NamedSharding(mesh, PartitionSpec(AXES))
-
-
-def ensemble_sharding(mesh: Mesh) -> NamedSharding:
-  """[K, M, ...] trajectories x members: K over batch, M over sample."""
-  return NamedSharding(mesh, PartitionSpec(BATCH, SAMPLE))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:

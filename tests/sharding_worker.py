@@ -153,11 +153,7 @@ def check_resume(ardm, data, params, workdir):
 def check_indivisible():
   out = {}
   mesh = sharding.make_mesh(8, sample=2)
-  members = jax.device_put(np.zeros((4, 2, 3), np.float32),
-                           sharding.ensemble_sharding(mesh))
   out["mesh_shape"] = dict(mesh.shape)
-  out["ensemble_shard_shapes"] = sorted(
-      {tuple(s.data.shape) for s in members.addressable_shards})
   try:
     sharding.check_batch_size(4, mesh)
   except ValueError as e:
@@ -197,7 +193,8 @@ def check_gencast(devices=2, num_steps=2):
   import dataclasses
   import xarray as xr
   from gencast_control.adapters import gencast_tiny as tiny
-  from gencast_control.adapters import gencast_training as gt
+  from gencast_control.adapters.gencast_ardm import GenCastARDM
+  from gencast_control.controller_training import train_controller
   model, example = tiny.offline_assets(num_steps=1, seed=0, example_seed=1)
   model = dataclasses.replace(model, sampler_config=dataclasses.replace(
       model.sampler_config, num_noise_levels=3))
@@ -206,18 +203,22 @@ def check_gencast(devices=2, num_steps=2):
   two = lambda ds: xr.concat([ds, ds + 0.01 * (ds - ds.mean())], "batch") \
       if "batch" in ds.dims else ds
   inputs, targets, forcings = two(inputs), two(targets), two(forcings)
-  regimes = [ObservationRegime("half", fraction=0.5, noise_std=0.1)]
+  ardm = GenCastARDM(model, inputs, targets, forcings)
+  states, context = ardm.trajectories(inputs, targets, forcings)
+  regimes = ardm.in_physical_units(
+      [ObservationRegime("half", fraction=0.5, noise_std=0.1)])
   config = ControllerConfig(horizon=1, network=ConvNetConfig(
       width=8, num_blocks=1, kernel_size=3, dilations=(1,), embedding_size=8))
   out = {}
   for shard in (False, True):
-    training = gt.GenCastControllerTrainingConfig(
-        window=1, batch_size=2, num_steps=num_steps, learning_rate=1e-2,
+    training = ControllerTrainingConfig(
+        objective="state", members=2, window=1, spinup=0, cold_fraction=0.0,
+        batch_size=2, num_steps=num_steps, learning_rate=1e-2,
         control_cost=1e-3, log_every=1, shard_batch=shard,
         num_devices=devices)
-    params, history = gt.train_controller(model, inputs, targets, forcings,
-                                          regimes, config, training,
-                                          progress=False)
+    params, history = train_controller(ardm, states, regimes, config,
+                                       training, progress=False,
+                                       context=context)
     out[f"loss_{int(shard)}"] = [h["loss"] for h in history]
     out[f"params_{int(shard)}"] = params
   p0, p1 = out.pop("params_0"), out.pop("params_1")

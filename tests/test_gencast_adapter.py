@@ -24,9 +24,13 @@ from gencast_control.adapters import gencast as g  # noqa: E402
 from gencast_control.adapters import gencast_assets  # noqa: E402
 from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
 from gencast_control.checkpoint import CheckpointError  # noqa: E402
-from gencast_control.controller import ControllerConfig  # noqa: E402
+from gencast_control.assimilation import rollout  # noqa: E402
+from gencast_control.controller import (  # noqa: E402
+    ControllerConfig, bind_controller)
+from gencast_control.controller_training import (  # noqa: E402
+    channel_scale, controller_loss_fn, window_batches)
 from gencast_control.networks import ConvNetConfig  # noqa: E402
-from gencast_control.observations import Observations, Preview  # noqa: E402
+from gencast_control.observations import Preview  # noqa: E402
 from gencast_control.regimes import ObservationRegime  # noqa: E402
 
 pytestmark = pytest.mark.gencast
@@ -53,16 +57,14 @@ def setup():
   inputs, targets, forcings = tiny.split_example(model.task_config, example,
                                                  2)
   layout = g.ChannelLayout.from_template(targets)
-  conditioning = g.stack_conditioning(inputs, forcings.isel(time=[0]))
-  params = g.init_controller_params(CONTROLLER, layout,
-                                    conditioning.shape[-1],
-                                    jax.random.PRNGKey(1))
+  ardm = g.GenCastARDM(model, inputs, targets, forcings)
+  params = g.init_controller(CONTROLLER, ardm, jax.random.PRNGKey(1))
   upstream_fn = g.upstream_forward_transform(model)
   upstream_step = jax.jit(
       lambda p, rng, inputs, targets_template, forcings: upstream_fn.apply(
           p, {}, rng, inputs, targets_template, forcings)[0])
   return dict(model=model, example=example, inputs=inputs, targets=targets,
-              forcings=forcings, layout=layout, params=params,
+              forcings=forcings, layout=layout, params=params, ardm=ardm,
               upstream_step=upstream_step,
               plain=g.GenCastPredictor(model),
               controlled=g.GenCastPredictor(model, CONTROLLER, params))
@@ -185,52 +187,86 @@ def test_channel_layout_round_trip_and_denormalisation(setup):
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_masked_misfit_matches_brute_force_and_ignores_nan():
-  rng = np.random.default_rng(0)
-  states = rng.normal(size=(2, 2, 3, 4, 2)).astype(np.float32)
-  states[0, 0, 0, 0, 0] = np.nan  # unobserved NaN (e.g. SST over land)
-  values = rng.normal(size=(2, 3, 3, 4, 2)).astype(np.float32)
-  mask = (rng.random((2, 3, 3, 4, 2)) < 0.5).astype(np.float32)
-  mask[0, 1, 0, 0, 0] = 0.0
-  noise = rng.uniform(0.5, 2.0, size=values.shape).astype(np.float32)
-  got = g.masked_misfit(jnp.asarray(states),
-                        Observations(jnp.asarray(values * mask),
-                                     jnp.asarray(mask), jnp.asarray(noise)))
-  total = 0.0
-  for b, t, i, j, c in np.argwhere(mask[:, 1:] > 0):
-    total += ((states[b, t, i, j, c] - values[b, t + 1, i, j, c])
-              / noise[b, t + 1, i, j, c])**2
-  assert np.isfinite(float(got))
-  np.testing.assert_allclose(float(got), total / mask[:, 1:].sum(), rtol=1e-5)
+def test_gencast_as_frozen_ardm_samples_like_the_predictor(setup):
+  s = setup
+  ardm = s["ardm"]
+  assert ardm.state_shape == (19, 36, 7) and ardm.history_length == 2
+  states, context = ardm.trajectories(s["inputs"], s["targets"],
+                                      s["forcings"])
+  assert states.shape == (1, 4, 19, 36, 7)
+  assert set(context) == set(s["model"].task_config.forcing_variables)
+  # Precipitation is a target only: unknown (NaN) at the input times.
+  precipitation = s["layout"].channel_names.index("total_precipitation_12hr")
+  assert np.isnan(states[0, :2, ..., precipitation]).all()
+  assert np.isfinite(states[0, 2:, ..., precipitation]).all()
+  h = ardm.history_length
+  first = lambda c: jax.tree.map(lambda x: jnp.asarray(x[0, :h + 1]), c)
+  inputs, template, forcings = _one_step(s)
+  preview = _preview(s)
+  bumped = jax.tree.map(lambda p: p + 0.05 * jnp.sign(p + 1e-3), s["params"])
+  controller = bind_controller(CONTROLLER, ardm.periodic, bumped)
+  rng = jax.random.PRNGKey(7)
+  for control in (None, controller):
+    step = jax.jit(lambda hist, ctx: ardm.step(hist, rng, preview, control,
+                                               context=ctx))
+    got, energy = step(jnp.asarray(states[0, :h]), first(context))
+    predictor = (s["plain"] if control is None else
+                 s["controlled"].with_controller_params(bumped))
+    reference = predictor(rng, inputs, template, forcings, preview)
+    expected = np.asarray(s["layout"].stack(reference))[0]
+    # The same program up to XLA's fusion of differently built inputs: equal
+    # to float32 rounding (~1e-7 of each channel's std), NaN in the same
+    # places.
+    np.testing.assert_allclose(np.asarray(got) / ardm.channel_std,
+                               expected / ardm.channel_std, rtol=0, atol=1e-5)
+    assert (float(energy) > 0) == (control is not None)
+  # The project's rollout runs GenCast: step 0 is the step above.
+  key = jax.random.PRNGKey(2)
+  rolled, _ = jax.jit(lambda hist, ctx: rollout(ardm, hist, 2, key,
+                                                context=ctx))(
+      jnp.asarray(states[0, :h]), jax.tree.map(lambda x: jnp.asarray(x[0]),
+                                               context))
+  one = ardm.step(jnp.asarray(states[0, :h]), jax.random.fold_in(key, 0),
+                  context=first(context))[0]
+  assert rolled.shape == (3, 19, 36, 7)
+  np.testing.assert_allclose(np.asarray(rolled[1]) / ardm.channel_std,
+                             np.asarray(one) / ardm.channel_std, rtol=0,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="needs its forcings as context"):
+    ardm.step(jnp.asarray(states[0, :h]), key)
 
 
-def test_training_reduces_misfit_and_keeps_gencast_frozen(setup):
+def test_state_objective_training_lowers_the_crps_and_keeps_gencast_frozen(
+    setup):
+  """The project's one training path (controller_training) on GenCast."""
   s = setup
   # Fewer noise levels: the same graph, a quicker run.
   model = dataclasses.replace(s["model"], sampler_config=dataclasses.replace(
       s["model"].sampler_config, num_noise_levels=4))
   frozen = jax.tree.map(np.array, model.params)
-  inputs, targets, forcings = (s["inputs"], s["targets"].isel(time=[0]),
-                               s["forcings"].isel(time=[0]))
-  regimes = [ObservationRegime("half", fraction=0.5, fixed=True,
-                               noise_std=0.1)]
-
-  @jax.jit
-  def misfit(params, key):
-    _, metrics = g.controller_loss(model, model.params, CONTROLLER, params,
-                                   key, inputs, targets, forcings, regimes,
-                                   control_cost=0.0)
-    return metrics["misfit"]
-
+  ardm = g.GenCastARDM(model, s["inputs"], s["targets"], s["forcings"])
+  states, context = ardm.trajectories(s["inputs"], s["targets"],
+                                      s["forcings"])
+  regimes = ardm.in_physical_units(
+      [ObservationRegime("half", fraction=0.5, fixed=True, noise_std=0.1)])
+  np.testing.assert_allclose(regimes[0].noise_std, 0.1 * ardm.channel_std,
+                             rtol=1e-6)
+  training = g.ControllerTrainingConfig(
+      objective="state", members=2, window=1, spinup=0, cold_fraction=0.0,
+      batch_size=1, num_steps=10, learning_rate=1e-2, control_cost=1e-4,
+      log_every=5)
+  h = ardm.history_length
+  loss_fn = controller_loss_fn(
+      ardm, channel_scale(states), regimes, CONTROLLER,
+      dataclasses.replace(training, control_cost=0.0))
+  batches = window_batches(states, context, 1, 2, h + 1, h)
+  score = jax.jit(lambda p, k, b: loss_fn(p, k, b)[1]["score"])
   keys = [jax.random.PRNGKey(k) for k in range(2)]
-  before = np.mean([float(misfit(s["params"], k)) for k in keys])
-  training = g.GenCastControllerTrainingConfig(
-      window=1, batch_size=1, num_steps=10, learning_rate=1e-2,
-      control_cost=1e-4, log_every=5)
-  params, history = g.train_controller(model, inputs, targets, forcings,
-                                       regimes, CONTROLLER, training,
-                                       progress=False)
-  after = np.mean([float(misfit(params, k)) for k in keys])
+  before = np.mean([float(score(s["params"], k, batches(k))) for k in keys])
+  params, history = g.train_controller(ardm, states, regimes, CONTROLLER,
+                                       training, progress=False,
+                                       params=s["params"], context=context)
+  after = np.mean([float(score(params, k, batches(k))) for k in keys])
   assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
   assert after < 0.9 * before, (before, after)
   jax.tree.map(np.testing.assert_array_equal, frozen, model.params)
@@ -239,12 +275,9 @@ def test_training_reduces_misfit_and_keeps_gencast_frozen(setup):
 def test_controller_checkpoint_round_trip(setup, tmp_path):
   s = setup
   params = jax.tree.map(lambda p: p + 0.01, s["params"])
-  conditioning = g.stack_conditioning(s["inputs"],
-                                      s["forcings"].isel(time=[0]))
   path = g.save_controller(tmp_path / "ctrl.npz", params, CONTROLLER,
-                           s["layout"], conditioning.shape[-1], s["model"],
-                           {"note": "tiny"})
-  config, loaded, meta = g.load_controller(path, s["model"], s["layout"])
+                           s["ardm"], {"note": "tiny"})
+  config, loaded, meta = g.load_controller(path, s["ardm"])
   assert config == CONTROLLER and meta["note"] == "tiny"
   jax.tree.map(np.testing.assert_array_equal, params, loaded)
   inputs, template, forcings = _one_step(s)
@@ -259,12 +292,9 @@ def test_controller_checkpoint_round_trip(setup, tmp_path):
                                        _preview(s)))
   other = dataclasses.replace(s["model"], params=jax.tree.map(
       lambda p: p * 1.01, s["model"].params))
-  with pytest.raises(CheckpointError, match="trained for GenCast"):
-    g.load_controller(path, other)
-  wrong = dataclasses.replace(s["layout"], variables=("a",) + s[
-      "layout"].variables[1:])
-  with pytest.raises(CheckpointError, match="trained on grid"):
-    g.load_controller(path, layout=wrong)
+  with pytest.raises(CheckpointError, match="was trained for ARDM gencast-"):
+    g.load_controller(path, g.GenCastARDM(other, s["inputs"], s["targets"],
+                                          s["forcings"]))
 
 
 def test_clear_errors_for_wrong_inputs(setup):

@@ -35,8 +35,8 @@ P = <|grad omega|^2> / 2):
 Time stepping: exponential time differencing RK4, ETDRK4 (Cox & Matthews 2002,
 J. Comput. Phys. 176, 430), with the coefficients computed by the contour
 integrals of Kassam & Trefethen 2005 (SIAM J. Sci. Comput. 26, 1214), as in
-`gencast_control.pdes.ks`. The diagonal linear part L(k) = -nu |k|^2 - alpha
-is integrated exactly (no viscous time-step limit); the advection and the
+`gencast_control.pdes.ks` (both through gencast_control.pdes.etdrk4). The
+diagonal linear part L(k) = -nu |k|^2 - alpha is integrated exactly (no viscous time-step limit); the advection and the
 constant forcing go through the four RK stages (a constant forcing and a steady
 state L w + f = 0 are reproduced exactly). With L = 0 (nu = alpha = 0) the
 scheme is classical RK4, whose stability interval on the imaginary axis is
@@ -58,11 +58,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gencast_control.pdes import check_time_steps
+from gencast_control.pdes import check_time_steps, etdrk4
 
 SYSTEM_NAME = "kolmogorov"
 DOMAIN_LENGTH = 2 * math.pi
-_CONTOUR_POINTS = 32  # Kassam & Trefethen's M
 _RK4_IMAGINARY_STABILITY = 2 * math.sqrt(2)
 
 
@@ -249,28 +248,10 @@ def _check_vorticity(omega, resolution: int | None = None,
 
 
 @functools.lru_cache(maxsize=64)
-def _etdrk4_coefficients(config: KolmogorovConfig, dt: float):
-  """E, E2, Q, f1, f2, f3 of ETDRK4 for L(k) = -nu |k|^2 - alpha (float64).
-
-  With z = h L and the contour mean <.> over z + r_j, r_j on the unit circle
-  (Kassam & Trefethen eq. 2.5): Q = h <(e^{z/2} - 1) / z>, f1 = h <(-4 - z +
-  e^z (4 - 3 z + z^2)) / z^3>, f2 = h <(2 + z + e^z (z - 2)) / z^3>, f3 = h
-  <(-4 - 3 z - z^2 + e^z (4 - z)) / z^3>.
-  """
-  n = config.resolution
-  kx, ky = _wavenumbers(n, zero_nyquist=False)
-  lin = -config.viscosity * (kx**2 + ky**2) - config.drag
-  z0 = dt * lin[..., None]
-  r = np.exp(1j * np.pi * (np.arange(1, _CONTOUR_POINTS + 1) - 0.5)
-             / _CONTOUR_POINTS)
-  z = z0 + r
-  ez = np.exp(z)
-  q = dt * np.real(np.mean((np.exp(z / 2) - 1) / z, axis=-1))
-  f1 = dt * np.real(np.mean((-4 - z + ez * (4 - 3 * z + z**2)) / z**3, axis=-1))
-  f2 = dt * np.real(np.mean((2 + z + ez * (z - 2)) / z**3, axis=-1))
-  f3 = dt * np.real(np.mean((-4 - 3 * z - z**2 + ez * (4 - z)) / z**3,
-                            axis=-1))
-  return np.exp(dt * lin), np.exp(dt * lin / 2), q, f1, f2, f3
+def _linear_operator(config: KolmogorovConfig) -> np.ndarray:
+  """L(k) = -nu |k|^2 - alpha on the rfft2 modes (float64)."""
+  kx, ky = _wavenumbers(config.resolution, zero_nyquist=False)
+  return -config.viscosity * (kx**2 + ky**2) - config.drag
 
 
 def _spectral_step(config: KolmogorovConfig, dt: float, real_dtype
@@ -278,7 +259,8 @@ def _spectral_step(config: KolmogorovConfig, dt: float, real_dtype
   """One ETDRK4 step on omega_hat = rfft2(omega) [..., N, N//2+1]."""
   n = config.resolution
   cast = lambda a: jnp.asarray(a, real_dtype)  # noqa: E731
-  e, e2, q, f1, f2, f3 = map(cast, _etdrk4_coefficients(config, dt))
+  c = etdrk4.Coefficients(*map(cast, etdrk4.coefficients(
+      _linear_operator(config), dt)))
   kx, ky = _wavenumbers(n, zero_nyquist=False)
   mask = _dealias_mask(n)
   out_mask = mask.copy()
@@ -296,17 +278,7 @@ def _spectral_step(config: KolmogorovConfig, dt: float, real_dtype
     u, v, wx, wy = (jnp.fft.irfft2(1j * op * w_hat, s=(n, n)) for op in ops)
     return f_hat - out_mask * jnp.fft.rfft2(u * wx + v * wy)
 
-  def step(w):
-    nw = nonlinear(w)
-    a = e2 * w + q * nw
-    na = nonlinear(a)
-    b = e2 * w + q * na
-    nb = nonlinear(b)
-    c = e2 * a + q * (2 * nb - nw)
-    nc = nonlinear(c)
-    return e * w + f1 * nw + 2 * f2 * (na + nb) + f3 * nc
-
-  return step
+  return lambda w: etdrk4.step(c, nonlinear, w)
 
 
 def _model_step(config: KolmogorovConfig, real_dtype):

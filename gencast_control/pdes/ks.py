@@ -10,7 +10,8 @@ scheme ETDRK4 (Cox & Matthews 2002, J. Comput. Phys. 176, 430), whose
 phi-functions are evaluated by the contour-integral mean of Kassam & Trefethen
 2005 (SIAM J. Sci. Comput. 26, 1214, eq. 2.5-2.6: M = 32 points on a circle of
 radius 1 around each h c(k)); this avoids the cancellation error of the direct
-formulae for small |h c(k)|. The scheme is fourth order in h.
+formulae for small |h c(k)|. The scheme is fourth order in h (shared with
+the Kolmogorov solver: gencast_control.pdes.etdrk4).
 
 The mode k = 0 has c = 0 and N = 0, so the spatial mean of u is conserved
 exactly (up to rounding).
@@ -38,10 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gencast_control.pdes import check_time_steps
+from gencast_control.pdes import check_time_steps, etdrk4
 
 SYSTEM_NAME = "kuramoto_sivashinsky"
-_CONTOUR_POINTS = 32  # Kassam & Trefethen's M
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,31 +90,14 @@ class KSConfig:
 
 
 @functools.lru_cache(maxsize=64)
-def _etdrk4_coefficients(config: KSConfig, dt: float):
-  """E, E2, Q, f1, f2, f3 of Kassam & Trefethen's ETDRK4 and g = -ik/2.
-
-  With L = h c(k) and the contour mean <.> over L + r_j, r_j on the unit
-  circle: Q = h <(e^{L/2} - 1) / L>, f1 = h <(-4 - L + e^L (4 - 3L + L^2)) /
-  L^3>, f2 = h <(2 + L + e^L (L - 2)) / L^3>, f3 = h <(-4 - 3L - L^2 + e^L (4 -
-  L)) / L^3>. Computed once in float64 numpy.
-  """
+def _nonlinear_coefficient(config: KSConfig) -> np.ndarray:
+  """g = -ik/2 of N(v) = g FFT(u^2), zero above 2/3 of the modes if dealias."""
   k = config.wavenumbers
-  lin = k**2 - k**4
-  e, e2 = np.exp(dt * lin), np.exp(dt * lin / 2)
-  m = _CONTOUR_POINTS
-  r = np.exp(1j * np.pi * (np.arange(1, m + 1) - 0.5) / m)
-  lr = dt * lin[:, None] + r[None, :]
-  q = dt * np.real(np.mean((np.exp(lr / 2) - 1) / lr, axis=1))
-  f1 = dt * np.real(np.mean((-4 - lr + np.exp(lr) * (4 - 3 * lr + lr**2))
-                            / lr**3, axis=1))
-  f2 = dt * np.real(np.mean((2 + lr + np.exp(lr) * (-2 + lr)) / lr**3, axis=1))
-  f3 = dt * np.real(np.mean((-4 - 3 * lr - lr**2 + np.exp(lr) * (4 - lr))
-                            / lr**3, axis=1))
   g = -0.5j * k
   if config.dealias:
     modes = np.arange(len(k))
     g = np.where(modes < config.num_points / 3, g, 0)
-  return e, e2, q, f1, f2, f3, g
+  return g
 
 
 def _check_state(u, config: KSConfig) -> None:
@@ -133,8 +116,10 @@ def make_solver_step(config: KSConfig, dt: float | None = None
   dt = config.solver_dt if dt is None else float(dt)
   if not dt > 0:
     raise ValueError(f"dt must be > 0, got {dt}")
-  e, e2, q, f1, f2, f3, g = (jnp.asarray(c) for c in
-                             _etdrk4_coefficients(config, dt))
+  k = config.wavenumbers
+  c = etdrk4.Coefficients(*map(jnp.asarray,
+                               etdrk4.coefficients(k**2 - k**4, dt)))
+  g = jnp.asarray(_nonlinear_coefficient(config))
   n = config.num_points
 
   def nonlinear(v):
@@ -142,15 +127,7 @@ def make_solver_step(config: KSConfig, dt: float | None = None
 
   def step(u):
     _check_state(u, config)
-    v = jnp.fft.rfft(u)
-    nv = nonlinear(v)
-    a = e2 * v + q * nv
-    na = nonlinear(a)
-    b = e2 * v + q * na
-    nb = nonlinear(b)
-    c = e2 * a + q * (2 * nb - nv)
-    nc = nonlinear(c)
-    v = e * v + nv * f1 + 2 * (na + nb) * f2 + nc * f3
+    v = etdrk4.step(c, nonlinear, jnp.fft.rfft(u))
     return jnp.fft.irfft(v, n).astype(u.dtype)
 
   return step
