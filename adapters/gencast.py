@@ -59,7 +59,7 @@ from gencast_control.adapters.gencast_predictor import (  # noqa: E402,F401
 from gencast_control.adapters.gencast_sampler import (  # noqa: E402,F401
     ControlledSampler)
 # The project's generic controller code, which serves GenCast via GenCastARDM.
-from gencast_control.controller import (  # noqa: E402,F401
+from gencast_control.core.controller import (  # noqa: E402,F401
     init_controller, load_controller, save_controller)
-from gencast_control.controller_training import (  # noqa: E402,F401
+from gencast_control.training.controller_training import (  # noqa: E402,F401
     ControllerTrainingConfig, train_controller)

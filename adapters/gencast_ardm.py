@@ -4,7 +4,7 @@ The state is GenCast's target channels on its grid, [lat, lon, C] in physical
 units, stacked in ChannelLayout order (gencast_channels); the history is
 GenCast's h input frames (2 for its 24 h of 12 h steps). GenCast also needs
 inputs that are not states, which travel as the per-step context of the
-protocol (gencast_control.ardm): its forcing variables at the h input times
+protocol (gencast_control.core.ardm): its forcing variables at the h input times
 and the predicted time, {name: [h + 1, *dims]}. Static inputs (land-sea mask,
 surface geopotential) are fixed by the grid and taken once from an example.
 
@@ -12,9 +12,9 @@ surface geopotential) are fixed by the grid and taken once from an example.
 these arrays and calls the same ControlledGenCast as GenCastPredictor with the
 same key, so ardm.step(history, key, context=c) is predictor(key, inputs,
 template, forcings) stacked: with u = 0, DeepMind's sample. Through this class
-GenCast runs the project's rollout (gencast_control.assimilation.rollout),
-controller init/save/load (gencast_control.controller) and controller
-training with every objective (gencast_control.controller_training), the
+GenCast runs the project's rollout (gencast_control.core.assimilation.rollout),
+controller init/save/load (gencast_control.core.controller) and controller
+training with every objective (gencast_control.training.controller_training), the
 same code as the PDE models. `trajectories` turns GenCast examples (host-side
 xarray) into the [N, T, lat, lon, C] trajectories and context that training
 takes.
@@ -67,8 +67,8 @@ from gencast_control.adapters.gencast_controller import (LAT_LON_PERIODIC,
 from gencast_control.adapters.gencast_predictor import (forward_transform,
                                                         stack_conditioning)
 from gencast_control.adapters.gencast_upstream import upstream
-from gencast_control.ardm import FrozenARDM
-from gencast_control.regimes import ObservationRegime
+from gencast_control.core.ardm import FrozenARDM
+from gencast_control.core.regimes import ObservationRegime
 
 
 def _one(ds: xr.Dataset) -> xr.Dataset:

@@ -24,7 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from gencast_control.adapters.gencast_upstream import upstream
-from gencast_control.observations import Observations
+from gencast_control.core.observations import Observations
 
 
 @dataclasses.dataclass(frozen=True)

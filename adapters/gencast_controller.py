@@ -1,6 +1,6 @@
 """The controller u_psi on GenCast's lat/lon grid, and its checkpoints.
 
-The network is the project's conv controller (gencast_control.controller) on
+The network is the project's conv controller (gencast_control.core.controller) on
 [lat, lon, C] grids, periodic in longitude and edge-padded in latitude. Its
 input features are GenCast's target channels (state, denoised estimate and,
 per preview frame, values, masks, log error stds and innovations) plus the
@@ -16,7 +16,7 @@ width 16, 1 block; counted with jax.eval_shape of its init):
         4         857,564         1692          421 MiB          6.5 GiB
 
 (GenCast 1p0deg Mini has 57.5 M parameters.) Its parameters are initialised,
-saved and loaded by gencast_control.controller (init_controller,
+saved and loaded by gencast_control.core.controller (init_controller,
 save_controller, load_controller) with a GenCastARDM (adapters/gencast_ardm),
 whose fingerprint covers GenCast's parameters and the channel layout.
 """
@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from gencast_control.adapters.gencast_assets import GenCastModel
-from gencast_control.controller import ControllerConfig, make_controller
+from gencast_control.core.controller import ControllerConfig, make_controller
 
 # lat is not periodic (edge padding at the poles), lon is.
 LAT_LON_PERIODIC = (False, True)

@@ -32,7 +32,7 @@ import numpy as np
 
 
 def _config(args):
-  from gencast_control.config import load_config
+  from gencast_control.core.config import load_config
   return load_config(args.config, args.set)
 
 
@@ -57,8 +57,8 @@ def draw_init_times(times: np.ndarray, years: tuple[int, int], count: int,
 
 def load_examples(config, model):
   """(inputs, targets, forcings) with a batch dim of num_examples."""
-  from gencast_control.era5_batches import to_gencast_batch
-  from gencast_control.era5_store import open_store
+  from gencast_control.data.era5_batches import to_gencast_batch
+  from gencast_control.data.era5_store import open_store
   task = model.task_config
   store = open_store(config.store, timeout_s=config.timeout_s)
   inits = draw_init_times(store["time"].values, config.years,
@@ -86,11 +86,11 @@ def tiny_assets(config):
 def run(config, out: str | Path, tiny: bool = False, progress: bool = True):
   """Trains and saves the controller; returns the path of controller.npz."""
   import jax
-  from gencast_control import sharding
+  from gencast_control.training import sharding
   from gencast_control.adapters import gencast_assets
   from gencast_control.adapters.gencast_ardm import GenCastARDM
-  from gencast_control.controller import save_controller
-  from gencast_control.controller_training import train_controller
+  from gencast_control.core.controller import save_controller
+  from gencast_control.training.controller_training import train_controller
   out = Path(out)
   t0 = time.perf_counter()
   if tiny:
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
                       help="offline smoke test: tiny random GenCast and"
                       " synthetic examples instead of the real assets")
   args = parser.parse_args(argv)
-  from gencast_control import sharding
+  from gencast_control.training import sharding
   if args.distributed:
     sharding.initialize_distributed(force=True)
   try:

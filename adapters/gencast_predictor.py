@@ -42,8 +42,8 @@ from gencast_control.adapters.gencast_channels import (ChannelLayout,
 from gencast_control.adapters.gencast_controller import controller_transform
 from gencast_control.adapters.gencast_sampler import ControlledSampler
 from gencast_control.adapters.gencast_upstream import upstream
-from gencast_control.ardm import ControllerFn, ControllerInputs
-from gencast_control.observations import Observations, Preview
+from gencast_control.core.ardm import ControllerFn, ControllerInputs
+from gencast_control.core.observations import Observations, Preview
 
 
 _gc = upstream()  # raises GenCastNotInstalledError (an ImportError) if absent

@@ -178,7 +178,7 @@ class ControlledSampler:
         return x_next, energy
       u = control(x_hat, denoised, sigma_hat, i)
       # Displacement d = (sigma_hat - sigma_next) u; its cost is
-      # mean(d^2) / (2 sigma_hat^2), as in gencast_control.samplers.
+      # mean(d^2) / (2 sigma_hat^2), as in gencast_control.core.samplers.
       relative = (sigma_hat - sigma_next) / sigma_hat
       return (x_next + (sigma_hat - sigma_next) * u,
               energy + 0.5 * relative**2 * mean_square(u))

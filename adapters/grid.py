@@ -22,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control.config import require
-from gencast_control.ardm import ControllerInputs, FrozenARDM
-from gencast_control.networks import ConvNet, ConvNetConfig, fourier_embedding
-from gencast_control.observations import Preview
-from gencast_control.samplers import SamplerConfig, sample
+from gencast_control.core.config import require
+from gencast_control.core.ardm import ControllerInputs, FrozenARDM
+from gencast_control.core.networks import ConvNet, ConvNetConfig, fourier_embedding
+from gencast_control.core.observations import Preview
+from gencast_control.core.samplers import SamplerConfig, sample
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,7 +202,7 @@ class GridARDM(FrozenARDM):
 
 def save_grid_ardm(path, ardm: GridARDM, metadata: dict | None = None):
   """Saves a grid ARDM as a self-describing checkpoint (kind "grid_ardm")."""
-  from gencast_control import checkpoint, config as config_lib
+  from gencast_control.core import checkpoint, config as config_lib
   meta = dict(metadata or {}, kind="grid_ardm",
               config=config_lib.to_dict(ardm.config),
               normalization={k: np.asarray(v).tolist() for k, v in
@@ -213,7 +213,7 @@ def save_grid_ardm(path, ardm: GridARDM, metadata: dict | None = None):
 
 def load_grid_ardm(path) -> tuple[GridARDM, dict]:
   """Loads (GridARDM, metadata); verifies the parameters' fingerprint."""
-  from gencast_control import checkpoint, config as config_lib
+  from gencast_control.core import checkpoint, config as config_lib
   params, meta = checkpoint.load_checkpoint(path, expected_kind="grid_ardm")
   try:
     config = config_lib.from_dict(GridARDMConfig, meta["config"])

@@ -22,10 +22,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
-from gencast_control import benchmark, pipeline  # noqa: E402
-from gencast_control.checkpoint import atomic_write, write_json  # noqa: E402
-from gencast_control.config import load_config  # noqa: E402
-from gencast_control.controller import load_controller  # noqa: E402
+from gencast_control import pipeline  # noqa: E402
+
+from gencast_control.evaluation import benchmark
+from gencast_control.core.checkpoint import atomic_write, write_json  # noqa: E402
+from gencast_control.core.config import load_config  # noqa: E402
+from gencast_control.core.controller import load_controller  # noqa: E402
 
 # name -> --set overrides on top of configs/ks.py (the shipped default is
 # "state, H=4, on-policy").

@@ -46,8 +46,8 @@ import numpy as np  # noqa: E402
 
 from gencast_control.adapters import gencast as g  # noqa: E402
 from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
-from gencast_control.controller import ControllerConfig  # noqa: E402
-from gencast_control.observations import Preview  # noqa: E402
+from gencast_control.core.controller import ControllerConfig  # noqa: E402
+from gencast_control.core.observations import Preview  # noqa: E402
 
 
 def _block(tree):
@@ -208,10 +208,10 @@ def main():
 def _time_gradient(model, config, params, inputs, targets, forcings):
   """One gradient of the "state" objective (2 members, window 1, remat)
   through GenCast as a FrozenARDM: the step of controller training."""
-  from gencast_control.controller_training import (
+  from gencast_control.training.controller_training import (
       ControllerTrainingConfig, channel_scale, controller_loss_fn,
       window_batches)
-  from gencast_control.regimes import ObservationRegime
+  from gencast_control.core.regimes import ObservationRegime
   ardm = g.GenCastARDM(model, inputs, targets, forcings)
   states, context = ardm.trajectories(inputs, targets, forcings)
   regimes = ardm.in_physical_units(

@@ -33,11 +33,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gencast_control import benchmark, pipeline  # noqa: E402
-from gencast_control.checkpoint import write_json  # noqa: E402
-from gencast_control.config import load_config  # noqa: E402
+from gencast_control import pipeline  # noqa: E402
+
+from gencast_control.evaluation import benchmark
+from gencast_control.core.checkpoint import write_json  # noqa: E402
+from gencast_control.core.config import load_config  # noqa: E402
 from gencast_control.demo import test_trajectories  # noqa: E402
-from gencast_control.regimes import sample_observations  # noqa: E402
+from gencast_control.core.regimes import sample_observations  # noqa: E402
 
 
 def one_std(observations):

@@ -17,14 +17,14 @@ error std 0.1 in the data's units: change them to your observing system.
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.ardm_training import ARDMTrainingConfig
-from gencast_control.controller import ControllerConfig
-from gencast_control.controller_training import ControllerTrainingConfig
-from gencast_control.experiment import (AssimilationConfig, CustomDataConfig,
+from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.core.controller import ControllerConfig
+from gencast_control.training.controller_training import ControllerTrainingConfig
+from gencast_control.systems.experiment import (AssimilationConfig, CustomDataConfig,
                                         DataConfig, ExperimentConfig)
-from gencast_control.networks import ConvNetConfig
-from gencast_control.regimes import ObservationRegime
-from gencast_control.samplers import SamplerConfig
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.core.regimes import ObservationRegime
+from gencast_control.core.samplers import SamplerConfig
 
 REGIMES = (
     ObservationRegime("random_10pct", fraction=0.10, noise_std=0.1),

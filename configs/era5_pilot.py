@@ -18,15 +18,15 @@ this config yet: it needs the public WeatherBench2 bucket (see the README's
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.ardm_training import ARDMTrainingConfig
-from gencast_control.controller import ControllerConfig
-from gencast_control.controller_training import ControllerTrainingConfig
-from gencast_control.era5_trajectories import ERA5DataConfig
-from gencast_control.experiment import (AssimilationConfig, DataConfig,
+from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.core.controller import ControllerConfig
+from gencast_control.training.controller_training import ControllerTrainingConfig
+from gencast_control.data.era5_trajectories import ERA5DataConfig
+from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
                                         ExperimentConfig)
-from gencast_control.networks import ConvNetConfig
-from gencast_control.regimes import ObservationRegime
-from gencast_control.samplers import SamplerConfig
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.core.regimes import ObservationRegime
+from gencast_control.core.samplers import SamplerConfig
 
 CHANNELS = ("geopotential@500", "temperature@850", "2m_temperature",
             "u_component_of_wind@850")

@@ -8,7 +8,7 @@ UTC initialisation times of `years`; GenCast's weights and statistics come
 from DeepMind's bucket (configs/gencast_assets.py) or local copies.
 
 Training is the project's one controller training
-(gencast_control.controller_training) on GenCast as a FrozenARDM
+(gencast_control.training.controller_training) on GenCast as a FrozenARDM
 (adapters/gencast_ardm.py), with the "state" objective: the fair CRPS of
 `members` controlled rollouts against the ERA5 truth, which does not reward
 copying observation noise (README, "Controller objectives").
@@ -23,10 +23,10 @@ each).
 
 import dataclasses
 
-from gencast_control.controller import ControllerConfig
-from gencast_control.controller_training import ControllerTrainingConfig
-from gencast_control.networks import ConvNetConfig
-from gencast_control.regimes import ObservationRegime
+from gencast_control.core.controller import ControllerConfig
+from gencast_control.training.controller_training import ControllerTrainingConfig
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.core.regimes import ObservationRegime
 
 
 @dataclasses.dataclass(frozen=True)

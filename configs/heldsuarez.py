@@ -7,7 +7,7 @@ levels, and writes DIR/heldsuarez.zarr: a WeatherBench2-shaped store of
 temperature, u/v wind and geopotential on 250/500/850 hPa and surface
 pressure every 12 h, one independent member per split (720 days of training,
 120 of validation, 180 of test, each after 200 days of spin-up; see
-`pdes/held_suarez.py`). The ERA5 data step (`era5_trajectories`) then cuts
+`systems/held_suarez.py`). The ERA5 data step (`era5_trajectories`) then cuts
 it into standardised 10-day trajectories of five channels, exactly as it
 does ERA5.
 
@@ -25,16 +25,16 @@ would widen both networks and train the ARDM ~10x longer (see the README).
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.ardm_training import ARDMTrainingConfig
-from gencast_control.controller import ControllerConfig
-from gencast_control.controller_training import ControllerTrainingConfig
-from gencast_control.experiment import (AssimilationConfig, DataConfig,
+from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.core.controller import ControllerConfig
+from gencast_control.training.controller_training import ControllerTrainingConfig
+from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
                                         ExperimentConfig)
-from gencast_control.networks import ConvNetConfig
-from gencast_control.pdes.held_suarez import (HeldSuarezConfig,
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.systems.held_suarez import (HeldSuarezConfig,
                                               HeldSuarezDataConfig)
-from gencast_control.regimes import ObservationRegime
-from gencast_control.samplers import SamplerConfig
+from gencast_control.core.regimes import ObservationRegime
+from gencast_control.core.samplers import SamplerConfig
 
 CHANNELS = ("geopotential@500", "temperature@850", "u_component_of_wind@250",
             "v_component_of_wind@850", "surface_pressure")

@@ -16,15 +16,15 @@ Scale `data`, `ardm` and the training sections up on a GPU.
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.ardm_training import ARDMTrainingConfig
-from gencast_control.controller import ControllerConfig
-from gencast_control.controller_training import ControllerTrainingConfig
-from gencast_control.experiment import (AssimilationConfig, DataConfig,
+from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.core.controller import ControllerConfig
+from gencast_control.training.controller_training import ControllerTrainingConfig
+from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
                                         ExperimentConfig)
-from gencast_control.networks import ConvNetConfig
-from gencast_control.pdes.kolmogorov import KolmogorovConfig
-from gencast_control.regimes import ObservationRegime
-from gencast_control.samplers import SamplerConfig
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.systems.kolmogorov import KolmogorovConfig
+from gencast_control.core.regimes import ObservationRegime
+from gencast_control.core.samplers import SamplerConfig
 
 NOISE = 0.5  # vorticity std on the 64^2 grid is about 4.5
 

@@ -13,15 +13,15 @@ station its own error std); the controller is trained on all at once.
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.ardm_training import ARDMTrainingConfig
-from gencast_control.controller import ControllerConfig
-from gencast_control.controller_training import ControllerTrainingConfig
-from gencast_control.experiment import (AssimilationConfig, DataConfig,
+from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.core.controller import ControllerConfig
+from gencast_control.training.controller_training import ControllerTrainingConfig
+from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
                                         ExperimentConfig)
-from gencast_control.networks import ConvNetConfig
-from gencast_control.pdes.ks import KSConfig
-from gencast_control.regimes import ObservationRegime
-from gencast_control.samplers import SamplerConfig
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.systems.ks import KSConfig
+from gencast_control.core.regimes import ObservationRegime
+from gencast_control.core.samplers import SamplerConfig
 
 REGIMES = (
     ObservationRegime("random_25pct", fraction=0.25, noise_std=0.1),

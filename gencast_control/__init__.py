@@ -1,7 +1,7 @@
 """gencast-control: data assimilation as one controlled diffusion rollout.
 
-The public API (see gencast_control.api and the README, "Assimilating your
-own observations"):
+The public API. Assimilating your own observations (gencast_control.api and
+the README, "Assimilating your own observations"):
 
     load_model, load_controller          frozen ARDM and its controller
     observations_from_dataset            gridded observations, NaN = unobserved
@@ -9,15 +9,43 @@ own observations"):
     assimilate                           the analysis ensemble (xarray)
     restart_state                        the initial ensemble of the next cycle
     score, monitoring                    scores against a truth; O-B, O-A
+
+Building blocks, for a model stack of your own (README, "Architecture"):
+
+    FrozenARDM, ControllerInputs         the protocol (gencast_control.core.ardm)
+    ControllerConfig, init_controller, bind_controller, save_controller
+    Observations, Preview, ObservationRegime, sample_observations
+    rollout, ensemble_rollout            the causal controlled rollout
+    ControllerTrainingConfig, train_controller
+    load_config                          a built-in or file config, --set overrides
+
+Everything is imported on first use, so `import gencast_control` is light.
 """
 
-__all__ = ["load_model", "load_controller", "observations_from_dataset",
-           "observations_from_points", "assimilate", "restart_state",
-           "score", "monitoring", "ObservationSet"]
+_API = ("load_model", "load_controller", "observations_from_dataset",
+        "observations_from_points", "assimilate", "restart_state", "score",
+        "monitoring", "ObservationSet")
+_BUILDING_BLOCKS = {
+    "FrozenARDM": "core.ardm", "ControllerInputs": "core.ardm",
+    "ControllerConfig": "core.controller",
+    "init_controller": "core.controller", "bind_controller": "core.controller",
+    "save_controller": "core.controller",
+    "Observations": "core.observations", "Preview": "core.observations",
+    "ObservationRegime": "core.regimes",
+    "sample_observations": "core.regimes",
+    "rollout": "core.assimilation", "ensemble_rollout": "core.assimilation",
+    "ControllerTrainingConfig": "training.controller_training",
+    "train_controller": "training.controller_training",
+    "load_config": "core.config",
+}
+__all__ = list(_API) + list(_BUILDING_BLOCKS)
 
 
-def __getattr__(name):  # imported on first use: `import gencast_control` is light
-  if name in __all__:
-    from gencast_control import api
-    return getattr(api, name)
+def __getattr__(name):
+  import importlib
+  if name in _API:
+    return getattr(importlib.import_module("gencast_control.api"), name)
+  if name in _BUILDING_BLOCKS:
+    module = importlib.import_module(f"gencast_control.{_BUILDING_BLOCKS[name]}")
+    return getattr(module, name)
   raise AttributeError(f"module 'gencast_control' has no attribute {name!r}")

@@ -39,12 +39,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gencast_control import metrics, pipeline
+from gencast_control import pipeline
+
+from gencast_control.evaluation import metrics
 from gencast_control.adapters.grid import GridARDM, load_grid_ardm
-from gencast_control.assimilation import ensemble_rollout
-from gencast_control.controller import BoundController, bind_controller
-from gencast_control.controller import load_controller as _load_controller
-from gencast_control.observations import Observations
+from gencast_control.core.assimilation import ensemble_rollout
+from gencast_control.core.controller import BoundController, bind_controller
+from gencast_control.core.controller import load_controller as _load_controller
+from gencast_control.core.observations import Observations
 
 POINT_COLUMNS = ("time", "variable", "value", "error_std")
 

@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from gencast_control import api, pipeline, plots
-from gencast_control.checkpoint import atomic_write, write_json
-from gencast_control.controller import bind_controller
-from gencast_control.experiment import ExperimentConfig, state_variables
+from gencast_control import api, pipeline
+
+from gencast_control.evaluation import plots
+from gencast_control.core.checkpoint import atomic_write, write_json
+from gencast_control.core.controller import bind_controller
+from gencast_control.systems.experiment import ExperimentConfig, state_variables
 
 
 def open_dataset(path) -> xr.Dataset:

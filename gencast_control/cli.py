@@ -39,7 +39,7 @@ def _add_config(p: argparse.ArgumentParser, default: str = "ks"):
 
 
 def _config(args):
-  from gencast_control.config import load_config
+  from gencast_control.core.config import load_config
   return load_config(args.config, args.set)
 
 
@@ -48,7 +48,7 @@ def _check_outputs(*outputs, inputs=()):
 
   outputs: (path, "file" | "folder", flag) triples; None paths are skipped.
   """
-  from gencast_control.checkpoint import check_output
+  from gencast_control.core.checkpoint import check_output
   for path, kind, flag in outputs:
     if path is not None:
       check_output(path, kind, inputs, flag)
@@ -56,7 +56,7 @@ def _check_outputs(*outputs, inputs=()):
 
 def _workdir(args):
   """--workdir, or OUT.work; emptied of any earlier state with --fresh."""
-  from gencast_control import training_loop
+  from gencast_control.training import training_loop
   workdir = args.workdir or Path(args.out).with_suffix(".work")
   _check_outputs((workdir, "folder", "--workdir"))
   if args.fresh:
@@ -99,7 +99,8 @@ def _cmd_train_ardm(args):
 
 
 def _cmd_train_controller(args):
-  from gencast_control import pipeline, sharding
+  from gencast_control import pipeline
+  from gencast_control.training import sharding
   if args.distributed:
     sharding.initialize_distributed(force=True)
   if args.devices is not None:
@@ -113,7 +114,8 @@ def _cmd_train_controller(args):
 
 
 def _cmd_train(args):
-  from gencast_control import demo, training_loop
+  from gencast_control import demo
+  from gencast_control.training import training_loop
   config = _config(args)
   _check_outputs((args.out, "folder", "--out"))
   if args.fresh:
@@ -155,7 +157,7 @@ def _cmd_assimilate(args):
 
 
 def _cmd_benchmark(args):
-  from gencast_control import benchmark
+  from gencast_control.evaluation import benchmark
   _check_outputs((args.out, "folder", "--out"))
   size = {k: v for k, v in (("num_trajectories", args.trajectories),
                             ("num_steps", args.steps),
@@ -170,7 +172,8 @@ def _cmd_benchmark(args):
 
 
 def _cmd_evaluate(args):
-  from gencast_control import demo, evaluation, pipeline
+  from gencast_control import demo, pipeline
+  from gencast_control.evaluation import per_regime as evaluation
   config = _config(args)
   _check_outputs((args.out, "folder", "--out"))
   regimes = args.regime or [r.name for r in config.regimes]
@@ -184,7 +187,7 @@ def _cmd_evaluate(args):
       config, args.ardm or default_ardm, args.controller or default_controller)
   weights = None
   if args.data:
-    from gencast_control.experiment import state_variables
+    from gencast_control.systems.experiment import state_variables
     config = dataclasses.replace(config, regimes=tuple(
         pipeline.regimes_in_state_units(config.regimes, args.data,
                                         state_variables(config))))
@@ -202,15 +205,15 @@ def _cmd_evaluate(args):
 
 
 def _cmd_pilot(args):
-  from gencast_control import era5_pilot
+  from gencast_control.evaluation import era5_pilot
   _check_outputs((args.out, "folder", "--out"))
   era5_pilot.run_pilot(_config(args), args.data, args.ardm, args.controller,
                        args.out, args.regime, start=args.start)
 
 
 def _cmd_data_probe(args):
-  from gencast_control import era5
-  print(era5.probe_store(args.store, timeout_s=args.timeout))
+  from gencast_control.data import era5_store
+  print(era5_store.probe_store(args.store, timeout_s=args.timeout))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -402,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
   """The exceptions that mean bad input or a failed run, not a bug."""
-  from gencast_control.sharding import ClusterError
-  from gencast_control.training_loop import TrainingDivergedError
+  from gencast_control.training.sharding import ClusterError
+  from gencast_control.training.training_loop import TrainingDivergedError
   return (ValueError, OSError, ImportError, TrainingDivergedError,
           ClusterError)
 

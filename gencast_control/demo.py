@@ -14,11 +14,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from gencast_control import config as config_lib
-from gencast_control import pipeline, plots
-from gencast_control.checkpoint import atomic_write, check_output, write_json
-from gencast_control.experiment import ExperimentConfig, get_system
-from gencast_control.trajectories import trajectories_to_array
+from gencast_control.core import config as config_lib
+from gencast_control import pipeline
+from gencast_control.evaluation import plots
+from gencast_control.core.checkpoint import atomic_write, check_output, write_json
+from gencast_control.systems.experiment import ExperimentConfig, get_system
+from gencast_control.data.trajectories import trajectories_to_array
 
 TEST_SEED_OFFSET = 10_000  # truth trajectories never seen in training
 

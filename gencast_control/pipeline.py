@@ -15,20 +15,21 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gencast_control import config as config_lib
-from gencast_control import metrics, trajectories
-from gencast_control.checkpoint import CheckpointError
+from gencast_control.core import config as config_lib
+from gencast_control.data import trajectories
+from gencast_control.evaluation import metrics
+from gencast_control.core.checkpoint import CheckpointError
 from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
                                            save_grid_ardm)
-from gencast_control.ardm_training import train_ardm
-from gencast_control.assimilation import ensemble_rollout, ensemble_to_dataset
-from gencast_control.controller import (bind_controller, load_controller,
+from gencast_control.training.ardm_training import train_ardm
+from gencast_control.core.assimilation import ensemble_rollout, ensemble_to_dataset
+from gencast_control.core.controller import (bind_controller, load_controller,
                                         save_controller)
-from gencast_control.controller_training import train_controller
-from gencast_control.experiment import (ExperimentConfig, get_system,
+from gencast_control.training.controller_training import train_controller
+from gencast_control.systems.experiment import (ExperimentConfig, get_system,
                                         spatial_dims, state_variables)
-from gencast_control.observations import Observations
-from gencast_control.regimes import ObservationRegime, sample_observations
+from gencast_control.core.observations import Observations
+from gencast_control.core.regimes import ObservationRegime, sample_observations
 
 PACKAGE_CHECKPOINTS = Path(__file__).parent / "checkpoints"
 
@@ -45,7 +46,7 @@ def simulate(config: ExperimentConfig, out_dir, fmt: str = "netcdf"):
   A data config with a `prepare(out_dir)` method (ERA5DataConfig and the
   simulated Held-Suarez store) first makes its source ready in out_dir.
   """
-  from gencast_control.experiment import simulate_splits
+  from gencast_control.systems.experiment import simulate_splits
   prepare = getattr(config.pde, "prepare", None)
   if prepare is not None:
     config = dataclasses.replace(config, pde=prepare(out_dir))
@@ -60,7 +61,7 @@ def regimes_in_state_units(regimes, data_dir, channels
   regimes = list(regimes)
   if all(r.noise_units == "state" for r in regimes):
     return regimes
-  from gencast_control.era5_trajectories import channel_stds
+  from gencast_control.data.era5_trajectories import channel_stds
   ds = trajectories.open_trajectories(find_split(data_dir, "train"),
                                       load=False)
   std = channel_stds(ds, list(channels) or list(ds.data_vars))

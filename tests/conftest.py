@@ -18,11 +18,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from gencast_control.adapters.grid import GridARDMConfig  # noqa: E402
-from gencast_control.ardm_training import (ARDMTrainingConfig,  # noqa: E402
+from gencast_control.training.ardm_training import (ARDMTrainingConfig,  # noqa: E402
                                            train_ardm)
-from gencast_control.networks import ConvNetConfig  # noqa: E402
-from gencast_control.pdes.ks import KSConfig, generate_ks_dataset  # noqa: E402
-from gencast_control.samplers import SamplerConfig  # noqa: E402
+from gencast_control.core.networks import ConvNetConfig  # noqa: E402
+from gencast_control.systems.ks import KSConfig, generate_ks_dataset  # noqa: E402
+from gencast_control.core.samplers import SamplerConfig  # noqa: E402
 
 TINY_KS = KSConfig(num_points=32, domain_length=22.0, solver_dt=0.25,
                    model_dt=1.0)

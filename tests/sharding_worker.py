@@ -22,16 +22,16 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gencast_control import sharding, training_loop  # noqa: E402
+from gencast_control.training import sharding, training_loop  # noqa: E402
 from gencast_control.adapters.grid import GridARDM, Normalization  # noqa: E402
-from gencast_control.controller import ControllerConfig, init_controller  # noqa: E402
-from gencast_control.controller_training import (  # noqa: E402
+from gencast_control.core.controller import ControllerConfig, init_controller  # noqa: E402
+from gencast_control.training.controller_training import (  # noqa: E402
     ControllerTrainingConfig, channel_scale, controller_loss_fn,
     window_batches)
-from gencast_control.networks import ConvNetConfig  # noqa: E402
-from gencast_control.regimes import ObservationRegime  # noqa: E402
+from gencast_control.core.networks import ConvNetConfig  # noqa: E402
+from gencast_control.core.regimes import ObservationRegime  # noqa: E402
 from gencast_control.adapters.grid import GridARDMConfig  # noqa: E402
-from gencast_control.samplers import SamplerConfig  # noqa: E402
+from gencast_control.core.samplers import SamplerConfig  # noqa: E402
 
 # A KS-shaped grid ARDM, smaller than tests/conftest.py's (compile time
 # dominates here: 8 partitioned programs are compiled).
@@ -194,7 +194,7 @@ def check_gencast(devices=2, num_steps=2):
   import xarray as xr
   from gencast_control.adapters import gencast_tiny as tiny
   from gencast_control.adapters.gencast_ardm import GenCastARDM
-  from gencast_control.controller_training import train_controller
+  from gencast_control.training.controller_training import train_controller
   model, example = tiny.offline_assets(num_steps=1, seed=0, example_seed=1)
   model = dataclasses.replace(model, sampler_config=dataclasses.replace(
       model.sampler_config, num_noise_levels=3))

@@ -230,8 +230,8 @@ def test_a_custom_system_with_its_own_names(tmp_path):
                   + small) == 0
   # Controller training reads the data as train-ardm does (pipeline.
   # load_split); a u = 0 controller keeps this test fast.
-  from gencast_control.config import load_config
-  from gencast_control.controller import init_controller, save_controller
+  from gencast_control.core.config import load_config
+  from gencast_control.core.controller import init_controller, save_controller
   model = gc.load_model(ardm)
   config = load_config("custom", small[3::2]).controller
   save_controller(ctrl, init_controller(config, model, jax.random.PRNGKey(0)),

@@ -223,7 +223,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str]:
 
 def _prepare(name: str, paths: dict[str, str]) -> None:
   import xarray as xr
-  from gencast_control import checkpoint
+  from gencast_control.core import checkpoint
   t = Path(paths["T"])
   if name == "configs":
     (t / "syntax.py").write_text("def get_config(:\n")
@@ -319,7 +319,7 @@ def test_fresh_starts_afresh(tiny_run, tmp_path, capsys):
 
 def test_json_outputs_are_strict(tmp_path):
   import json
-  from gencast_control.checkpoint import write_json
+  from gencast_control.core.checkpoint import write_json
   path = write_json(tmp_path / "m.json", {"rmse": float("nan"),
                                           "x": [np.float32(np.inf), 1.5]})
   assert json.loads(path.read_text(), parse_constant=pytest.fail) == {

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencast_control import enkf
-from gencast_control.assimilation import ensemble_rollout
-from gencast_control.baselines import assimilate_baseline
-from gencast_control.observations import Observations
-from gencast_control.pdes.ks import ks_rollout
-from gencast_control.regimes import ObservationRegime, sample_observations
+from gencast_control.baselines import enkf
+from gencast_control.core.assimilation import ensemble_rollout
+from gencast_control.baselines.guidance import assimilate_baseline
+from gencast_control.core.observations import Observations
+from gencast_control.systems.ks import ks_rollout
+from gencast_control.core.regimes import ObservationRegime, sample_observations
 from tests.conftest import TINY_KS
 
 REGIME = ObservationRegime("r", fraction=0.5, noise_std=0.1)
@@ -138,14 +138,14 @@ def test_clear_errors(tiny_ardm, problem):
   with pytest.raises(ValueError, match="observations cover"):
     assimilate_baseline("sda", tiny_ardm, truth[:1], obs, 50, KEY, 2)
   with pytest.raises(ValueError, match="num_points"):
-    from gencast_control.pdes.ks import KSConfig
+    from gencast_control.systems.ks import KSConfig
     assimilate_baseline("enkf", None, truth[:1], obs, STEPS, KEY, 2,
                         ks_config=KSConfig(num_points=64))
 
 
 # ------------------------------------------------- 2-D EnKF (Kolmogorov flow)
 
-from gencast_control.pdes.kolmogorov import (  # noqa: E402
+from gencast_control.systems.kolmogorov import (  # noqa: E402
     KolmogorovConfig, coarsen, generate_kolmogorov_dataset)
 
 # A smooth flow on a 16^2 grid, simulated and stored at the same resolution

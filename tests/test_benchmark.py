@@ -9,14 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencast_control import benchmark, cli, demo
+from gencast_control import cli, demo
+
+from gencast_control.evaluation import benchmark
 from gencast_control.adapters.grid import save_grid_ardm
-from gencast_control.baselines import assimilate_baseline
-from gencast_control.config import load_config
-from gencast_control.controller import (ControllerConfig, init_controller,
+from gencast_control.baselines.guidance import assimilate_baseline
+from gencast_control.core.config import load_config
+from gencast_control.core.controller import (ControllerConfig, init_controller,
                                         save_controller)
-from gencast_control.networks import ConvNetConfig
-from gencast_control.regimes import sample_observations
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.core.regimes import sample_observations
 from tests.conftest import TINY_ARDM
 
 CONTROLLER = ControllerConfig(horizon=2, network=ConvNetConfig(

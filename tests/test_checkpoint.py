@@ -8,10 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from gencast_control import checkpoint, training_loop
+from gencast_control.core import checkpoint
+
+from gencast_control.training import training_loop
 from gencast_control.adapters.grid import load_grid_ardm, save_grid_ardm
-from gencast_control.checkpoint import CheckpointError
-from gencast_control.controller import (ControllerConfig, init_controller,
+from gencast_control.core.checkpoint import CheckpointError
+from gencast_control.core.controller import (ControllerConfig, init_controller,
                                         load_controller, save_controller)
 
 
@@ -138,7 +140,7 @@ def test_a_state_of_another_run_is_refused_naming_what_differs(tmp_path):
 
 
 def test_run_identity_ignores_run_length_but_not_settings():
-  from gencast_control.ardm_training import ARDMTrainingConfig
+  from gencast_control.training.ardm_training import ARDMTrainingConfig
   data = np.zeros((2, 3))
   base = training_loop.run_identity(ARDMTrainingConfig(), data)
   longer = training_loop.run_identity(

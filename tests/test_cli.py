@@ -109,7 +109,7 @@ def test_kolmogorov_pipeline_runs_on_a_tiny_grid(tmp_path):
 def test_held_suarez_without_dinosaur_is_a_one_line_error(monkeypatch, tmp_path,
                                                           capsys):
   from gencast_control import cli
-  from gencast_control.pdes import held_suarez
+  from gencast_control.systems import held_suarez
 
   def missing():
     raise ImportError(f"{held_suarez.INSTALL_HINT} (No module named"

@@ -2,9 +2,9 @@
 
 import pytest
 
-from gencast_control import config as config_lib
+from gencast_control.core import config as config_lib
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.controller import ControllerConfig
+from gencast_control.core.controller import ControllerConfig
 
 
 def test_builtin_config_and_overrides():
@@ -19,7 +19,7 @@ def test_builtin_config_and_overrides():
 
 def test_config_from_a_file(tmp_path):
   path = tmp_path / "mine.py"
-  path.write_text("from gencast_control.config import load_config\n"
+  path.write_text("from gencast_control.core.config import load_config\n"
                   "def get_config():\n"
                   "  return load_config('ks', ['data.num_train=3'])\n")
   assert config_lib.load_config(str(path)).data.num_train == 3

@@ -5,13 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencast_control.assimilation import ensemble_rollout, ensemble_to_dataset
-from gencast_control.controller import (ControllerConfig, bind_controller,
+from gencast_control.core.assimilation import ensemble_rollout, ensemble_to_dataset
+from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                         init_controller)
-from gencast_control.controller_training import (ControllerTrainingConfig,
+from gencast_control.training.controller_training import (ControllerTrainingConfig,
                                                  train_controller)
-from gencast_control.networks import ConvNetConfig
-from gencast_control.regimes import ObservationRegime, sample_observations
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.core.regimes import ObservationRegime, sample_observations
 
 CONTROLLER = ControllerConfig(
     horizon=2, network=ConvNetConfig(width=12, num_blocks=2, kernel_size=5,
@@ -117,7 +117,7 @@ def test_bad_inputs_raise_clear_errors(tiny_ardm, tiny_ks_data):
 
 
 def test_held_out_observations_partition_the_stream():
-  from gencast_control.controller_training import split_observations
+  from gencast_control.training.controller_training import split_observations
   truth = jnp.ones((6, 40, 1))
   obs = sample_observations(ObservationRegime("r", fraction=0.5),
                             jax.random.PRNGKey(0), truth)

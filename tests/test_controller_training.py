@@ -10,16 +10,16 @@ import numpy as np
 import optax
 import pytest
 
-from gencast_control import config as config_lib
-from gencast_control import training_loop
-from gencast_control.ardm import ControllerInputs
-from gencast_control.assimilation import ensemble_rollout
-from gencast_control.controller import (ControllerConfig, bind_controller,
+from gencast_control.core import config as config_lib
+from gencast_control.training import training_loop
+from gencast_control.core.ardm import ControllerInputs
+from gencast_control.core.assimilation import ensemble_rollout
+from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                         config_from_metadata, init_controller)
-from gencast_control.controller_training import (ControllerTrainingConfig,
+from gencast_control.training.controller_training import (ControllerTrainingConfig,
                                                  fair_crps, window_score)
-from gencast_control.networks import ConvNetConfig
-from gencast_control.observations import Observations, Preview
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.core.observations import Observations, Preview
 
 CONTROLLER = ControllerConfig(
     horizon=2, network=ConvNetConfig(width=8, num_blocks=1, kernel_size=3,

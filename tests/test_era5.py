@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from gencast_control import era5, era5_store
+from gencast_control.data import era5_batches, era5_schema, era5_store
 from gencast_control.configs import stores
 from tests.wb2_store import make_wb2_dataset, write_wb2_store
 
@@ -35,13 +35,13 @@ def raw():
 
 @pytest.fixture(scope="module")
 def store(store_path):
-  return era5.open_store(store_path)
+  return era5_store.open_store(store_path)
 
 
 def batch(store, init=("2020-01-02T00", "2020-01-02T12"), **kwargs):
   kwargs.setdefault("levels", LEVELS)
   kwargs.setdefault("resolution_step", 4)
-  return era5.to_gencast_batch(store, list(init), **kwargs)
+  return era5_batches.to_gencast_batch(store, list(init), **kwargs)
 
 
 # ----------------------------------------------------------------- registry --
@@ -72,7 +72,7 @@ def test_store_paths_appear_only_in_the_registry():
 
 # ------------------------------------------------------------ open / probe --
 def test_probe_reports_layout(store_path):
-  report = era5.probe_store(store_path)
+  report = era5_store.probe_store(store_path)
   assert "dims: time=12, latitude=73, longitude=144, level=2" in report
   assert "73 points, 90 .. -90 (descending, spacing 2.5), poles: yes" in report
   assert "2020-01-01T00:00 .. 2020-01-03T18:00, step 6h (uniform)" in report
@@ -86,15 +86,15 @@ def test_probe_flags_non_uniform_time_and_memory_store(raw):
   ds = raw.isel(time=[0, 1, 2, 4, 5])
   ds.to_zarr("memory://wb2_probe.zarr", mode="w", zarr_format=2,
              consolidated=True)
-  report = era5.probe_store("memory://wb2_probe.zarr")
+  report = era5_store.probe_store("memory://wb2_probe.zarr")
   assert "NON-UNIFORM: steps 6h, 12h" in report
 
 
 def test_open_missing_local_store(tmp_path):
-  with pytest.raises(era5.StoreUnavailableError, match="does not exist"):
-    era5.open_store(str(tmp_path / "nothing.zarr"))
+  with pytest.raises(era5_store.StoreUnavailableError, match="does not exist"):
+    era5_store.open_store(str(tmp_path / "nothing.zarr"))
   with pytest.raises(ValueError, match="registered stores"):
-    era5.open_store("not_a_store_name")
+    era5_store.open_store("not_a_store_name")
 
 
 class _SlowFS:
@@ -114,8 +114,8 @@ def test_gs_open_times_out_with_clear_error(monkeypatch):
   import gcsfs
   monkeypatch.setattr(gcsfs, "GCSFileSystem", _SlowFS)
   start = time.monotonic()
-  with pytest.raises(era5.StoreUnavailableError) as info:
-    era5.open_store("gs://weatherbench2/datasets/x.zarr", timeout_s=0.3)
+  with pytest.raises(era5_store.StoreUnavailableError) as info:
+    era5_store.open_store("gs://weatherbench2/datasets/x.zarr", timeout_s=0.3)
   assert time.monotonic() - start < 3.0
   message = str(info.value)
   assert "gs://weatherbench2/datasets/x.zarr" in message
@@ -126,8 +126,8 @@ def test_gs_open_unreachable_endpoint_times_out():
   # Real gcsfs against a closed loopback port: it retries with back-off, the
   # watchdog gives up at the deadline. No traffic leaves the machine.
   start = time.monotonic()
-  with pytest.raises(era5.StoreUnavailableError, match="timed out after 1 s"):
-    era5.open_store("gs://weatherbench2/datasets/x.zarr", timeout_s=1.0,
+  with pytest.raises(era5_store.StoreUnavailableError, match="timed out after 1 s"):
+    era5_store.open_store("gs://weatherbench2/datasets/x.zarr", timeout_s=1.0,
                     storage_options={"endpoint_url": "http://127.0.0.1:9"})
   assert time.monotonic() - start < 3.0
 
@@ -135,9 +135,9 @@ def test_gs_open_unreachable_endpoint_times_out():
 def test_gs_open_error_is_wrapped(monkeypatch):
   import gcsfs
   monkeypatch.setattr(gcsfs, "GCSFileSystem", _BrokenFS)
-  with pytest.raises(era5.StoreUnavailableError,
+  with pytest.raises(era5_store.StoreUnavailableError,
                      match="gs://bucket/a.zarr.*Cannot connect.*offline"):
-    era5.open_store("gs://bucket/a.zarr", timeout_s=5)
+    era5_store.open_store("gs://bucket/a.zarr", timeout_s=5)
 
 
 def test_gs_options_are_anonymous_with_timeout(monkeypatch):
@@ -149,15 +149,15 @@ def test_gs_options_are_anonymous_with_timeout(monkeypatch):
 
   import gcsfs
   monkeypatch.setattr(gcsfs, "GCSFileSystem", Recorder)
-  with pytest.raises(era5.StoreUnavailableError):
-    era5.open_store("gs://bucket/a.zarr", timeout_s=7)
+  with pytest.raises(era5_store.StoreUnavailableError):
+    era5_store.open_store("gs://bucket/a.zarr", timeout_s=7)
   assert seen["token"] == "anon" and seen["requests_timeout"] == 7
 
 
 def test_registered_name_opens_subsampled(monkeypatch, store_path):
   monkeypatch.setattr(era5_store, "_gcs_mapper",
                       lambda path, timeout, options: store_path)
-  ds = era5.open_store("era5_1deg_6h")
+  ds = era5_store.open_store("era5_1deg_6h")
   assert ds.sizes["latitude"] == 19 and ds.sizes["longitude"] == 36
   assert ds["latitude"].values[0] == 90 and ds["latitude"].values[-1] == -90
 
@@ -182,8 +182,8 @@ def test_batch_layout(store):
       np.array(["2020-01-02T00", "2020-01-02T12"], "datetime64[h]"))
   assert "total_precipitation_12hr" not in inputs
   assert "total_precipitation_12hr" in targets
-  assert set(era5.PROGRESS_FORCINGS) <= set(inputs.data_vars)
-  assert set(forcings.data_vars) == set(era5.PROGRESS_FORCINGS)
+  assert set(era5_schema.PROGRESS_FORCINGS) <= set(inputs.data_vars)
+  assert set(forcings.data_vars) == set(era5_schema.PROGRESS_FORCINGS)
   assert forcings["day_progress_sin"].dims == ("batch", "time", "lon")
   assert forcings["year_progress_cos"].dims == ("batch", "time")
   assert inputs["land_sea_mask"].dims == ("lat", "lon")
@@ -232,7 +232,7 @@ def test_progress_forcings_match_brute_force(store):
         assert forcings["day_progress_cos"].values[b, t, j] == pytest.approx(
             np.cos(2 * np.pi * day), abs=1e-5)
   # 12 UTC at 90 E is 18 h local: day progress 0.75, sin = -1.
-  noon = era5.progress_forcings(np.array(["2020-06-01T12"], "datetime64[s]"),
+  noon = era5_schema.progress_forcings(np.array(["2020-06-01T12"], "datetime64[s]"),
                                 np.array([90.0]))
   assert noon["day_progress_sin"][0, 0] == pytest.approx(-1.0, abs=1e-6)
 
@@ -257,7 +257,7 @@ def test_precipitation_12h_is_derived_from_6h(store, raw):
 def test_round_trip_back_to_wb2(store, raw):
   _, targets, _ = batch(store, target_steps=2)
   sample = targets.isel(batch=[1]).expand_dims(sample=3)
-  back = era5.from_gencast_output(sample, latitude_descending=True)
+  back = era5_batches.from_gencast_output(sample, latitude_descending=True)
   assert "realization" in back.dims and "latitude" in back.dims
   assert back.sizes["realization"] == 3
   valid = np.array(["2020-01-03T00", "2020-01-03T12"], "datetime64[ns]")
@@ -274,20 +274,20 @@ def test_round_trip_back_to_wb2(store, raw):
                             else truth[name])
   # Without the datetime coordinate the init time is passed explicitly.
   bare = targets.isel(batch=[1]).drop_vars("datetime")
-  back2 = era5.from_gencast_output(bare, init_time="2020-01-02T12")
+  back2 = era5_batches.from_gencast_output(bare, init_time="2020-01-02T12")
   np.testing.assert_array_equal(back2["time"].values, valid)
 
 
 def test_round_trip_errors(store):
   _, targets, _ = batch(store)
   with pytest.raises(ValueError, match="batch = 2"):
-    era5.from_gencast_output(targets)
+    era5_batches.from_gencast_output(targets)
   with pytest.raises(ValueError, match="pass init_time"):
-    era5.from_gencast_output(targets.isel(batch=[0]).drop_vars("datetime"))
+    era5_batches.from_gencast_output(targets.isel(batch=[0]).drop_vars("datetime"))
   with pytest.raises(ValueError, match="disagrees"):
-    era5.from_gencast_output(targets.isel(batch=[0]), init_time="2020-01-01")
+    era5_batches.from_gencast_output(targets.isel(batch=[0]), init_time="2020-01-01")
   with pytest.raises(ValueError, match="strictly ascending"):
-    era5.from_gencast_output(targets.isel(batch=[0], lat=slice(None, None, -1)))
+    era5_batches.from_gencast_output(targets.isel(batch=[0], lat=slice(None, None, -1)))
 
 
 # ------------------------------------------------------------- validation --
@@ -343,18 +343,18 @@ def test_nan_sst_over_sea_and_nan_elsewhere_are_rejected(raw):
 
 def test_validate_gencast_dataset(store):
   inputs, _, _ = batch(store)
-  era5.validate_gencast_dataset(inputs)
+  era5_schema.validate_gencast_dataset(inputs)
   with pytest.raises(ValueError, match="no 'time'"):
-    era5.validate_gencast_dataset(inputs.drop_vars("time"))
+    era5_schema.validate_gencast_dataset(inputs.drop_vars("time"))
   with pytest.raises(ValueError, match="timedelta"):
-    era5.validate_gencast_dataset(inputs.assign_coords(
+    era5_schema.validate_gencast_dataset(inputs.assign_coords(
         time=inputs["datetime"].values[0]))
 
 
 # ----------------------------------------------------------- latlon_state --
 def test_latlon_state_stacks_channels(store, raw):
   frame = store.sel(time="2020-01-01T06")
-  state, channels = era5.latlon_state(
+  state, channels = era5_batches.latlon_state(
       frame, ["2m_temperature", "temperature", "land_sea_mask"], [850, 500])
   assert state.shape == (73, 144, 4) and state.dtype == np.float32
   assert channels == ["2m_temperature", "temperature@850", "temperature@500",
@@ -370,7 +370,7 @@ def test_latlon_state_stacks_channels(store, raw):
 
 def test_latlon_state_leading_dims_and_nan(store, raw):
   frames = store.isel(time=[0, 3])
-  state, channels = era5.latlon_state(
+  state, channels = era5_batches.latlon_state(
       frames, ["land_sea_mask", "geopotential"])
   assert state.shape == (2, 73, 144, 3)
   assert channels == ["land_sea_mask", "geopotential@500", "geopotential@850"]
@@ -378,12 +378,12 @@ def test_latlon_state_leading_dims_and_nan(store, raw):
   np.testing.assert_array_equal(
       state[1, ..., 2], raw["geopotential"].values[3, 1, ::-1])
   with pytest.raises(ValueError, match="'sea_surface_temperature' has"):
-    era5.latlon_state(frames, ["sea_surface_temperature"])
-  filled, _ = era5.latlon_state(frames, ["sea_surface_temperature"],
+    era5_batches.latlon_state(frames, ["sea_surface_temperature"])
+  filled, _ = era5_batches.latlon_state(frames, ["sea_surface_temperature"],
                                 fill_nan={"sea_surface_temperature": 271.0})
   land = raw["land_sea_mask"].values[::-1] > 0.5
   assert np.all(filled[:, land, 0] == 271.0)
   with pytest.raises(ValueError, match="not in the store"):
-    era5.latlon_state(frames, ["relative_humidity"])
+    era5_batches.latlon_state(frames, ["relative_humidity"])
   with pytest.raises(ValueError, match="level"):
-    era5.latlon_state(frames, ["geopotential"], levels=[300])
+    era5_batches.latlon_state(frames, ["geopotential"], levels=[300])

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from gencast_control import cli, era5_pilot, metrics, pipeline
-from gencast_control.config import load_config
-from gencast_control.controller import init_controller, save_controller
-from gencast_control.era5_store import StoreUnavailableError
-from gencast_control.era5_trajectories import (ERA5DataConfig, STD_ATTR,
+from gencast_control import cli, pipeline
+
+from gencast_control.evaluation import era5_pilot, metrics
+from gencast_control.core.config import load_config
+from gencast_control.core.controller import init_controller, save_controller
+from gencast_control.data.era5_store import StoreUnavailableError
+from gencast_control.data.era5_trajectories import (ERA5DataConfig, STD_ATTR,
                                                extract_splits)
 from tests.wb2_store import write_wb2_store
 

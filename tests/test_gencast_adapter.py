@@ -23,15 +23,15 @@ import xarray as xr  # noqa: E402
 from gencast_control.adapters import gencast as g  # noqa: E402
 from gencast_control.adapters import gencast_assets  # noqa: E402
 from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
-from gencast_control.checkpoint import CheckpointError  # noqa: E402
-from gencast_control.assimilation import rollout  # noqa: E402
-from gencast_control.controller import (  # noqa: E402
+from gencast_control.core.checkpoint import CheckpointError  # noqa: E402
+from gencast_control.core.assimilation import rollout  # noqa: E402
+from gencast_control.core.controller import (  # noqa: E402
     ControllerConfig, bind_controller)
-from gencast_control.controller_training import (  # noqa: E402
+from gencast_control.training.controller_training import (  # noqa: E402
     channel_scale, controller_loss_fn, window_batches)
-from gencast_control.networks import ConvNetConfig  # noqa: E402
-from gencast_control.observations import Preview  # noqa: E402
-from gencast_control.regimes import ObservationRegime  # noqa: E402
+from gencast_control.core.networks import ConvNetConfig  # noqa: E402
+from gencast_control.core.observations import Preview  # noqa: E402
+from gencast_control.core.regimes import ObservationRegime  # noqa: E402
 
 pytestmark = pytest.mark.gencast
 

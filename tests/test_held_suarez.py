@@ -13,7 +13,7 @@ pytest.importorskip("dinosaur", reason="the Held-Suarez system needs the"
                     " optional extra: pip install -e '.[sphere]'")
 
 from gencast_control import cli  # noqa: E402
-from gencast_control.pdes import held_suarez  # noqa: E402
+from gencast_control.systems import held_suarez  # noqa: E402
 
 # T10 on a 32 x 16 grid, 4 sigma levels; 30 days of spin-up (the jet forms
 # in about 20), then 3 / 2 / 2 days of 12-hourly states.

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencast_control.pdes.kolmogorov import (
+from gencast_control.systems.kolmogorov import (
     KolmogorovConfig, cfl_time_step, coarse_grid_points, coarsen,
     dissipation_rate, energy, energy_input, energy_spectrum, enstrophy,
     enstrophy_input, generate_kolmogorov_dataset, grid_points,

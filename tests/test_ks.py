@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from gencast_control import trajectories
-from gencast_control.pdes.ks import (KSConfig, generate_ks_dataset,
+from gencast_control.data import trajectories
+from gencast_control.systems.ks import (KSConfig, generate_ks_dataset,
                                      generate_ks_splits, ks_model_step,
                                      ks_random_initial_condition, ks_rollout,
                                      ks_solver_step, ks_total_variation,

@@ -4,7 +4,7 @@ localisation, and great-circle distances (no dinosaur needed)."""
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control import letkf
+from gencast_control.baselines import letkf
 
 
 def _problem(m=6, g=3, f=2, seed=0):

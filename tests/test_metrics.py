@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from gencast_control import metrics
+from gencast_control.evaluation import metrics
 
 RNG = np.random.default_rng(0)
 
@@ -296,7 +296,7 @@ def test_energy_spectrum_2d_parseval_single_mode_and_kolmogorov_match():
   _, e_jax = metrics.energy_spectrum_2d(jnp.asarray(u, jnp.float32))
   np.testing.assert_allclose(e_jax, e, rtol=1e-4, atol=1e-8)
   # Kinetic-energy spectrum of the Kolmogorov module = sum over (u, v).
-  from gencast_control.pdes import kolmogorov
+  from gencast_control.systems import kolmogorov
   omega = RNG.normal(size=(16, 16))
   omega -= omega.mean()
   vel = np.asarray(kolmogorov.velocity_from_vorticity(jnp.asarray(omega)))
@@ -336,7 +336,7 @@ def test_physics_metrics_and_relative_errors():
                              rtol=1e-12)
   np.testing.assert_allclose(metrics.enstrophy_error(1.1 * w, w), 0.21,
                              rtol=1e-12)
-  from gencast_control.pdes import kolmogorov
+  from gencast_control.systems import kolmogorov
   np.testing.assert_allclose(
       metrics.dissipation_2d(w, 0.01),
       np.asarray(kolmogorov.dissipation_rate(jnp.asarray(w), 0.01)),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gencast_control import obs_synthesis as obs
+from gencast_control.data import obs_synthesis as obs
 
 LAT = np.linspace(-90.0, 90.0, 19)  # the 10 deg grid with poles
 LON = np.arange(0.0, 360.0, 10.0)

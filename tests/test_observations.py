@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencast_control.observations import Observations
+from gencast_control.core.observations import Observations
 
 
 def _stream(num_times=6, n=5):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencast_control.regimes import ObservationRegime, sample_observations
+from gencast_control.core.regimes import ObservationRegime, sample_observations
 
 TRUTH = jnp.zeros((41, 200, 1))
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencast_control.samplers import (SamplerConfig, churn_factors,
+from gencast_control.core.samplers import (SamplerConfig, churn_factors,
                                       noise_levels, sample)
 
 MU, STD = 0.7, 0.5

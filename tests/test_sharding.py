@@ -15,8 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from gencast_control import sharding
-from gencast_control.controller_training import ControllerTrainingConfig
+from gencast_control.training import sharding
+from gencast_control.training.controller_training import ControllerTrainingConfig
 
 WORKER = Path(__file__).with_name("sharding_worker.py")
 
@@ -104,7 +104,7 @@ def test_initialize_distributed_after_jax_started_is_a_clear_error():
 @pytest.mark.gencast
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("GENCAST_CONTROL_SLOW_TESTS"),
-                    reason="about 3 min of CPU (two GenCast gradient"
+                    reason="about 7 min of CPU (two GenCast gradient"
                     " compilations): set GENCAST_CONTROL_SLOW_TESTS=1")
 def test_gencast_sharded_training_and_job(tmp_path):
   pytest.importorskip(

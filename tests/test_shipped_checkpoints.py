@@ -5,13 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencast_control import config as config_lib
+from gencast_control.core import config as config_lib
 from gencast_control import pipeline
 from gencast_control.adapters.grid import load_grid_ardm
-from gencast_control.assimilation import ensemble_rollout
-from gencast_control.controller import bind_controller, load_controller
-from gencast_control.experiment import get_system
-from gencast_control.regimes import sample_observations
+from gencast_control.core.assimilation import ensemble_rollout
+from gencast_control.core.controller import bind_controller, load_controller
+from gencast_control.systems.experiment import get_system
+from gencast_control.core.regimes import sample_observations
 
 
 @pytest.mark.parametrize("name, state_shape, variable", [

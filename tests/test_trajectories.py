@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from gencast_control import trajectories
-from gencast_control.trajectories import (TrajectoryDatasetError,
+from gencast_control.data import trajectories
+from gencast_control.data.trajectories import (TrajectoryDatasetError,
                                           array_to_trajectories,
                                           open_trajectories, split_dataset,
                                           trajectories_to_array,
@@ -213,7 +213,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, fmt,
 def test_ks_dataset_is_a_valid_trajectory_dataset(tmp_path):
   import jax
 
-  from gencast_control.pdes.ks import KSConfig, generate_ks_dataset
+  from gencast_control.systems.ks import KSConfig, generate_ks_dataset
   ds = generate_ks_dataset(jax.random.PRNGKey(0), 2, 3,
                            KSConfig(num_points=16, domain_length=12.0),
                            burn_in_steps=2)

@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control.ardm import ControllerInputs, FrozenARDM
-from gencast_control.networks import ConvNet, ConvNetConfig, fourier_embedding
-from gencast_control.observations import Preview
+from gencast_control.core.ardm import ControllerInputs, FrozenARDM
+from gencast_control.core.networks import ConvNet, ConvNetConfig, fourier_embedding
+from gencast_control.core.observations import Preview
 
 
 # Initial background std b of the head's gain, in normalised units (about the
@@ -216,7 +216,7 @@ def bind_controller(config: ControllerConfig, periodic: Sequence[bool],
 def save_controller(path, params: hk.Params, config: ControllerConfig,
                     ardm: FrozenARDM, metadata: dict | None = None):
   """Saves u_psi with its config and the fingerprint of the ARDM it steers."""
-  from gencast_control import checkpoint, config as config_lib
+  from gencast_control.core import checkpoint, config as config_lib
   meta = dict(metadata or {}, kind="controller",
               config=config_lib.to_dict(config),
               ardm_fingerprint=ardm.fingerprint,
@@ -230,7 +230,7 @@ def config_from_metadata(path, meta: dict) -> ControllerConfig:
   Checkpoints written before `error_std_channel` existed lack the field; their
   encoder had no error-std input, so it reads as False.
   """
-  from gencast_control import checkpoint, config as config_lib
+  from gencast_control.core import checkpoint, config as config_lib
   try:
     fields = dict(meta["config"])
     fields.setdefault("error_std_channel", False)
@@ -242,7 +242,7 @@ def config_from_metadata(path, meta: dict) -> ControllerConfig:
 
 def load_controller(path, ardm: FrozenARDM):
   """Loads (config, params, metadata) and checks it was trained for `ardm`."""
-  from gencast_control import checkpoint
+  from gencast_control.core import checkpoint
   params, meta = checkpoint.load_checkpoint(path, expected_kind="controller")
   if meta.get("ardm_fingerprint") != ardm.fingerprint:
     raise checkpoint.CheckpointError(

@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from gencast_control.observations import Preview
+from gencast_control.core.observations import Preview
 
 
 class ControllerInputs(NamedTuple):
@@ -99,5 +99,5 @@ class FrozenARDM(abc.ABC):
     Returns:
       (x_{n+1} [*spatial, C], control energy: per sub-step [S], or a scalar,
       with e_s = mean(d_s^2) / (2 sigma_hat_s^2) of the control's displacement
-      d_s (gencast_control.samplers)).
+      d_s (gencast_control.core.samplers)).
     """

@@ -1,4 +1,9 @@
-"""The built-in PDE systems (Kuramoto-Sivashinsky, Kolmogorov flow)."""
+"""The systems: built-in simulators and the experiment registry.
+
+ks (Kuramoto-Sivashinsky), kolmogorov (2-D Kolmogorov flow), etdrk4 (their
+shared time stepper), held_suarez (the Held-Suarez atmosphere with dinosaur),
+experiment (ExperimentConfig and the data step of each system).
+"""
 
 import math
 

@@ -63,15 +63,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control import assimilation, baselines, metrics, pipeline, plots
-from gencast_control.checkpoint import atomic_write, to_strict_json
-from gencast_control.config import load_config
-from gencast_control.controller import bind_controller
+from gencast_control import pipeline
+
+from gencast_control.baselines import guidance as baselines
+
+from gencast_control.core import assimilation
+
+from gencast_control.evaluation import metrics, plots
+from gencast_control.core.checkpoint import atomic_write, to_strict_json
+from gencast_control.core.config import load_config
+from gencast_control.core.controller import bind_controller
 from gencast_control.demo import test_trajectories
-from gencast_control.experiment import ExperimentConfig, get_system
-from gencast_control.observations import Observations
-from gencast_control.regimes import sample_observations
-from gencast_control.trajectories import trajectories_to_array
+from gencast_control.systems.experiment import ExperimentConfig, get_system
+from gencast_control.core.observations import Observations
+from gencast_control.core.regimes import sample_observations
+from gencast_control.data.trajectories import trajectories_to_array
 
 METHODS = ("controlled", "unguided", "dps", "sda", "repaint", "enkf")
 STARTS = ("truth", "cold")

@@ -29,9 +29,9 @@ import pandas as pd
 import xarray as xr
 
 from gencast_control.configs import stores as store_registry
-from gencast_control.era5_schema import (check_variables, format_timedelta,
+from gencast_control.data.era5_schema import (check_variables, format_timedelta,
                                          standardize_grid, store_time_step)
-from gencast_control.era5_store import open_store
+from gencast_control.data.era5_store import open_store
 
 SPATIAL_DIMS = ("latitude", "longitude")
 MEAN_ATTR, STD_ATTR = "normalization_mean", "normalization_std"

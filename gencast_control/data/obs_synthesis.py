@@ -22,7 +22,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from gencast_control.observations import Observations
+from gencast_control.core.observations import Observations
 
 EARTH_DEGREES = 360.0
 

@@ -35,7 +35,7 @@ P = <|grad omega|^2> / 2):
 Time stepping: exponential time differencing RK4, ETDRK4 (Cox & Matthews 2002,
 J. Comput. Phys. 176, 430), with the coefficients computed by the contour
 integrals of Kassam & Trefethen 2005 (SIAM J. Sci. Comput. 26, 1214), as in
-`gencast_control.pdes.ks` (both through gencast_control.pdes.etdrk4). The
+`gencast_control.systems.ks` (both through gencast_control.systems.etdrk4). The
 diagonal linear part L(k) = -nu |k|^2 - alpha is integrated exactly (no viscous time-step limit); the advection and the
 constant forcing go through the four RK stages (a constant forcing and a steady
 state L w + f = 0 are reproduced exactly). With L = 0 (nu = alpha = 0) the
@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gencast_control.pdes import check_time_steps, etdrk4
+from gencast_control.systems import check_time_steps, etdrk4
 
 SYSTEM_NAME = "kolmogorov"
 DOMAIN_LENGTH = 2 * math.pi
@@ -565,7 +565,7 @@ def generate_kolmogorov_splits(out_dir, seed: int | jax.Array,
 
   seed is an int or a PRNG key; split i uses jax.random.fold_in(key, i).
   """
-  from gencast_control import trajectories  # local: keeps this module light
+  from gencast_control.data import trajectories  # local: keeps this module light
 
   if len(counts) != 3:
     raise ValueError(f"counts must be (train, validation, test), got {counts}")

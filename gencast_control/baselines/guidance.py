@@ -35,12 +35,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from gencast_control import enkf
+from gencast_control.baselines import enkf
 from gencast_control.adapters.grid import GridARDM
-from gencast_control.assimilation import (ensemble_program, member_histories,
+from gencast_control.core.assimilation import (ensemble_program, member_histories,
                                          member_keys)
-from gencast_control.observations import Observations
-from gencast_control.samplers import _move, noise_levels, sample
+from gencast_control.core.observations import Observations
+from gencast_control.core.samplers import _move, noise_levels, sample
 
 METHODS = ("unguided", "dps", "sda", "repaint", "enkf")
 

@@ -6,7 +6,7 @@ window of L forecast steps with the preview buffer of each step and minimise
     J(psi) = E[ (1/L) sum_{j=1..L} score_j  +  lambda (1/L) sum_{n,s} e_{n,s} ],
 
 with e_{n,s} = mean(d_{n,s}^2) / (2 sigma_hat_s^2) the control's KL cost per
-sub-step (gencast_control.samplers) and score_j one of three objectives
+sub-step (gencast_control.core.samplers) and score_j one of three objectives
 (`ControllerTrainingConfig.objective`):
 
 * "state" (twin experiments, simulations: the true trajectory is known
@@ -52,14 +52,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control.config import require
-from gencast_control import sharding, training_loop
-from gencast_control.ardm import FrozenARDM
-from gencast_control.assimilation import rollout
-from gencast_control.controller import (ControllerConfig, bind_controller,
+from gencast_control.core.config import require
+from gencast_control.training import sharding, training_loop
+from gencast_control.core.ardm import FrozenARDM
+from gencast_control.core.assimilation import rollout
+from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                         init_controller)
-from gencast_control.observations import Observations
-from gencast_control.regimes import ObservationRegime, sample_observations
+from gencast_control.core.observations import Observations
+from gencast_control.core.regimes import ObservationRegime, sample_observations
 
 OBJECTIVES = ("state", "heldout", "observations")
 
@@ -86,7 +86,7 @@ class ControllerTrainingConfig:
     validate_every: training steps between validation rollouts (0: none).
     validation_steps: length of a validation rollout (cold start).
     validation_members: ensemble members of a validation rollout.
-    shard_batch: split each batch over a device mesh (gencast_control.sharding:
+    shard_batch: split each batch over a device mesh (gencast_control.training.sharding:
       axis "batch", parameters replicated); batch_size must be a multiple of
       the number of devices used. Multi-host jobs call
       sharding.initialize_distributed() first.
@@ -430,7 +430,7 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
   With training.validate_every and validation_data, the parameters of the
   best validation CRPS are returned (and kept in workdir/best.npz).
   context, validation_context: the model's per-time context of the
-  trajectories (leaves [N, T, ...], gencast_control.ardm), for models that
+  trajectories (leaves [N, T, ...], gencast_control.core.ardm), for models that
   take one (GenCast's forcings); None otherwise. The trajectories stay in
   host memory; each step's windows are drawn there (window_batches).
 

@@ -15,8 +15,8 @@ and one step
     a = E2 v + Q N(v),  b = E2 v + Q N(a),  c = E2 a + Q (2 N(b) - N(v)),
     v' = E v + f1 N(v) + 2 f2 (N(a) + N(b)) + f3 N(c),
 
-with E = e^z, E2 = e^{z/2}. Shared by the spectral solvers of pdes/ks.py and
-pdes/kolmogorov.py.
+with E = e^z, E2 = e^{z/2}. Shared by the spectral solvers of systems/ks.py and
+systems/kolmogorov.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ phi-functions are evaluated by the contour-integral mean of Kassam & Trefethen
 2005 (SIAM J. Sci. Comput. 26, 1214, eq. 2.5-2.6: M = 32 points on a circle of
 radius 1 around each h c(k)); this avoids the cancellation error of the direct
 formulae for small |h c(k)|. The scheme is fourth order in h (shared with
-the Kolmogorov solver: gencast_control.pdes.etdrk4).
+the Kolmogorov solver: gencast_control.systems.etdrk4).
 
 The mode k = 0 has c = 0 and N = 0, so the spatial mean of u is conserved
 exactly (up to rounding).
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gencast_control.pdes import check_time_steps, etdrk4
+from gencast_control.systems import check_time_steps, etdrk4
 
 SYSTEM_NAME = "kuramoto_sivashinsky"
 
@@ -249,7 +249,7 @@ def generate_ks_splits(out_dir, seed: int | jax.Array,
   seed is an int or a PRNG key; split i uses jax.random.fold_in(key, i), so
   the splits are independent and each is reproducible on its own.
   """
-  from gencast_control import trajectories  # local: keeps ks.py import-light
+  from gencast_control.data import trajectories  # local: keeps ks.py import-light
 
   if len(counts) != 3:
     raise ValueError(f"counts must be (train, validation, test), got {counts}")

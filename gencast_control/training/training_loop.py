@@ -8,7 +8,7 @@ batch) with batch = batches(fold_in(key, i))), for training data that lives in
 host memory (GenCast's examples, long trajectory archives). Checkpoints are atomic
 (checkpoint.save_training_state); losses go to a JSON-lines log and a tqdm bar.
 
-With a device mesh (gencast_control.sharding) the state is replicated on every
+With a device mesh (gencast_control.training.sharding) the state is replicated on every
 device, before the first step and after restoring a checkpoint, and the jitted
 step keeps it replicated (in/out shardings); loss_fn shards its batch over the
 mesh. Only process 0 writes checkpoints and logs.
@@ -48,8 +48,8 @@ import numpy as np
 import optax
 import tqdm
 
-from gencast_control import checkpoint
-from gencast_control import sharding as sharding_lib
+from gencast_control.core import checkpoint
+from gencast_control.training import sharding as sharding_lib
 
 # loss_fn(params, key[, batch]) -> (loss, metrics dict of scalars)
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]

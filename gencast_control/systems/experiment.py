@@ -13,12 +13,12 @@ from typing import Any, Callable
 import jax
 import xarray as xr
 
-from gencast_control.config import require
+from gencast_control.core.config import require
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.ardm_training import ARDMTrainingConfig
-from gencast_control.controller import ControllerConfig
-from gencast_control.controller_training import ControllerTrainingConfig
-from gencast_control.regimes import ObservationRegime
+from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.core.controller import ControllerConfig
+from gencast_control.training.controller_training import ControllerTrainingConfig
+from gencast_control.core.regimes import ObservationRegime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +109,10 @@ class System:
 def get_system(name: str) -> System:
   """Looks up a built-in system (imports its solver lazily)."""
   if name == "ks":
-    from gencast_control.pdes import ks
+    from gencast_control.systems import ks
     return System("ks", ("u",), ("x",), ks.generate_ks_dataset)
   if name == "kolmogorov":
-    from gencast_control.pdes import kolmogorov
+    from gencast_control.systems import kolmogorov
     return System("kolmogorov", ("vorticity",), ("x", "y"),
                   kolmogorov.generate_kolmogorov_dataset)
   if name == "era5":
@@ -154,7 +154,7 @@ def simulate_splits(config: ExperimentConfig) -> dict[str, xr.Dataset]:
                      " train/validation/test splits (see the README, Bring"
                      " your own data) instead of simulating")
   if system.generate is None:
-    from gencast_control import era5_trajectories
+    from gencast_control.data import era5_trajectories
     return era5_trajectories.extract_splits(config.pde, data.num_steps, counts,
                                             config.ardm.state_shape)
   return {

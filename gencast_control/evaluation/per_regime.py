@@ -12,9 +12,11 @@ from typing import Sequence
 
 import numpy as np
 
-from gencast_control import metrics, pipeline, plots
-from gencast_control.checkpoint import atomic_write, write_json
-from gencast_control.experiment import ExperimentConfig
+from gencast_control import pipeline
+
+from gencast_control.evaluation import metrics, plots
+from gencast_control.core.checkpoint import atomic_write, write_json
+from gencast_control.systems.experiment import ExperimentConfig
 
 
 def evaluate_regimes(config: ExperimentConfig, ardm, controller_config,

@@ -429,7 +429,7 @@ def energy_spectrum_2d(field, axes: tuple[int, int] = (-2, -1),
   over all shells k = 0..round(N / sqrt 2), so sum_k E(k) = mean(u^2) / 2
   exactly (Parseval); shells beyond N/2 are only partly filled by the square
   grid. Summing the spectra of the velocity components (u, v) gives the
-  kinetic-energy spectrum of `pdes.kolmogorov.energy_spectrum`. Returns
+  kinetic-energy spectrum of `systems.kolmogorov.energy_spectrum`. Returns
   (wavenumbers 2 pi k / L [K], E [..., K]); the two `axes` are removed.
   """
   xp = _xp(field)

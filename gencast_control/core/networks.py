@@ -15,7 +15,7 @@ from typing import Sequence
 import haiku as hk
 import jax
 import jax.numpy as jnp
-from gencast_control.config import require
+from gencast_control.core.config import require
 
 
 @dataclasses.dataclass(frozen=True)

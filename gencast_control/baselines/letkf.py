@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control.enkf import gaspari_cohn
+from gencast_control.baselines.enkf import gaspari_cohn
 
 EARTH_RADIUS_KM = 6371.0
 

@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from gencast_control.configs import stores as store_registry
-from gencast_control.era5_schema import format_timedelta
+from gencast_control.data.era5_schema import format_timedelta
 
 
 class StoreUnavailableError(ConnectionError):

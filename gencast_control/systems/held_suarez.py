@@ -40,9 +40,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gencast_control import enkf, letkf
-from gencast_control.checkpoint import atomic_write
-from gencast_control.era5_trajectories import ERA5DataConfig
+from gencast_control.baselines import enkf, letkf
+from gencast_control.core.checkpoint import atomic_write
+from gencast_control.data.era5_trajectories import ERA5DataConfig
 
 LEVEL_VARIABLES = ("temperature", "u_component_of_wind",
                    "v_component_of_wind", "geopotential")

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control.observations import Observations
+from gencast_control.core.observations import Observations
 
 
 @dataclasses.dataclass(frozen=True)

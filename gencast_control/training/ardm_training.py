@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control.config import require
-from gencast_control import training_loop
+from gencast_control.core.config import require
+from gencast_control.training import training_loop
 from gencast_control.adapters.grid import GridARDM, GridARDMConfig, Normalization
 
 

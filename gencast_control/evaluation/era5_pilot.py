@@ -10,7 +10,7 @@ validation split, or for the simulated Held-Suarez store one of the
 validation member's model states). On the Held-Suarez store a fourth
 method, "letkf", is the perfect-model reference: a localised ensemble
 transform Kalman filter with dinosaur, the model that made the truth, as
-its model (`pdes.held_suarez.PerfectModelFilter`), from the same cold start.
+its model (`systems.held_suarez.PerfectModelFilter`), from the same cold start.
 
 Scores follow WeatherBench2 (Rasp et al. 2024) on the lat/lon grid, over lead
 times t = 1..T (t = 0 is the initial state), with w_i the cell-area latitude
@@ -35,14 +35,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control import metrics, pipeline, plots, trajectories
+from gencast_control import pipeline
+
+from gencast_control.data import trajectories
+
+from gencast_control.evaluation import metrics, plots
 from gencast_control.adapters.grid import GridARDM
-from gencast_control.baselines import assimilate_baseline
-from gencast_control.checkpoint import atomic_write, write_json
-from gencast_control.controller import bind_controller
-from gencast_control.era5_trajectories import channel_stds
-from gencast_control.experiment import ExperimentConfig, state_variables
-from gencast_control.regimes import ObservationRegime
+from gencast_control.baselines.guidance import assimilate_baseline
+from gencast_control.core.checkpoint import atomic_write, write_json
+from gencast_control.core.controller import bind_controller
+from gencast_control.data.era5_trajectories import channel_stds
+from gencast_control.systems.experiment import ExperimentConfig, state_variables
+from gencast_control.core.regimes import ObservationRegime
 
 METHODS = ("unguided", "controlled", "dps", "letkf")
 STARTS = ("cold", "truth")
@@ -247,8 +251,8 @@ def _perfect_model(config: ExperimentConfig, data_dir, ds):
   simulation = getattr(config.pde, "simulation", None)
   if simulation is None:
     return None
-  from gencast_control.era5_trajectories import MEAN_ATTR
-  from gencast_control.pdes import held_suarez
+  from gencast_control.data.era5_trajectories import MEAN_ATTR
+  from gencast_control.systems import held_suarez
   store = config.pde.store or Path(data_dir) / "heldsuarez.zarr"
   states = held_suarez.states_path(store)
   if not states.exists():

@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control.observations import Observations
-from gencast_control.pdes.kolmogorov import (KolmogorovConfig, coarsen,
+from gencast_control.core.observations import Observations
+from gencast_control.systems.kolmogorov import (KolmogorovConfig, coarsen,
                                              kolmogorov_model_step)
-from gencast_control.pdes.ks import KSConfig, ks_model_step
+from gencast_control.systems.ks import KSConfig, ks_model_step
 
 # Fields of EnKFOptions that shape the compiled program (not traced numbers).
 STATIC_FIELDS = ("pde_config", "ks_config", "obs_capacity")

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gencast_control.era5_schema import (PROGRESS_FORCINGS, as_datetimes,
+from gencast_control.data.era5_schema import (PROGRESS_FORCINGS, as_datetimes,
                                          check_nans, check_variables,
                                          format_timedelta, progress_forcings,
                                          standardize_grid, store_time_step,

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gencast_control.ardm import ControllerFn, FrozenARDM
-from gencast_control.observations import Observations
+from gencast_control.core.ardm import ControllerFn, FrozenARDM
+from gencast_control.core.observations import Observations
 
 
 def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
@@ -44,7 +44,7 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
       run's last state (data-assimilation cycling) draws the keys of one run
       over both periods.
     context: the model's per-step inputs over times -h+1..T (leaves
-      [h + T, ...], gencast_control.ardm); step n gets times n-h+1..n+1.
+      [h + T, ...], gencast_control.core.ardm); step n gets times n-h+1..n+1.
 
   Returns:
     (states [T+1, *spatial, C] with states[0] = history[-1], the control
