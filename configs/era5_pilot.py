@@ -23,7 +23,7 @@ from gencast_control.core.controller import ControllerConfig
 from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.data.era5_trajectories import ERA5DataConfig
 from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
-                                        ExperimentConfig)
+                                                ExperimentConfig)
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.core.samplers import SamplerConfig

@@ -29,10 +29,10 @@ from gencast_control.training.ardm_training import ARDMTrainingConfig
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
-                                        ExperimentConfig)
+                                                ExperimentConfig)
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.systems.held_suarez import (HeldSuarezConfig,
-                                              HeldSuarezDataConfig)
+                                                 HeldSuarezDataConfig)
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.core.samplers import SamplerConfig
 

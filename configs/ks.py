@@ -17,7 +17,7 @@ from gencast_control.training.ardm_training import ARDMTrainingConfig
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
-                                        ExperimentConfig)
+                                                ExperimentConfig)
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.systems.ks import KSConfig
 from gencast_control.core.regimes import ObservationRegime

@@ -24,10 +24,10 @@ from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
 from gencast_control.training.ardm_training import train_ardm
 from gencast_control.core.assimilation import ensemble_rollout, ensemble_to_dataset
 from gencast_control.core.controller import (bind_controller, load_controller,
-                                        save_controller)
+                                             save_controller)
 from gencast_control.training.controller_training import train_controller
 from gencast_control.systems.experiment import (ExperimentConfig, get_system,
-                                        spatial_dims, state_variables)
+                                                spatial_dims, state_variables)
 from gencast_control.core.observations import Observations
 from gencast_control.core.regimes import ObservationRegime, sample_observations
 

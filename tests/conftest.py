@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 
 from gencast_control.adapters.grid import GridARDMConfig  # noqa: E402
 from gencast_control.training.ardm_training import (ARDMTrainingConfig,  # noqa: E402
-                                           train_ardm)
+                                                    train_ardm)
 from gencast_control.core.networks import ConvNetConfig  # noqa: E402
 from gencast_control.systems.ks import KSConfig, generate_ks_dataset  # noqa: E402
 from gencast_control.core.samplers import SamplerConfig  # noqa: E402

@@ -16,7 +16,7 @@ from gencast_control.adapters.grid import save_grid_ardm
 from gencast_control.baselines.guidance import assimilate_baseline
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import (ControllerConfig, init_controller,
-                                        save_controller)
+                                             save_controller)
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.regimes import sample_observations
 from tests.conftest import TINY_ARDM

@@ -14,7 +14,7 @@ from gencast_control.training import training_loop
 from gencast_control.adapters.grid import load_grid_ardm, save_grid_ardm
 from gencast_control.core.checkpoint import CheckpointError
 from gencast_control.core.controller import (ControllerConfig, init_controller,
-                                        load_controller, save_controller)
+                                             load_controller, save_controller)
 
 
 def test_ardm_and_controller_round_trip(tmp_path, tiny_ardm):

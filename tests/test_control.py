@@ -7,9 +7,9 @@ import pytest
 
 from gencast_control.core.assimilation import ensemble_rollout, ensemble_to_dataset
 from gencast_control.core.controller import (ControllerConfig, bind_controller,
-                                        init_controller)
+                                             init_controller)
 from gencast_control.training.controller_training import (ControllerTrainingConfig,
-                                                 train_controller)
+                                                          train_controller)
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.regimes import ObservationRegime, sample_observations
 

@@ -15,9 +15,9 @@ from gencast_control.training import training_loop
 from gencast_control.core.ardm import ControllerInputs
 from gencast_control.core.assimilation import ensemble_rollout
 from gencast_control.core.controller import (ControllerConfig, bind_controller,
-                                        config_from_metadata, init_controller)
+                                             config_from_metadata, init_controller)
 from gencast_control.training.controller_training import (ControllerTrainingConfig,
-                                                 fair_crps, window_score)
+                                                          fair_crps, window_score)
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.observations import Observations, Preview
 

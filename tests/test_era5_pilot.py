@@ -19,7 +19,7 @@ from gencast_control.core.config import load_config
 from gencast_control.core.controller import init_controller, save_controller
 from gencast_control.data.era5_store import StoreUnavailableError
 from gencast_control.data.era5_trajectories import (ERA5DataConfig, STD_ATTR,
-                                               extract_splits)
+                                                    extract_splits)
 from tests.wb2_store import write_wb2_store
 
 NUM_LAT, NUM_LON = 8, 16

@@ -10,10 +10,10 @@ from scipy.integrate import solve_ivp
 
 from gencast_control.data import trajectories
 from gencast_control.systems.ks import (KSConfig, generate_ks_dataset,
-                                     generate_ks_splits, ks_model_step,
-                                     ks_random_initial_condition, ks_rollout,
-                                     ks_solver_step, ks_total_variation,
-                                     make_solver_step)
+                                        generate_ks_splits, ks_model_step,
+                                        ks_random_initial_condition, ks_rollout,
+                                        ks_solver_step, ks_total_variation,
+                                        make_solver_step)
 
 # Kassam & Trefethen 2005, section 6 (their kursiv.m).
 KT = KSConfig(num_points=128, domain_length=32 * math.pi, solver_dt=0.25,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gencast_control.core.samplers import (SamplerConfig, churn_factors,
-                                      noise_levels, sample)
+                                           noise_levels, sample)
 
 MU, STD = 0.7, 0.5
 

@@ -8,11 +8,11 @@ import xarray as xr
 
 from gencast_control.data import trajectories
 from gencast_control.data.trajectories import (TrajectoryDatasetError,
-                                          array_to_trajectories,
-                                          open_trajectories, split_dataset,
-                                          trajectories_to_array,
-                                          validate_trajectories, write_dataset,
-                                          write_splits)
+                                               array_to_trajectories,
+                                               open_trajectories, split_dataset,
+                                               trajectories_to_array,
+                                               validate_trajectories, write_dataset,
+                                               write_splits)
 
 
 def _dataset(num_trajectories=10, num_times=4, shape=(3, 5)):

@@ -36,7 +36,7 @@ import numpy as np
 
 from gencast_control.core.observations import Observations
 from gencast_control.systems.kolmogorov import (KolmogorovConfig, coarsen,
-                                             kolmogorov_model_step)
+                                                kolmogorov_model_step)
 from gencast_control.systems.ks import KSConfig, ks_model_step
 
 # Fields of EnKFOptions that shape the compiled program (not traced numbers).

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from gencast_control.baselines import enkf
 from gencast_control.adapters.grid import GridARDM
 from gencast_control.core.assimilation import (ensemble_program, member_histories,
-                                         member_keys)
+                                               member_keys)
 from gencast_control.core.observations import Observations
 from gencast_control.core.samplers import _move, noise_levels, sample
 

@@ -30,11 +30,11 @@ import pandas as pd
 import xarray as xr
 
 from gencast_control.data.era5_schema import (PROGRESS_FORCINGS, as_datetimes,
-                                         check_nans, check_variables,
-                                         format_timedelta, progress_forcings,
-                                         standardize_grid, store_time_step,
-                                         time_indices, to_wb2_names,
-                                         validate_gencast_dataset)
+                                              check_nans, check_variables,
+                                              format_timedelta, progress_forcings,
+                                              standardize_grid, store_time_step,
+                                              time_indices, to_wb2_names,
+                                              validate_gencast_dataset)
 
 SURFACE_TARGETS = ("2m_temperature", "mean_sea_level_pressure",
                    "10m_v_component_of_wind", "10m_u_component_of_wind",

@@ -30,7 +30,7 @@ import xarray as xr
 
 from gencast_control.configs import stores as store_registry
 from gencast_control.data.era5_schema import (check_variables, format_timedelta,
-                                         standardize_grid, store_time_step)
+                                              standardize_grid, store_time_step)
 from gencast_control.data.era5_store import open_store
 
 SPATIAL_DIMS = ("latitude", "longitude")

@@ -57,7 +57,7 @@ from gencast_control.training import sharding, training_loop
 from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.assimilation import rollout
 from gencast_control.core.controller import (ControllerConfig, bind_controller,
-                                        init_controller)
+                                             init_controller)
 from gencast_control.core.observations import Observations
 from gencast_control.core.regimes import ObservationRegime, sample_observations
 
