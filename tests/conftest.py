@@ -90,3 +90,18 @@ def tiny_run(tmp_path_factory):
   save_grid_ardm(paths["B"], GridARDM(a.config, b_params, a.normalization),
                  {"system": meta["system"]})
   return paths
+
+
+# The test files that take longest on 2 cores (pytest --durations, 2026-12-02),
+# longest first. pytest-xdist (--dist loadfile) hands out files in collection
+# order, so starting with these keeps one slow file from running alone at the
+# end while the other worker idles.
+SLOW_FILES = ("test_held_suarez.py", "test_sharding.py", "test_cli.py",
+              "test_control.py", "test_notebooks.py", "test_bad_input.py",
+              "test_era5_pilot.py", "test_benchmark.py",
+              "test_assimilate_files.py", "test_shipped_checkpoints.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOW_FILES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
