@@ -110,7 +110,8 @@ class GridARDM(FrozenARDM):
   def init_params(config: GridARDMConfig, key: jax.Array) -> hk.Params:
     spatial = config.state_shape[:-1]
     channels = config.state_shape[-1]
-    return _denoiser_network(config).init(
+    # jit: one compiled program instead of one per op of an eager init.
+    return jax.jit(_denoiser_network(config).init)(
         key, jnp.zeros(config.state_shape), jnp.zeros(()),
         jnp.zeros(tuple(spatial) + (config.history_length * channels,)))
 

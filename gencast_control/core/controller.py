@@ -177,7 +177,8 @@ def init_controller(config: ControllerConfig, ardm: FrozenARDM,
       preview=Preview(frames, frames,
                       jnp.arange(1, config.horizon + 1, dtype=jnp.float32),
                       frames))
-  return make_controller(config, ardm.periodic).init(key, dummy)
+  # One compiled program: op-by-op (eager) init compiles every op alone.
+  return jax.jit(make_controller(config, ardm.periodic).init)(key, dummy)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
