@@ -40,7 +40,7 @@ from gencast_control.adapters.grid import GridARDM
 from gencast_control.core.assimilation import (ensemble_program, member_histories,
                                                member_keys)
 from gencast_control.core.observations import Observations
-from gencast_control.core.samplers import _move, noise_levels, sample
+from gencast_control.core.samplers import noise_levels, sample, solver_move
 
 METHODS = ("unguided", "dps", "sda", "repaint", "enkf")
 
@@ -149,8 +149,8 @@ def _control(method, ardm: GridARDM, options, denoise, last, y, mask,
     sigma_next = sigmas[s + 1]
     z_new = jax.lax.cond(
         sigma_next > 0,
-        lambda: _move(config.method, denoise, z_hat, denoised, sigma_hat,
-                      jnp.maximum(sigma_next, 1e-12)),
+        lambda: solver_move(config.method, denoise, z_hat, denoised,
+                            sigma_hat, jnp.maximum(sigma_next, 1e-12)),
         lambda: denoised)
     eps = jax.random.normal(jax.random.fold_in(key, s), z_hat.shape)
     z_obs = z_target + sigma_next * eps

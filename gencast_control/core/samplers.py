@@ -120,9 +120,11 @@ def churn_factors(config: SamplerConfig) -> np.ndarray:
   return np.where(on, gamma, 0.0).astype(np.float32)
 
 
-def _move(method: str, denoise: DenoiseFn, z_hat, denoised, sigma_hat,
-          sigma_next):
-  """Moves z_hat from sigma_hat to sigma_next > 0 given D(z_hat, sigma_hat)."""
+def solver_move(method: str, denoise: DenoiseFn, z_hat, denoised, sigma_hat,
+                sigma_next):
+  """Moves z_hat from sigma_hat to sigma_next > 0 given D(z_hat, sigma_hat):
+  one sub-step of `method` without control (public for guidance rules,
+  gencast_control.baselines.guidance)."""
   if method == "euler":
     return z_hat + (sigma_next - sigma_hat) * (z_hat - denoised) / sigma_hat
   if method == "heun":
@@ -188,8 +190,8 @@ def sample(
     z, energy = carry
     z_hat, sigma_hat = churned(z, s)
     denoised = denoise(z_hat, sigma_hat)
-    z_new = _move(config.method, denoise, z_hat, denoised, sigma_hat,
-                  sigmas[s + 1])
+    z_new = solver_move(config.method, denoise, z_hat, denoised, sigma_hat,
+                        sigmas[s + 1])
     return controlled(z_new, z_hat, sigma_hat, sigmas[s + 1], denoised, s,
                       energy), None
 
