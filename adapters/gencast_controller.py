@@ -23,15 +23,13 @@ whose fingerprint covers GenCast's parameters and the channel layout.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 
 import haiku as hk
 import jax
 import numpy as np
 
 from gencast_control.adapters.gencast_assets import GenCastModel
+from gencast_control.core.ardm import model_fingerprint
 from gencast_control.core.controller import ControllerConfig, make_controller
 
 # lat is not periodic (edge padding at the poles), lon is.
@@ -49,14 +47,5 @@ def parameter_count(params: hk.Params) -> int:
 
 def gencast_fingerprint(model: GenCastModel) -> str:
   """A stable hash of GenCast's architecture and parameters."""
-  digest = hashlib.sha256()
-  digest.update(json.dumps(
-      dataclasses.asdict(model.denoiser_architecture_config), sort_keys=True,
-      default=str).encode())
-  digest.update(json.dumps(dataclasses.asdict(model.task_config),
-                           sort_keys=True, default=str).encode())
-  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(model.params)[0],
-                           key=lambda item: jax.tree_util.keystr(item[0])):
-    digest.update(jax.tree_util.keystr(path).encode())
-    digest.update(np.asarray(leaf).tobytes())
-  return "gencast-" + digest.hexdigest()[:16]
+  return model_fingerprint("gencast", [model.denoiser_architecture_config,
+                                       model.task_config], model.params)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 
 import haiku as hk
 import jax
@@ -23,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gencast_control.core.config import require
-from gencast_control.core.ardm import ControllerInputs, FrozenARDM
+from gencast_control.core.ardm import (ControllerInputs, FrozenARDM,
+                                       model_fingerprint)
 from gencast_control.core.networks import ConvNet, ConvNetConfig, fourier_embedding
 from gencast_control.core.observations import Preview
 from gencast_control.core.samplers import SamplerConfig, sample
@@ -129,15 +128,7 @@ class GridARDM(FrozenARDM):
 
   @functools.cached_property
   def fingerprint(self) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps(dataclasses.asdict(self.config),
-                             sort_keys=True, default=str).encode())
-    for path, leaf in sorted(
-        jax.tree_util.tree_flatten_with_path(self.params)[0],
-        key=lambda item: jax.tree_util.keystr(item[0])):
-      digest.update(jax.tree_util.keystr(path).encode())
-      digest.update(np.asarray(leaf).tobytes())
-    return "grid-" + digest.hexdigest()[:16]
+    return model_fingerprint("grid", [self.config], self.params)
 
   def normalize(self, x: jax.Array) -> jax.Array:
     return (x - self.normalization.mean) / self.normalization.std

@@ -20,9 +20,13 @@ and adapters/gencast_ardm.py (DeepMind's GenCast).
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, NamedTuple
+import dataclasses
+import hashlib
+import json
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
+import numpy as np
 
 from gencast_control.core.observations import Preview
 
@@ -101,3 +105,18 @@ class FrozenARDM(abc.ABC):
       with e_s = mean(d_s^2) / (2 sigma_hat_s^2) of the control's displacement
       d_s (gencast_control.core.samplers)).
     """
+
+
+def model_fingerprint(prefix: str, configs: Sequence[Any], params) -> str:
+  """prefix-<16 hex>: SHA-256 of the config dataclasses (as sorted JSON) and
+  of the parameters, leaf by leaf in the order of their key paths; for an
+  adapter's `fingerprint`."""
+  digest = hashlib.sha256()
+  for config in configs:
+    digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True,
+                             default=str).encode())
+  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0],
+                           key=lambda item: jax.tree_util.keystr(item[0])):
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(np.asarray(leaf).tobytes())
+  return f"{prefix}-{digest.hexdigest()[:16]}"

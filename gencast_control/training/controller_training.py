@@ -254,6 +254,19 @@ def shift_observations(observations: Observations, start: jax.Array,
                              noise_std=noise_std)
 
 
+def observe_defined(regimes: ObservationRegime | Sequence[ObservationRegime],
+                    key: jax.Array, truth: jax.Array,
+                    phase: int | jax.Array = 0,
+                    choice: int | jax.Array = 0) -> Observations:
+  """sample_observations of truth [T+1, ...] that never observes an entry the
+  data leave undefined (NaN, e.g. sea surface temperature over land)."""
+  valid = jnp.isfinite(truth)
+  observations = sample_observations(
+      regimes, key, jnp.where(valid, truth, 0.0), phase, choice)
+  return dataclasses.replace(observations, mask=observations.mask * valid,
+                             values=observations.values * valid)
+
+
 def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
                  regimes: Sequence[ObservationRegime], truth_window: jax.Array,
                  cold_histories: jax.Array, scale: jax.Array, key: jax.Array,
@@ -271,13 +284,7 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
   truth = truth_window[h - 1:]  # times 0..spinup + L
   choice = jax.random.randint(keys[0], (), 0, len(regimes))
   phase = jax.random.randint(keys[1], (), 0, max(r.every for r in regimes))
-  valid = jnp.isfinite(truth)
-  observations = sample_observations(regimes, keys[2],
-                                     jnp.where(valid, truth, 0.0), phase,
-                                     choice)
-  observations = dataclasses.replace(
-      observations, mask=observations.mask * valid,
-      values=observations.values * valid)
+  observations = observe_defined(regimes, keys[2], truth, phase, choice)
   shown, scored = observations, observations
   if training.objective == "heldout":
     shown, scored = split_observations(observations, keys[3],
@@ -343,6 +350,7 @@ def controller_loss_fn(ardm: FrozenARDM, scale: np.ndarray,
     frozen = bind_controller(config, ardm.periodic,
                              jax.lax.stop_gradient(params))
     windows, cold, context = batch
+    # The first two parts of the key drew the batch (window_batches).
     keys = jax.random.split(jax.random.split(key, 3)[2], training.batch_size)
     if mesh is not None:
       windows, cold, context, keys = sharding.constrain_batch(
@@ -388,11 +396,8 @@ def validation_fn(ardm: FrozenARDM, data: np.ndarray,
   key = jax.random.PRNGKey(training.seed + 7)
   starts = sample_windows(jnp.asarray(data[1:] if len(data) > 1 else data),
                           key, members, h)
-  observed = jnp.where(jnp.isfinite(truth), truth, 0.0)[h - 1:]
-  obs = [sample_observations(r, jax.random.fold_in(key, i), observed)
+  obs = [observe_defined(r, jax.random.fold_in(key, i), truth[h - 1:])
          for i, r in enumerate(regimes)]
-  obs = [dataclasses.replace(o, mask=o.mask * jnp.isfinite(truth[h - 1:]))
-         for o in obs]
 
   @jax.jit
   def scores(params, observations):

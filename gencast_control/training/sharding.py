@@ -155,13 +155,9 @@ def training_mesh(shard_batch: bool, num_devices: int,
   return mesh
 
 
-def replicate(tree, mesh: Mesh):
-  """Places every leaf of a host pytree on all devices of the mesh.
-
-  Uses jax.make_array_from_callback, which also works when the mesh spans
-  several processes (each supplies its own devices' copies).
-  """
-  sharding = replicated(mesh)
+def _place(tree, sharding: NamedSharding):
+  """Places every leaf of a host pytree with `sharding` (each process
+  supplies its own devices' parts: jax.make_array_from_callback)."""
 
   def put(leaf):
     value = np.asarray(jax.device_get(leaf))
@@ -169,6 +165,22 @@ def replicate(tree, mesh: Mesh):
                                         lambda index: value[index])
 
   return jax.tree.map(put, tree)
+
+
+def replicate(tree, mesh: Mesh):
+  """Places every leaf of a host pytree on all devices of the mesh.
+
+  Works when the mesh spans several processes (each supplies its own
+  devices' copies).
+  """
+  return _place(tree, replicated(mesh))
+
+
+def shard_batch(tree, mesh: Mesh):
+  """Places a host batch with its leading (example) axis split over the mesh,
+  so each device receives only its examples. Every process passes the same
+  global batch."""
+  return _place(tree, batch_sharding(mesh))
 
 
 def constrain_batch(tree, mesh: Mesh):

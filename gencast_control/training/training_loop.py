@@ -8,10 +8,12 @@ batch) with batch = batches(fold_in(key, i))), for training data that lives in
 host memory (GenCast's examples, long trajectory archives). Checkpoints are atomic
 (checkpoint.save_training_state); losses go to a JSON-lines log and a tqdm bar.
 
-With a device mesh (gencast_control.training.sharding) the state is replicated on every
-device, before the first step and after restoring a checkpoint, and the jitted
-step keeps it replicated (in/out shardings); loss_fn shards its batch over the
-mesh. Only process 0 writes checkpoints and logs.
+With a device mesh (gencast_control.training.sharding) the state is
+replicated on every device, before the first step and after restoring a
+checkpoint, and the jitted step keeps it replicated (in/out shardings); a
+host batch arrives split over the mesh by its examples (sharding.shard_batch),
+an in-jit one is sharded by loss_fn. Only process 0 writes checkpoints and
+logs.
 
 With a `validate(params) -> {metric: value}` callback the parameters are
 scored every `validate_every` steps (and at the end); the best ones by
@@ -185,13 +187,16 @@ def _update_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation,
   jit_kwargs = {}
   if mesh is not None:
     replicated = sharding_lib.replicated(mesh)
-    jit_kwargs = dict(in_shardings=replicated, out_shardings=replicated)
+    # The state replicated, a host batch (if any) split over its examples.
+    jit_kwargs = dict(
+        in_shardings=(replicated, sharding_lib.batch_sharding(mesh)),
+        out_shardings=replicated)
 
   @functools.partial(jax.jit, **jit_kwargs)
-  def update(state, *batch):
+  def update(state, batch):
     batch_key = jax.random.fold_in(state["key"], state["step"])
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], batch_key, *batch)
+        state["params"], batch_key, *batch)  # batch: () or (host batch,)
     updates, opt_state = optimizer.update(grads, state["opt_state"],
                                           state["params"])
     params = optax.apply_updates(state["params"], updates)
@@ -311,8 +316,8 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
     if batches is not None:
       batch = (batches(jax.random.fold_in(state["key"], i)),)
       if mesh is not None:
-        batch = sharding_lib.replicate(batch, mesh)
-    new_state, metrics, finite = update(state, *batch)
+        batch = sharding_lib.shard_batch(batch, mesh)
+    new_state, metrics, finite = update(state, batch)
     finite = np.asarray(finite)
     if not finite.all():
       what = [w for w, ok in zip(("loss", "gradient", "parameters"), finite)
