@@ -35,11 +35,10 @@ import numpy as np  # noqa: E402
 
 from gencast_control import pipeline  # noqa: E402
 
-from gencast_control.evaluation import benchmark
+from gencast_control.evaluation import benchmark, engine  # noqa: E402
 from gencast_control.core.checkpoint import write_json  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
 from gencast_control.demo import test_trajectories  # noqa: E402
-from gencast_control.core.regimes import sample_observations  # noqa: E402
 
 
 def one_std(observations):
@@ -83,9 +82,7 @@ def main():
   num_steps = truth.shape[1] - h
   burn_in = benchmark.default_burn_in(num_steps)
   options = benchmark.baseline_options(config)
-  stated = [sample_observations(regime, jax.random.fold_in(key, 2 * i),
-                                jnp.asarray(traj[h - 1:]))
-            for i, traj in enumerate(truth)]
+  stated = engine.observe(regime, truth, h, key)
   told = [one_std(o) for o in stated]
   rows = {}
   start = time.time()
@@ -98,7 +95,7 @@ def main():
         continue  # they do not use the error stds
       ensembles = np.stack([benchmark.run_cell(
           method, models_, jnp.asarray(initial[i]), streams[i], num_steps,
-          jax.random.fold_in(key, 2 * i + 1), m, options)[0]
+          engine.member_key(key, i), m, options)[0]
                             for i in range(k)])
       scores = benchmark.score_ensemble(ensembles, truth[:, h - 1:], config,
                                         burn_in)

@@ -174,14 +174,17 @@ def _cmd_benchmark(args):
 def _cmd_evaluate(args):
   from gencast_control import demo, pipeline
   from gencast_control.evaluation import per_regime as evaluation
+  from gencast_control.systems.registry import get_system
   config = _config(args)
   _check_outputs((args.out, "folder", "--out"))
   regimes = args.regime or [r.name for r in config.regimes]
   for name in regimes:
     config.regime(name)  # fails early on an unknown name
-  if config.system == "era5" and not args.data:
-    raise ValueError("ERA5 configs need --data (the folder written by"
-                     " `gencast-control simulate --config era5_pilot`)")
+  if get_system(config.system).generate is None and not args.data:
+    raise ValueError(f"{config.system} configs need --data: the system has"
+                     " no solver to draw test trajectories from (for ERA5,"
+                     " the folder written by `gencast-control simulate"
+                     " --config era5_pilot`)")
   default_ardm, default_controller = pipeline.shipped_checkpoints(config.name)
   ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
       config, args.ardm or default_ardm, args.controller or default_controller)

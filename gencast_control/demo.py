@@ -2,8 +2,9 @@
 
 Generates unseen truth trajectories with the KS solver, observes them under the
 sparse regime, and compares the unguided ARDM forecast with the controlled
-rollout (one causal pass, no gradients at inference). Writes a table, a plot,
-the NetCDF result and a metrics JSON to the results folder.
+rollout (one causal pass, no gradients at inference), scored by
+`evaluation.engine`. Writes metrics.{json,csv,md}, a plot, the NetCDF result
+and the config to the results folder.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from gencast_control.core import config as config_lib
 from gencast_control import pipeline
-from gencast_control.evaluation import plots
+from gencast_control.evaluation import engine, per_regime
 from gencast_control.core.checkpoint import atomic_write, check_output, write_json
 from gencast_control.systems.experiment import ExperimentConfig, get_system
 from gencast_control.data.trajectories import trajectories_to_array
@@ -97,16 +98,16 @@ def run_demo(config: ExperimentConfig, out_dir="results/demo",
   ds = pipeline.result_dataset(config, result)
   nc_path = out_dir / "assimilation.nc"
   atomic_write(nc_path, lambda f: f.write(ds.to_netcdf()))
-  variable = get_system(config.system).variables[0]
-  if len(config.ardm.state_shape) == 2:
-    plot_path = plots.plot_space_time(ds, variable, out_dir / "assimilation.png")
-  else:
-    plot_path = plots.plot_snapshots(ds, variable, out_dir / "assimilation.png")
+  system = get_system(config.system)
+  plot_path = system.plot(ds, system.variables[0],
+                          out_dir / "assimilation.png")
   summary = {"scores": scores, "regime": regime.name,
              "ardm": str(ardm_path), "controller": str(controller_path),
              "total_seconds": round(time.perf_counter() - t_start, 1)}
-  write_json(out_dir / "metrics.json", summary)
+  rows = {regime.name: scores}
+  paths = engine.write_report(out_dir, "metrics", summary,
+                              per_regime.flat_rows(rows),
+                              per_regime.markdown_table(rows))
   write_json(out_dir / "config.json", config_lib.to_dict(config))
-  atomic_write(out_dir / "table.txt", lambda f: f.write(table.encode()))
-  print(f"wrote {nc_path}, {plot_path}, {out_dir / 'metrics.json'}")
+  print(f"wrote {nc_path}, {plot_path}, {paths['json']}, {paths['markdown']}")
   return summary

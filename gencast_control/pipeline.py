@@ -17,19 +17,19 @@ import xarray as xr
 
 from gencast_control.core import config as config_lib
 from gencast_control.data import trajectories
-from gencast_control.evaluation import metrics
+from gencast_control.evaluation import engine, metrics
 from gencast_control.core.checkpoint import CheckpointError
 from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
                                            save_grid_ardm)
 from gencast_control.training.ardm_training import train_ardm
-from gencast_control.core.assimilation import ensemble_rollout, ensemble_to_dataset
+from gencast_control.core.assimilation import ensemble_program, ensemble_to_dataset
 from gencast_control.core.controller import (bind_controller, load_controller,
                                              save_controller)
 from gencast_control.training.controller_training import train_controller
 from gencast_control.systems.experiment import (ExperimentConfig, get_system,
                                                 spatial_dims, state_variables)
 from gencast_control.core.observations import Observations
-from gencast_control.core.regimes import ObservationRegime, sample_observations
+from gencast_control.core.regimes import ObservationRegime
 
 PACKAGE_CHECKPOINTS = Path(__file__).parent / "checkpoints"
 
@@ -122,7 +122,7 @@ def spatial_weights(config: ExperimentConfig, data_dir,
   Latitude-weighted scores as in WeatherBench2 (metrics.area_weights on the
   split's `latitude` coordinate, broadcast over longitude).
   """
-  if get_system(config.system).spatial_dims[:1] != ("latitude",):
+  if not get_system(config.system).latlon:
     return None
   ds = trajectories.open_trajectories(find_split(data_dir, split), load=False)
   if "latitude" not in ds.coords:
@@ -235,19 +235,13 @@ class AssimilationResult:
   regime: ObservationRegime
 
 
-def _timed(fn):
-  fn().block_until_ready()  # compile
-  t0 = time.perf_counter()
-  out = fn().block_until_ready()
-  return np.asarray(out), time.perf_counter() - t0
-
-
 def assimilate_trajectories(ardm: GridARDM, controller_config, controller_params,
                             truth: np.ndarray, regime: ObservationRegime,
                             ensemble_size: int, seed: int = 0,
                             controller=None, initial: np.ndarray | None = None
                             ) -> AssimilationResult:
-  """Unguided forecast and controlled assimilation for each truth trajectory.
+  """Unguided forecast and controlled assimilation for each truth trajectory,
+  with the keys and timing of `evaluation.engine`.
 
   Args:
     truth: [K, T+1, *spatial, C]; the first history_length states initialise
@@ -262,53 +256,37 @@ def assimilate_trajectories(ardm: GridARDM, controller_config, controller_params
     controller = bind_controller(controller_config, ardm.periodic,
                                  controller_params)
   key = jax.random.PRNGKey(seed)
+  truth = np.asarray(truth, np.float32)
   num_steps = truth.shape[1] - h
-  results = {"unguided": [], "controlled": []}
-  seconds = {"unguided": 0.0, "controlled": 0.0}
-  observations = []
-  for k, traj in enumerate(np.asarray(truth, np.float32)):
-    history = jnp.asarray(traj[:h] if initial is None else initial[k])
-    obs = sample_observations(regime, jax.random.fold_in(key, 2 * k),
-                              jnp.asarray(traj[h - 1:]))
-    observations.append(obs)
-    run_key = jax.random.fold_in(key, 2 * k + 1)
-    for name, ctrl in (("unguided", None), ("controlled", controller)):
-      out, sec = _timed(lambda: ensemble_rollout(
-          ardm, history, num_steps, run_key, ensemble_size,
-          obs if ctrl else None, ctrl, controller_config.horizon))
-      results[name].append(out)
-      seconds[name] += sec
+  observations = engine.observe(regime, truth, h, key)
+  starts = truth[:, :h] if initial is None else np.asarray(initial)
+  runs = {
+      name: engine.run_programs(
+          ensemble_program(ardm, jnp.asarray(starts[k]), num_steps,
+                           engine.member_key(key, k), ensemble_size,
+                           observations[k] if ctrl else None, ctrl,
+                           controller_config.horizon)
+          for k in range(len(truth)))
+      for name, ctrl in (("unguided", None), ("controlled", controller))}
   return AssimilationResult(
-      truth=np.asarray(truth[:, h - 1:]), observations=observations,
-      unguided=np.stack(results["unguided"]),
-      controlled=np.stack(results["controlled"]),
-      seconds_unguided=seconds["unguided"],
-      seconds_controlled=seconds["controlled"], regime=regime)
+      truth=truth[:, h - 1:], observations=observations,
+      unguided=runs["unguided"].ensembles,
+      controlled=runs["controlled"].ensembles,
+      seconds_unguided=runs["unguided"].seconds,
+      seconds_controlled=runs["controlled"].seconds, regime=regime)
 
 
 def score(result: AssimilationResult, weights: np.ndarray | None = None
           ) -> dict[str, dict[str, float]]:
-  """RMSE of the ensemble mean (over space and t = 1..T), fair CRPS,
-  spread-skill: t = 0, the given initial state, is left out, as in
-  `benchmark` and the ERA5 pilot.
+  """`engine.score` of both ensembles (over t = 1..T: t = 0, the given
+  initial state, is left out) plus their wall-clock.
 
   weights: optional [*spatial] weights of the spatial means (e.g.
     `spatial_weights`: latitude area weights on a lat/lon grid); None = uniform.
   """
-  w = None if weights is None else np.asarray(weights)[..., None]
-  truth = result.truth[:, 1:]
-  scores = {}
-  for name in ("unguided", "controlled"):
-    ens = getattr(result, name)[:, :, 1:]  # [K, M, T, ...]
-    scores[name] = {
-        "rmse": float(metrics.rmse(ens.mean(1), truth, weights=w)),
-        "crps": float(metrics.crps_fair(np.moveaxis(ens, 1, 0), truth,
-                                        weights=w)),
-        "spread_skill": float(metrics.spread_skill_ratio(
-            np.moveaxis(ens, 1, 0), truth, weights=w)),
-        "seconds": getattr(result, f"seconds_{name}"),
-    }
-  return scores
+  return {name: {**engine.score(getattr(result, name), result.truth, weights),
+                 "seconds": getattr(result, f"seconds_{name}")}
+          for name in ("unguided", "controlled")}
 
 
 def result_dataset(config: ExperimentConfig, result: AssimilationResult,

@@ -1,5 +1,6 @@
 """The command line: demo on the shipped models and a tiny train pipeline."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -70,9 +71,14 @@ def test_evaluate_writes_table_json_and_plot(tmp_path, capsys):
   rows = json.loads((tmp_path / "evaluation.json").read_text())
   assert set(rows) == {"random_25pct", "every4_25pct"}
   curve = rows["random_25pct"]["controlled"]["rmse_per_time"]
-  assert len(curve) == 60 and min(curve) > 0.0  # t = 1..T
+  assert len(curve) == 61 and curve[0] == 0.0  # t = 0..T, from the truth
+  assert min(curve[1:]) > 0.0
   assert (tmp_path / "rmse_vs_time.png").exists()
-  assert (tmp_path / "evaluation.md").read_text().count("\n") == 3
+  assert (tmp_path / "evaluation.md").read_text().count("\n") == 4
+  table = list(csv.DictReader((tmp_path / "evaluation.csv").open()))
+  assert [(r["regime"], r["method"]) for r in table][:2] == [
+      ("random_25pct", "unguided"), ("random_25pct", "controlled")]
+  assert float(table[1]["rmse_vs_controlled"]) == 1.0
 
 
 def test_kolmogorov_pipeline_runs_on_a_tiny_grid(tmp_path):

@@ -5,6 +5,7 @@ unguided vs DPS under three densities, latitude-weighted scores); bad stores
 and configs fail with clear errors.
 """
 
+import csv
 import json
 
 import jax
@@ -122,9 +123,12 @@ def test_pilot_end_to_end_with_latitude_weighted_scores(store, tmp_path):
     assert sorted(by_method) == ["_arrays", "controlled", "dps", "unguided"]
     for s in (by_method[m] for m in ("unguided", "controlled", "dps")):
       assert np.isfinite([s["rmse"], s["crps"]]).all() and s["crps"] > 0
-      assert len(s["rmse_per_time"]) == 3
+      assert len(s["rmse_per_time"]) == 4  # t = 0..T
       assert sorted(s["per_channel"]) == sorted(CHANNELS)
   assert (out / "pilot.md").read_text().count("| stations_") == 9
+  table = list(csv.DictReader((out / "pilot.csv").open()))
+  assert len(table) == 9 and float(table[2]["rmse"]) == pytest.approx(
+      rows["stations_1pct"]["dps"]["rmse"])
   assert (out / "pilot_rmse_vs_time.png").stat().st_size > 0
 
   # Brute-force latitude weighting on the same ensembles (one channel).
@@ -221,7 +225,7 @@ def test_bad_stores_give_clear_errors(store, tmp_path, capsys):
                    3, {}, (NUM_LAT, NUM_LON // 2, 3))
   # ERA5 evaluation needs the extracted data.
   assert cli.main(["evaluate", "--config", "era5_pilot"]) == 2
-  assert "ERA5 configs need --data" in capsys.readouterr().err
+  assert "era5 configs need --data" in capsys.readouterr().err
   assert cli.main(["pilot", "--config", "ks", "--data", str(tmp_path),
                    "--ardm", "a.npz", "--controller", "c.npz"]) == 2
-  assert "needs an ERA5 config" in capsys.readouterr().err
+  assert "needs a lat/lon config" in capsys.readouterr().err

@@ -7,7 +7,8 @@ Gaspari-Cohn covariance localisation (Gaspari & Cohn 1999, QJRMS 125, eq. 4.10)
 and multiplicative inflation (Anderson & Anderson 1999).
 
 Forecast: x_i <- model_step(x_i) for each member i = 1..M (one model step of
-the solver that generated the truth: KS, or Kolmogorov flow, see `model_step`).
+the solver that generated the truth: the `model_step` of the system whose
+config is `pde_config`, `systems.registry`; KS, Kolmogorov flow or your own).
 Analysis at every time with observations (observed entries H, values y_t,
 std sigma_o):
 
@@ -35,9 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gencast_control.core.observations import Observations
-from gencast_control.systems.kolmogorov import (KolmogorovConfig, coarsen,
-                                                kolmogorov_model_step)
-from gencast_control.systems.ks import KSConfig, ks_model_step
+from gencast_control.systems.ks import KSConfig
+from gencast_control.systems.registry import system_for_config
 
 # Fields of EnKFOptions that shape the compiled program (not traced numbers).
 STATIC_FIELDS = ("pde_config", "ks_config", "obs_capacity")
@@ -48,9 +48,10 @@ class EnKFOptions:
   """Settings of the stochastic EnKF.
 
   Attributes:
-    pde_config: the true solver used as the model: a KSConfig (state
-      [X, C] on its grid) or a KolmogorovConfig (state [m, m, 1] on the
-      output grid, m = output_resolution; see `model_step`).
+    pde_config: the true solver used as the model: the config of a
+      registered system with a `model_step` (a KSConfig: state [X, 1]; a
+      KolmogorovConfig: state [m, m, 1] on the output grid, m =
+      output_resolution; see `systems.registry`).
     ks_config: the same as pde_config for a KSConfig (kept for
       compatibility; give one of the two).
     localization_radius: Gaspari-Cohn half-width c in grid points (support 2c,
@@ -74,7 +75,11 @@ class EnKFOptions:
   def __post_init__(self):
     if self.pde_config is None and self.ks_config is not None:
       object.__setattr__(self, "pde_config", self.ks_config)
-    if not isinstance(self.pde_config, (KSConfig, KolmogorovConfig)):
+    try:
+      system = system_for_config(self.pde_config)
+    except ValueError:
+      system = None
+    if system is None or system.model_step is None:
       raise ValueError(
           "enkf needs the true solver: pde_config=KSConfig(...) or"
           " KolmogorovConfig(...) (or ks_config=KSConfig(...)), got"
@@ -160,63 +165,6 @@ def enkf_analysis(members, values, mask, noise_std, coordinates,
   return members + (cov_h @ (used[:, None] * weights)).T
 
 
-def lift(omega, resolution: int):
-  """Band-limited inverse of `kolmogorov.coarsen`: [..., m, m] block means
-  -> [..., N, N] (traceable).
-
-  A block mean of r = N / m fine points is the fine field filtered by the
-  Dirichlet kernel H(k) = sin(pi k r / N) / (r sin(pi k / N)) and sampled at
-  the block centroids (offset x0 = (r - 1) / 2 fine cells). The lift is the
-  band-limited field with Fourier coefficients X(k) e^{-i k x0} / H(k) on the
-  fine grid, so coarsen(lift(x)) = x for every mode |k| < m / 2 (the coarse
-  Nyquist modes, whose sign of k is ambiguous, are dropped). Sub-grid detail
-  is not recoverable from block means; the fine solver regenerates it.
-  """
-  m = omega.shape[-1]
-  r = resolution // m
-  k1 = np.fft.fftfreq(m, 1.0 / m)
-  k2 = np.arange(m // 2 + 1)
-
-  def factor(k):
-    k = k.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-      h = np.where(k == 0, 1.0, np.sin(np.pi * k * r / resolution)
-                   / (r * np.sin(np.pi * k / resolution)))
-    phase = np.exp(-2j * np.pi * k * (r - 1) / 2 / resolution)
-    keep = np.abs(k) < m / 2
-    return np.where(keep, phase / h, 0.0)
-
-  gain = (factor(k1)[:, None] * factor(k2)[None, :] * r**2).astype(np.complex64)
-  coarse = jnp.fft.rfft2(omega) * gain
-  fine = jnp.zeros(omega.shape[:-2] + (resolution, resolution // 2 + 1),
-                   coarse.dtype)
-  rows = np.mod(k1.astype(int), resolution)
-  fine = fine.at[..., rows, :m // 2 + 1].set(coarse)
-  return jnp.fft.irfft2(fine, s=(resolution, resolution)).astype(omega.dtype)
-
-
-def model_step(x, config):
-  """One true-model step of states [B, *spatial, C] (traceable).
-
-  KS: `ks_model_step` on each channel. Kolmogorov flow (one channel, the
-  vorticity on the m x m output grid): the truth is made by the fine N x N
-  solver followed by block averaging, so the model is that same solver on
-  the band-limited lift of the state, coarsen(fine_step(lift(x))). (Running
-  the solver at m x m would be 4x cheaper but adds model error at Re = 1000;
-  the lift's missing sub-grid detail is a representativeness error instead.)
-  """
-  if isinstance(config, KSConfig):
-    u = ks_model_step(jnp.moveaxis(x, -1, 1), config)
-    return jnp.moveaxis(u, 1, -1)
-  omega = x[..., 0]
-  if config.output_resolution != config.resolution:
-    omega = lift(omega, config.resolution)
-  omega = kolmogorov_model_step(omega, config)
-  if config.output_resolution != config.resolution:
-    omega = coarsen(omega, config.output_resolution)
-  return omega[..., None]
-
-
 def enkf_rollout(history, observations: Observations, num_steps: int,
                  keys, options: EnKFOptions, localization_radius, inflation,
                  initial_std):
@@ -234,6 +182,8 @@ def enkf_rollout(history, observations: Observations, num_steps: int,
   eps = jax.vmap(lambda k: jax.random.normal(k, x0.shape))(keys)
   members = (starts + initial_std * eps).reshape(-1, n)
   analysis_key = jax.random.fold_in(keys[0], 0x5EED)
+
+  model_step = system_for_config(options.pde_config).model_step
 
   def model(x):  # [M, N] -> [M, N]
     return model_step(x.reshape((-1,) + x0.shape), options.pde_config
@@ -271,33 +221,20 @@ def observation_capacity(observations: Observations) -> int:
   return max(1, int((mask > 0).sum(axis=1).max()))
 
 
-def state_shape(options: EnKFOptions) -> tuple[int, ...]:
+def solver_state_shape(options: EnKFOptions) -> tuple[int, ...]:
   """[*spatial, C] of the filter's true solver."""
-  config = options.pde_config
-  if isinstance(config, KSConfig):
-    return (config.num_points, 1)
-  m = config.output_resolution
-  return (m, m, 1)
+  return tuple(system_for_config(options.pde_config).solver_state_shape(
+      options.pde_config))
 
 
 def check_enkf_inputs(history, options: EnKFOptions, ensemble_size: int):
   """Checks one history [h, *spatial, C] against the true solver."""
-  config = options.pde_config
-  shape = tuple(history.shape[1:])
-  if isinstance(config, KSConfig):
-    if history.ndim != 3:
-      raise ValueError("enkf with a KS model needs a 1-D history [h, X, C],"
-                       f" got shape {tuple(history.shape)}")
-    if shape[0] != config.num_points:
-      raise ValueError(
-          f"history has {shape[0]} grid points but ks_config has"
-          f" num_points={config.num_points}")
-  else:
-    m = config.output_resolution
-    if shape != (m, m, 1):
-      raise ValueError(
-          f"enkf with a Kolmogorov model needs a history [h, {m}, {m}, 1]"
-          f" (output_resolution={m}, one vorticity channel), got shape"
-          f" {tuple(history.shape)}")
+  system = system_for_config(options.pde_config)
+  expected = solver_state_shape(options)
+  if tuple(history.shape[1:]) != expected:
+    raise ValueError(
+        f"enkf with the {system.name} solver needs a history [h,"
+        f" {', '.join(map(str, expected))}] (its pde_config's grid), got"
+        f" shape {tuple(history.shape)}")
   if ensemble_size < 2:
     raise ValueError(f"enkf needs ensemble_size >= 2, got {ensemble_size}")

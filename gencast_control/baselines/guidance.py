@@ -217,7 +217,7 @@ def baseline_program(method: str, ardm: GridARDM | None, history,
   history = jnp.asarray(history, jnp.float32)
   if ensemble_size < 1:
     raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
-  state_ndim = (len(enkf.state_shape(options)) if method == "enkf"
+  state_ndim = (len(enkf.solver_state_shape(options)) if method == "enkf"
                 else len(ardm.state_shape) if ardm is not None else None)
   # An initial ensemble [M, h, ...]: check one member's history.
   single = history[0] if history.ndim == (state_ndim or 0) + 2 else history

@@ -50,9 +50,7 @@ estimators of `metrics`:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import os
 import platform
 import time
@@ -69,14 +67,12 @@ from gencast_control.baselines import guidance as baselines
 
 from gencast_control.core import assimilation
 
-from gencast_control.evaluation import metrics, plots
-from gencast_control.core.checkpoint import atomic_write, to_strict_json
+from gencast_control.evaluation import engine, metrics, plots
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import bind_controller
 from gencast_control.demo import test_trajectories
 from gencast_control.systems.experiment import ExperimentConfig, get_system
 from gencast_control.core.observations import Observations
-from gencast_control.core.regimes import sample_observations
 from gencast_control.data.trajectories import trajectories_to_array
 
 METHODS = ("controlled", "unguided", "dps", "sda", "repaint", "enkf")
@@ -146,27 +142,14 @@ def baseline_options(config: ExperimentConfig) -> dict[str, dict]:
 # ------------------------------------------------------------------ scores
 
 
-def _spectra(field: np.ndarray, config: ExperimentConfig) -> np.ndarray:
-  """Energy spectra of [..., *spatial, C] fields, shape [..., C, K]."""
-  if len(config.ardm.state_shape) == 2:  # 1-D: [..., X, C]
-    return metrics.energy_spectrum_1d(field, axis=-2,
-                                      domain_length=config.pde.domain_length)[1]
-  return metrics.energy_spectrum_2d(field, axes=(-3, -2),
-                                    domain_length=2 * np.pi)[1]
-
-
 def wavenumbers(config: ExperimentConfig) -> np.ndarray:
-  n = config.ardm.state_shape[0]
-  if len(config.ardm.state_shape) == 2:
-    return metrics.energy_spectrum_1d(np.zeros(n), axis=-1,
-                                      domain_length=config.pde.domain_length)[0]
-  return metrics.energy_spectrum_2d(np.zeros((n, n)),
-                                    domain_length=2 * np.pi)[0]
+  """The wavenumbers of the system's spectra on the config's grid."""
+  zeros = np.zeros(tuple(config.ardm.state_shape[:-1]) + (1,))
+  return get_system(config.system).spectrum(zeros, config.pde)[0]
 
 
 def physics_metric_name(config: ExperimentConfig) -> str:
-  return ("total_variation" if len(config.ardm.state_shape) == 2
-          else "enstrophy")
+  return get_system(config.system).physics[0]
 
 
 def default_burn_in(num_steps: int) -> int:
@@ -186,52 +169,30 @@ def count_diverged(ensemble: np.ndarray, truth: np.ndarray) -> int:
 
 def score_ensemble(ensemble: np.ndarray, truth: np.ndarray,
                    config: ExperimentConfig, burn_in: int = 0) -> dict:
-  """Scores of ensembles [K, M, T+1, *spatial, C] against truth [K, T+1, ...]
-  over times burn_in+1..T (see the module docstring); adds the per-time RMSE
-  curve (times 0..T) and the mean spectra."""
-  if not 0 <= burn_in < truth.shape[1] - 1:
-    raise ValueError(f"burn_in must be in 0..{truth.shape[1] - 2} for"
-                     f" {truth.shape[1] - 1} steps, got {burn_in}")
+  """`engine.score` of ensembles [K, M, T+1, *spatial, C] against truth
+  [K, T+1, ...] over times burn_in+1..T, plus the system's spectrum and
+  physics errors, the divergence count and the mean spectra (see the module
+  docstring)."""
+  out = engine.score(ensemble, truth, burn_in=burn_in)
+  system = get_system(config.system)
   first = burn_in + 1
   ens = np.moveaxis(np.asarray(ensemble, np.float64)[:, :, first:], 1, 0)
   tru = np.asarray(truth, np.float64)[:, first:]  # ens: [M, K, T', ...]
-  members = np.broadcast_to(tru, ens.shape)
-  one_d = len(config.ardm.state_shape) == 2
-  if one_d:
-    physics = metrics.total_variation_error(ens, members, axis=-2)
-  else:
-    physics = metrics.enstrophy_error(ens, members, axes=(-3, -2))
-  ens_spectrum = _spectra(ens, config).mean(0)  # [K, T, C, k]
-  truth_spectrum = _spectra(tru, config)
-  curve = metrics.rmse(np.asarray(ensemble).mean(1), truth,
-                       axes=(0,) + tuple(range(2, truth.ndim)))
+  physics = system.physics[1](ens, np.broadcast_to(tru, ens.shape))
+  ens_spectrum = system.spectrum(ens, config.pde)[1].mean(0)  # [K, T, C, k]
+  truth_spectrum = system.spectrum(tru, config.pde)[1]
   return {
-      "rmse": float(metrics.rmse(ens.mean(0), tru)),
-      "crps": float(metrics.crps_fair(ens, tru)),
-      "spread_skill": float(metrics.spread_skill_ratio(ens, tru)),
+      **out,
       "spectrum_error": float(np.mean(metrics.spectrum_error(
           ens_spectrum, truth_spectrum))),
       "physics_error": float(np.mean(physics)),
       "diverged": count_diverged(ensemble, truth),
-      "rmse_per_time": np.asarray(curve).tolist(),
       "spectrum": ens_spectrum.mean(axis=(0, 1, 2)).tolist(),
       "truth_spectrum": truth_spectrum.mean(axis=(0, 1, 2)).tolist(),
   }
 
 
 # --------------------------------------------------------------- programs
-
-
-def _memory(compiled) -> dict | None:
-  """XLA's buffer estimate of a compiled program (None if not available)."""
-  try:
-    stats = compiled.memory_analysis()
-    parts = {name: int(getattr(stats, f"{name}_size_in_bytes"))
-             for name in ("argument", "output", "temp")}
-  except Exception:  # noqa: BLE001 - backends without the analysis
-    return None
-  parts["total"] = sum(parts.values())
-  return parts
 
 
 @dataclasses.dataclass
@@ -312,15 +273,10 @@ def control_sizes(models: Models, history: jax.Array,
 def run_cell(method, models, history, observations, num_steps, key,
              ensemble_size, options):
   """One method on one trajectory: (ensemble, wall-clock seconds, CPU
-  seconds, memory). The program is compiled ahead of time (cached across
-  calls), then timed once."""
-  run, arguments = method_program(method, models, history, observations,
-                                  num_steps, key, ensemble_size, options)
-  compiled = run.lower(*arguments).compile()
-  t0, c0 = time.perf_counter(), time.process_time()
-  out = jax.block_until_ready(compiled(*arguments))
-  wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-  return np.asarray(out), wall, cpu, _memory(compiled)
+  seconds, memory) of `engine.run_program`."""
+  return engine.run_program(method_program(
+      method, models, history, observations, num_steps, key, ensemble_size,
+      options))
 
 
 # ------------------------------------------------------------- benchmark
@@ -362,29 +318,25 @@ def benchmark_config(config: ExperimentConfig, models: Models,
   truth = np.asarray(truth, np.float32)
   out = {"regimes": {}, "examples": {}}
   for regime in regime_objects:
-    observations = [
-        sample_observations(regime, jax.random.fold_in(key, 2 * k),
-                            jnp.asarray(traj[h - 1:]))
-        for k, traj in enumerate(truth)]
+    observations = engine.observe(regime, truth, h, key)
     rows = {}
     for method in methods:
-      ensembles, seconds, cpu_seconds, memory = [], 0.0, 0.0, None
-      for k, traj in enumerate(truth):
-        ens, sec, cpu, memory = run_cell(
-            method, models, jnp.asarray(starts[k]), observations[k], num_steps,
-            jax.random.fold_in(key, 2 * k + 1), ensemble_size, options)
-        ensembles.append(ens)
-        seconds += sec
-        cpu_seconds += cpu
-      ensembles = np.stack(ensembles)
+      run = engine.run_programs(
+          method_program(method, models, jnp.asarray(starts[k]),
+                         observations[k], num_steps, engine.member_key(key, k),
+                         ensemble_size, options)
+          for k in range(len(truth)))
+      ensembles, seconds, cpu_seconds = (run.ensembles, run.seconds,
+                                         run.cpu_seconds)
       if not np.isfinite(ensembles).all():
         log(f"  warning: {method} produced NaN/inf on {regime.name}")
       scores = score_ensemble(ensembles, truth[:, h - 1:], config, burn_in)
-      scores.update(seconds=seconds, cpu_seconds=cpu_seconds, memory=memory)
+      scores.update(seconds=seconds, cpu_seconds=cpu_seconds,
+                    memory=run.memory)
       if method == "controlled":
         scores["control_size"] = control_sizes(
             models, jnp.asarray(starts[0]), observations[0], num_steps,
-            jax.random.fold_in(key, 1))
+            engine.member_key(key, 0))
       rows[method] = scores
       log(f"  {config.name} {regime.name:<16} {method:<11} RMSE"
           f" {scores['rmse']:.4f}  {seconds:8.3f} s  (CPU {cpu_seconds:.2f} s)")
@@ -409,7 +361,7 @@ def ratios(rows: dict, method: str, clock: str = "seconds"
   if "controlled" not in rows:
     return None, None
   c, m = rows["controlled"], rows[method]
-  return m["rmse"] / c["rmse"], m[clock] / c[clock]
+  return engine.ratio(m["rmse"], c["rmse"]), engine.ratio(m[clock], c[clock])
 
 
 DIFFUSION_METHODS = ("controlled", "unguided", "dps", "sda", "repaint")
@@ -459,16 +411,6 @@ def goal_summary(regimes: dict) -> dict:
     if speed:
       summary[f"speedup_vs_fastest_gradient_guided{label}"] = speed
   return summary
-
-
-COLUMNS = ("config", "start", "burn_in", "regime", "method", "rmse",
-           "rmse_vs_controlled",
-           "seconds", "seconds_vs_controlled", "cpu_seconds",
-           "cpu_seconds_vs_controlled", "crps", "spread_skill",
-           "spectrum_error", "physics_metric", "physics_error", "diverged",
-           "memory_bytes", "memory_argument_bytes", "memory_output_bytes",
-           "memory_temp_bytes", "num_trajectories", "num_steps",
-           "ensemble_size", "sampler_substeps")
 
 
 def table_rows(results: dict) -> list[dict]:
@@ -588,19 +530,6 @@ def markdown_report(results: dict) -> str:
   return "\n".join(lines).rstrip() + "\n"
 
 
-def _csv_text(rows: list[dict]) -> str:
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-  writer.writeheader()
-  for row in rows:
-    writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-  return buffer.getvalue()
-
-
-def _write_text(path: Path, text: str) -> Path:
-  return atomic_write(path, lambda f: f.write(text.encode()))
-
-
 def write_plots(name: str, result: dict, examples: dict, config,
                 out_dir: Path) -> list[Path]:
   """Error vs time per regime, spectra per regime, example fields."""
@@ -621,7 +550,7 @@ def write_plots(name: str, result: dict, examples: dict, config,
   regime = (config.assimilation.regime if config.assimilation.regime in
             examples else next(iter(examples)))
   fields = examples[regime]
-  one_d = len(config.ardm.state_shape) == 2
+  one_d = fields["truth"].ndim == 2  # [T+1, X]: drawn as space x time
   pick = (lambda a: a) if one_d else (lambda a: a[-1].T)  # last time
   panels = {"truth": pick(fields["truth"]),
             "observed": pick(fields["observed"])}
@@ -748,12 +677,9 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
                               out_dir)
   results["total_seconds"] = round(time.perf_counter() - t_start, 1)
   results["load_average_end"] = machine_info()["load_average_1min"]
-  rows = table_rows(results)
-  paths = [
-      _write_text(out_dir / "benchmark.csv", _csv_text(rows)),
-      _write_text(out_dir / "benchmark.json",
-                  to_strict_json(results, indent=1)),
-      _write_text(out_dir / "benchmark.md", markdown_report(results)),
-  ] + plot_paths
+  paths = list(engine.write_report(out_dir, "benchmark", results,
+                                   table_rows(results),
+                                   markdown_report(results)).values())
+  paths += plot_paths
   results["paths"] = [str(p) for p in paths]
   return results

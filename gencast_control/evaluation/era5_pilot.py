@@ -2,8 +2,8 @@
 
 For each observation regime and test trajectory, the methods share the
 truth, the observations, the initial ensemble and the PRNG key of the
-members (`pipeline.assimilate_trajectories` for unguided/controlled,
-`baselines.assimilate_baseline("dps")` with the same key). Starts: "truth"
+members; they are run, timed (compiled ahead of time, run once) and scored
+by `evaluation.engine`, like the demo and the benchmark. Starts: "truth"
 (every member starts from the true state) or "cold" (member m of trajectory
 k starts from its own random climatological state: a state of the
 validation split, or for the simulated Held-Suarez store one of the
@@ -27,72 +27,38 @@ RMSE_c and CRPS_c in physical units (times s_c).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gencast_control import pipeline
-
-from gencast_control.data import trajectories
-
-from gencast_control.evaluation import metrics, plots
-from gencast_control.adapters.grid import GridARDM
-from gencast_control.baselines.guidance import assimilate_baseline
-from gencast_control.core.checkpoint import atomic_write, write_json
+from gencast_control.baselines.guidance import baseline_program
+from gencast_control.core.ardm import FrozenARDM
+from gencast_control.core.assimilation import ensemble_program
 from gencast_control.core.controller import bind_controller
-from gencast_control.data.era5_trajectories import channel_stds
-from gencast_control.systems.experiment import ExperimentConfig, state_variables
 from gencast_control.core.regimes import ObservationRegime
+from gencast_control.data import trajectories
+from gencast_control.data.era5_trajectories import channel_stds
+from gencast_control.evaluation import engine, metrics, plots
+from gencast_control.systems.experiment import (ExperimentConfig, get_system,
+                                                state_variables)
 
 METHODS = ("unguided", "controlled", "dps", "letkf")
 STARTS = ("cold", "truth")
 
 
-def _timed(fn):
-  fn().block_until_ready()  # compile
-  t0 = time.perf_counter()
-  out = fn().block_until_ready()
-  return np.asarray(out), time.perf_counter() - t0
-
-
-def score_latlon(ensemble: np.ndarray, truth: np.ndarray,
-                 latitude: np.ndarray, channel_std: np.ndarray,
-                 channels: Sequence[str]) -> dict:
-  """Latitude-weighted scores of ensembles [K, M, T+1, lat, lon, C] (t >= 1)."""
-  ens = np.asarray(ensemble, np.float64)[:, :, 1:]
-  truth = np.asarray(truth, np.float64)[:, 1:]
-  w = metrics.area_weights(latitude)[:, None, None]  # [lat, 1, 1]
-  mean = ens.mean(axis=1)
-  members = np.moveaxis(ens, 1, 0)
-  per_point = (0, 1, 2, 3)  # trajectory, time, lat, lon
-  rmse_c = metrics.rmse(mean, truth, weights=w, axes=per_point)
-  crps_c = metrics.crps_fair(members, truth, weights=w, axes=per_point)
-  std = np.asarray(channel_std, np.float64)
-  return {
-      "rmse": float(metrics.rmse(mean, truth, weights=w)),
-      "crps": float(metrics.crps_fair(members, truth, weights=w)),
-      "spread_skill": float(metrics.spread_skill_ratio(members, truth,
-                                                       weights=w)),
-      "rmse_per_time": metrics.rmse(mean, truth, weights=w,
-                                    axes=(0, 2, 3, 4)).tolist(),
-      "per_channel": {c: {"rmse": float(rmse_c[i] * std[i]),
-                          "crps": float(crps_c[i] * std[i])}
-                      for i, c in enumerate(channels)},
-  }
-
-
-def evaluate_pilot(config: ExperimentConfig, ardm: GridARDM,
+def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
                    controller_config, controller_params, truth: np.ndarray,
                    latitude: np.ndarray, channel_std: np.ndarray,
                    regimes: Sequence[ObservationRegime], ensemble_size: int,
                    seed: int = 1, keep_ensembles: bool = False,
                    initial: np.ndarray | None = None,
                    reference=None) -> dict[str, dict]:
-  """{regime: {method: scores}} for unguided, controlled, DPS (and LETKF).
+  """{regime: {method: scores}} for unguided, controlled, DPS (and LETKF),
+  run, timed and scored by `evaluation.engine` (its keys: every method sees
+  the same observations, initial ensemble and member keys).
 
   Args:
     truth: [K, T+h, lat, lon, C] standardised test trajectories.
@@ -101,48 +67,50 @@ def evaluate_pilot(config: ExperimentConfig, ardm: GridARDM,
     regimes: in the states' units (`pipeline.regimes_in_state_units`).
     initial: [K, M, h, lat, lon, C] initial ensembles (a cold start), or
       None: every member starts from the truth.
-    reference: optional callable (k, observations, num_steps) -> [M, T+1,
-      lat, lon, C], the perfect-model LETKF from trajectory k's cold start.
+    reference: optional callable (k, observations, num_steps) -> program
+      (`engine.Program`) of the perfect-model LETKF from trajectory k's cold
+      start, an ensemble [M, T+1, lat, lon, C].
     keep_ensembles: also return the ensembles, truth and observations under
       "_arrays".
   """
   channels = state_variables(config)
   h = ardm.history_length
+  truth = np.asarray(truth, np.float32)
   num_steps = truth.shape[1] - h
+  starts = truth[:, :h] if initial is None else np.asarray(initial,
+                                                           np.float32)
   controller = bind_controller(controller_config, ardm.periodic,
                                controller_params)  # one compile for all
+  weights = np.broadcast_to(metrics.area_weights(latitude)[:, None],
+                            truth.shape[2:4])
+  key = jax.random.PRNGKey(seed)
   rows = {}
   for regime in regimes:
-    result = pipeline.assimilate_trajectories(
-        ardm, controller_config, controller_params, truth, regime,
-        ensemble_size, seed, controller, initial=initial)
-    key = jax.random.PRNGKey(seed)
-    ensembles = {"unguided": result.unguided, "controlled": result.controlled}
-    seconds = {"unguided": result.seconds_unguided,
-               "controlled": result.seconds_controlled}
-    runs = {"dps": lambda k, traj: assimilate_baseline(
-        "dps", ardm, jnp.asarray(traj[:h] if initial is None else initial[k]),
-        result.observations[k], num_steps, jax.random.fold_in(key, 2 * k + 1),
-        ensemble_size)}
+    observations = engine.observe(regime, truth, h, key)
+    programs = {
+        "unguided": lambda k: ensemble_program(
+            ardm, starts[k], num_steps, engine.member_key(key, k),
+            ensemble_size),
+        "controlled": lambda k: ensemble_program(
+            ardm, starts[k], num_steps, engine.member_key(key, k),
+            ensemble_size, observations[k], controller,
+            controller_config.horizon),
+        "dps": lambda k: baseline_program(
+            "dps", ardm, starts[k], observations[k], num_steps,
+            engine.member_key(key, k), ensemble_size)}
     if reference is not None:
-      runs["letkf"] = lambda k, traj: reference(k, result.observations[k],
-                                                num_steps)
-    for method, run in runs.items():
-      outputs, seconds[method] = [], 0.0
-      for k, traj in enumerate(np.asarray(truth, np.float32)):
-        out, sec = _timed(lambda: run(k, traj))
-        outputs.append(out)
-        seconds[method] += sec
-      ensembles[method] = np.stack(outputs)
-    rows[regime.name] = {}
-    for method in ensembles:
-      scores = score_latlon(ensembles[method], result.truth, latitude,
-                            channel_std, channels)
-      scores["seconds"] = seconds[method]
-      rows[regime.name][method] = scores
+      programs["letkf"] = lambda k: reference(k, observations[k], num_steps)
+    runs = {method: engine.run_programs(program(k) for k in range(len(truth)))
+            for method, program in programs.items()}
+    rows[regime.name] = {
+        method: {**engine.score(run.ensembles, truth[:, h - 1:], weights,
+                                channels=channels, channel_std=channel_std),
+                 "seconds": run.seconds, "cpu_seconds": run.cpu_seconds}
+        for method, run in runs.items()}
     if keep_ensembles:
       rows[regime.name]["_arrays"] = dict(
-          ensembles, truth=result.truth, observations=result.observations)
+          {m: run.ensembles for m, run in runs.items()},
+          truth=truth[:, h - 1:], observations=observations)
   return rows
 
 
@@ -150,25 +118,36 @@ def _methods(by_method: dict) -> list[str]:
   return [m for m in METHODS if m in by_method]
 
 
-def markdown_table(rows: dict[str, dict]) -> str:
-  """One line per (regime, method): pooled and per-channel physical scores,
+def flat_rows(rows: dict[str, dict]) -> list[dict]:
+  """One row per (regime, method): pooled and per-channel physical scores,
   wall-clock and its ratio to the unguided rollout."""
-  first = next(iter(rows.values()))
-  channels = list(first["unguided"]["per_channel"])
-  lines = ["| regime | method | RMSE (std. units) | CRPS (std. units) | "
-           + " | ".join(f"RMSE {c}" for c in channels)
-           + " | time [s] | time / unguided |",
-           "|---" * (6 + len(channels)) + "|"]
+  out = []
   for name, by_method in rows.items():
     base = by_method["unguided"]["seconds"]
     for method in _methods(by_method):
       s = by_method[method]
-      ratio = s["seconds"] / base if base > 0 else float("nan")
-      lines.append(
-          f"| {name} | {method} | {s['rmse']:.4f} | {s['crps']:.4f} | "
-          + " | ".join(f"{s['per_channel'][c]['rmse']:.4g}" for c in channels)
-          + f" | {s['seconds']:.3f} | {ratio:.2f} |")
-  return "\n".join(lines)
+      out.append({
+          "regime": name, "method": method, "rmse": s["rmse"],
+          "crps": s["crps"], "spread_skill": s["spread_skill"],
+          **{f"rmse {c}": v["rmse"] for c, v in s["per_channel"].items()},
+          **{f"crps {c}": v["crps"] for c, v in s["per_channel"].items()},
+          "seconds": s["seconds"],
+          "seconds_vs_unguided": engine.ratio(s["seconds"], base)})
+  return out
+
+
+def markdown_table(rows: dict[str, dict]) -> str:
+  """One line per (regime, method): pooled and per-channel physical RMSE,
+  wall-clock and its ratio to the unguided rollout."""
+  table = flat_rows(rows)
+  channels = [k[len("rmse "):] for k in table[0] if k.startswith("rmse ")]
+  return engine.markdown_table(
+      ["regime", "method", "RMSE (std. units)", "CRPS (std. units)"]
+      + [f"RMSE {c}" for c in channels] + ["time [s]", "time / unguided"],
+      ([r["regime"], r["method"], f"{r['rmse']:.4f}", f"{r['crps']:.4f}"]
+       + [f"{r[f'rmse {c}']:.4g}" for c in channels]
+       + [f"{r['seconds']:.3f}", None if r["seconds_vs_unguided"] is None
+          else f"{r['seconds_vs_unguided']:.2f}"] for r in table))
 
 
 def plot_maps(arrays: dict, regime: str, channel: int, channel_name: str,
@@ -192,17 +171,14 @@ def plot_maps(arrays: dict, regime: str, channel: int, channel_name: str,
 
 def write_pilot(rows: dict[str, dict], out_dir,
                 channels: Sequence[str] = ()) -> dict[str, Path]:
-  """Writes pilot.json, pilot.md, an RMSE-vs-lead-time plot and, where the
+  """Writes pilot.json, .csv, .md, an RMSE-vs-lead-time plot and, where the
   ensembles were kept, one map per regime (`plot_maps`, first channel)."""
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   clean = {r: {m: s for m, s in by.items() if m in METHODS}
            for r, by in rows.items()}
-  paths = {
-      "json": write_json(out_dir / "pilot.json", clean),
-      "markdown": atomic_write(out_dir / "pilot.md", lambda f: f.write(
-          markdown_table(clean).encode())),
-  }
+  paths = engine.write_report(out_dir, "pilot", clean, flat_rows(clean),
+                              markdown_table(clean))
   curves = {f"{r} {m}": np.asarray(s["rmse_per_time"])
             for r, by in clean.items() for m, s in by.items()}
   paths["plot"] = plots.plot_error_vs_time(
@@ -270,8 +246,8 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
               out_dir, regimes: Sequence[str] | None = None,
               keep_ensembles: bool = False, start: str = "cold") -> dict:
   """Loads the test split and checkpoints, evaluates, writes the results."""
-  if config.system != "era5":
-    raise ValueError(f"the pilot evaluation needs an ERA5 config (system"
+  if not get_system(config.system).latlon:
+    raise ValueError(f"the pilot evaluation needs a lat/lon config (system"
                      f" 'era5'), got system {config.system!r}")
   if start not in STARTS:
     raise ValueError(f"unknown start {start!r}; use one of {STARTS}")
@@ -301,8 +277,8 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
     if model is not None:
       step_hours = float(config.pde.step_hours)
       members = model.options.ensemble_size
-      reference = lambda k, obs, n: model.run(index[k, :members], obs, n,
-                                              step_hours)
+      reference = lambda k, obs, n: model.program(index[k, :members], obs, n,
+                                                  step_hours)
   rows = evaluate_pilot(config, ardm, controller_config, params, truth,
                         ds["latitude"].values, channel_stds(ds, channels),
                         chosen, a.ensemble_size, a.seed + 1, True, initial,

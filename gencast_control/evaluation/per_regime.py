@@ -1,8 +1,9 @@
 """Evaluation of a controller against the unguided ARDM over observation regimes.
 
-For each regime, the same truth trajectories, observations and PRNG keys are
-used for both methods; wall-clock is measured after compilation. Results are a
-JSON-able dict, a markdown table and an error-vs-time plot.
+For each regime, both methods share the truth, observations and PRNG keys,
+and are run, timed and scored by `evaluation.engine` (scores over t = 1..T).
+Results are a JSON-able dict and evaluation.{json,csv,md} plus an
+error-vs-time plot.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from gencast_control import pipeline
-
-from gencast_control.evaluation import metrics, plots
-from gencast_control.core.checkpoint import atomic_write, write_json
+from gencast_control.evaluation import engine, plots
 from gencast_control.systems.experiment import ExperimentConfig
+
+METHODS = ("unguided", "controlled")
 
 
 def evaluate_regimes(config: ExperimentConfig, ardm, controller_config,
@@ -24,52 +25,51 @@ def evaluate_regimes(config: ExperimentConfig, ardm, controller_config,
                      regimes: Sequence[str], ensemble_size: int,
                      seed: int = 1, weights: np.ndarray | None = None
                      ) -> dict[str, dict]:
-  """Scores both methods per regime; adds per-time RMSE curves.
+  """{regime: {method: scores}} (`pipeline.score`, with the RMSE curve over
+  t = 0..T).
 
   weights: optional [*spatial] weights of the spatial means (latitude area
     weights for ERA5, `pipeline.spatial_weights`); None = uniform.
   """
-  rows = {}
-  for name in regimes:
-    result = pipeline.assimilate_trajectories(
-        ardm, controller_config, controller_params, truth,
-        config.regime(name), ensemble_size, seed)
-    scores = pipeline.score(result, weights)
-    w = None if weights is None else np.asarray(weights)[..., None]
-    for method in ("unguided", "controlled"):
-      scores[method]["rmse_per_time"] = metrics.rmse(  # t = 1..T
-          getattr(result, method)[:, :, 1:].mean(axis=1),
-          result.truth[:, 1:], weights=w,
-          axes=(0,) + tuple(range(2, result.truth.ndim))).tolist()
-    rows[name] = scores
-  return rows
+  return {name: pipeline.score(pipeline.assimilate_trajectories(
+              ardm, controller_config, controller_params, truth,
+              config.regime(name), ensemble_size, seed), weights)
+          for name in regimes}
+
+
+def flat_rows(rows: dict[str, dict]) -> list[dict]:
+  """One row per (regime, method) with its ratios to the controller."""
+  out = []
+  for name, by_method in rows.items():
+    c = by_method["controlled"]
+    for method in METHODS:
+      s = by_method[method]
+      out.append({"regime": name, "method": method, "rmse": s["rmse"],
+                  "rmse_vs_controlled": engine.ratio(s["rmse"], c["rmse"]),
+                  "crps": s["crps"], "spread_skill": s["spread_skill"],
+                  "seconds": s["seconds"],
+                  "seconds_vs_controlled": engine.ratio(s["seconds"],
+                                                        c["seconds"])})
+  return out
 
 
 def markdown_table(rows: dict[str, dict]) -> str:
-  lines = ["| regime | RMSE unguided | RMSE controlled | RMSE ratio |"
-           " time unguided [s] | time controlled [s] | time ratio |",
-           "|---|---|---|---|---|---|---|"]
-  for name, s in rows.items():
-    u, c = s["unguided"], s["controlled"]
-    lines.append(f"| {name} | {u['rmse']:.4f} | {c['rmse']:.4f} |"
-                 f" {u['rmse'] / c['rmse']:.1f}x | {u['seconds']:.3f} |"
-                 f" {c['seconds']:.3f} | {c['seconds'] / u['seconds']:.2f}x |")
-  return "\n".join(lines)
+  return engine.markdown_table(
+      ("regime", "RMSE unguided", "RMSE controlled", "RMSE ratio",
+       "time unguided [s]", "time controlled [s]", "time ratio"),
+      ((name, f"{s['unguided']['rmse']:.4f}", f"{s['controlled']['rmse']:.4f}",
+        f"{s['unguided']['rmse'] / s['controlled']['rmse']:.1f}x",
+        f"{s['unguided']['seconds']:.3f}", f"{s['controlled']['seconds']:.3f}",
+        f"{s['controlled']['seconds'] / s['unguided']['seconds']:.2f}x")
+       for name, s in rows.items()))
 
 
 def write_evaluation(rows: dict[str, dict], out_dir) -> dict[str, Path]:
-  """Writes evaluation.json, evaluation.md and one error-vs-time plot."""
-  out_dir = Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  paths = {
-      "json": write_json(out_dir / "evaluation.json", rows),
-      "markdown": atomic_write(out_dir / "evaluation.md",
-                               lambda f: f.write(markdown_table(rows)
-                                                 .encode())),
-  }
+  """Writes evaluation.json, .csv, .md and one error-vs-time plot."""
+  paths = engine.write_report(out_dir, "evaluation", rows, flat_rows(rows),
+                              markdown_table(rows))
   curves = {f"{name} {method}": np.asarray(s[method]["rmse_per_time"])
-            for name, s in rows.items()
-            for method in ("unguided", "controlled")}
+            for name, s in rows.items() for method in METHODS}
   paths["plot"] = plots.plot_error_vs_time(
-      curves, out_dir / "rmse_vs_time.png", "RMSE of the ensemble mean")
+      curves, Path(out_dir) / "rmse_vs_time.png", "RMSE of the ensemble mean")
   return paths

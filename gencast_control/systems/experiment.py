@@ -1,4 +1,4 @@
-"""Experiment configs and the registry of built-in dynamical systems.
+"""Experiment configs and the data step of each system (`systems.registry`).
 
 An experiment ties a system (PDE solver + dataset generator), a grid ARDM, its
 pretraining, a controller, its training and the observation regimes together.
@@ -8,7 +8,7 @@ configs/NAME.py returns one ExperimentConfig from get_config().
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import xarray as xr
@@ -19,6 +19,7 @@ from gencast_control.training.ardm_training import ARDMTrainingConfig
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.core.regimes import ObservationRegime
+from gencast_control.systems.registry import get_system
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,72 +92,32 @@ class ExperimentConfig:
     return [self.regime(name) for name in self.train_regimes]
 
 
-@dataclasses.dataclass(frozen=True)
-class System:
-  """A built-in dynamical system.
-
-  generate(key, num_trajectories, num_steps, pde_config, burn_in_steps) returns
-  an xarray Dataset with dims (trajectory, time, *spatial_dims). Data-driven
-  systems (ERA5) have no generator and take their variables from the config
-  (see `state_variables`).
-  """
-  name: str
-  variables: tuple[str, ...]
-  spatial_dims: tuple[str, ...]
-  generate: Callable[..., xr.Dataset] | None
-
-
-def get_system(name: str) -> System:
-  """Looks up a built-in system (imports its solver lazily)."""
-  if name == "ks":
-    from gencast_control.systems import ks
-    return System("ks", ("u",), ("x",), ks.generate_ks_dataset)
-  if name == "kolmogorov":
-    from gencast_control.systems import kolmogorov
-    return System("kolmogorov", ("vorticity",), ("x", "y"),
-                  kolmogorov.generate_kolmogorov_dataset)
-  if name == "era5":
-    return System("era5", (), ("latitude", "longitude"), None)
-  if name == "custom":
-    return System("custom", (), (), None)
-  raise ValueError(f"unknown system {name!r}; built-in: ks, kolmogorov,"
-                   " era5, custom")
-
-
 def state_variables(config: ExperimentConfig) -> tuple[str, ...]:
-  """Channel names of the states: the system's, or the config's ERA5
-  channels; for a custom system the config's, or () = "those of the data"."""
-  if config.system == "custom":
-    return tuple(getattr(config.pde, "variables", ()) or ())
-  return get_system(config.system).variables or tuple(config.pde.channels)
+  """Channel names of the states: the system's, else the config's (ERA5's
+  `channels`, a custom system's `variables`); () = "those of the data"."""
+  pde = config.pde
+  return (get_system(config.system).variables
+          or tuple(getattr(pde, "variables", None)
+                   or getattr(pde, "channels", None) or ()))
 
 
 def spatial_dims(config: ExperimentConfig) -> tuple[str, ...] | None:
   """The grid's dims; None for a custom system that takes them from data."""
-  if config.system == "custom":
-    return tuple(getattr(config.pde, "spatial_dims", ()) or ()) or None
-  return get_system(config.system).spatial_dims
+  return (get_system(config.system).spatial_dims
+          or tuple(getattr(config.pde, "spatial_dims", None) or ()) or None)
 
 
 def simulate_splits(config: ExperimentConfig) -> dict[str, xr.Dataset]:
-  """Generates train/validation/test trajectories of the config's system.
-
-  For ERA5 the splits are read from the store instead (era5_trajectories;
-  the counts are maxima, 0 = every window of the period).
-  """
+  """Train/validation/test trajectories of the config's system: drawn from
+  its generator, or taken from its source (`System.splits`; for ERA5 the
+  store, where the counts are maxima and 0 = every window of the period)."""
   system = get_system(config.system)
   data = config.data
+  if system.generate is None:
+    return system.splits(config)
   key = jax.random.PRNGKey(data.seed)
   counts = {"train": data.num_train, "validation": data.num_validation,
             "test": data.num_test}
-  if config.system == "custom":
-    raise ValueError("system 'custom' brings its own data: write"
-                     " train/validation/test splits (see the README, Bring"
-                     " your own data) instead of simulating")
-  if system.generate is None:
-    from gencast_control.data import era5_trajectories
-    return era5_trajectories.extract_splits(config.pde, data.num_steps, counts,
-                                            config.ardm.state_shape)
   return {
       split: system.generate(jax.random.fold_in(key, i), count,
                              data.num_steps, config.pde,

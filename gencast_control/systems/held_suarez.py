@@ -495,9 +495,10 @@ class PerfectModelFilter:
 
     return jax.jit(run)
 
-  def run(self, index, observations, num_steps: int, step_hours: float,
-          options: LETKFOptions | None = None) -> jax.Array:
-    """Ensemble [M, T+1, lat, lon, C] from the stored states `index` [M]."""
+  def program(self, index, observations, num_steps: int, step_hours: float,
+              options: LETKFOptions | None = None):
+    """(jitted program, its arguments) of `run`, for ahead-of-time
+    compilation and timing (`evaluation.engine.run_program`)."""
     options = options or self.options
     steps = step_hours * 60 / self.model.config.dt_minutes
     if abs(steps - round(steps)) > 1e-9:
@@ -507,6 +508,13 @@ class PerfectModelFilter:
                  enkf.observation_capacity(observations))
     if signature not in self._programs:
       self._programs[signature] = self._program(*signature)
-    return self._programs[signature](
+    return self._programs[signature], (
         unstack_states(self.states, self.model, index), observations,
         options.radius_km, options.inflation)
+
+  def run(self, index, observations, num_steps: int, step_hours: float,
+          options: LETKFOptions | None = None) -> jax.Array:
+    """Ensemble [M, T+1, lat, lon, C] from the stored states `index` [M]."""
+    program, arguments = self.program(index, observations, num_steps,
+                                      step_hours, options)
+    return program(*arguments)

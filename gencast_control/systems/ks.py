@@ -144,6 +144,17 @@ def ks_model_step(u: jax.Array, config: KSConfig) -> jax.Array:
   return jax.lax.fori_loop(0, config.substeps, lambda _, v: step(v), u)
 
 
+def ks_state_step(x: jax.Array, config: KSConfig) -> jax.Array:
+  """`ks_model_step` of channel-last states [B, X, C], channel by channel
+  (the EnKF's model, `systems.registry.System.model_step`)."""
+  return jnp.moveaxis(ks_model_step(jnp.moveaxis(x, -1, 1), config), 1, -1)
+
+
+def state_shape(config: KSConfig) -> tuple[int, ...]:
+  """[X, C] of the states `ks_state_step` takes: one channel u."""
+  return (config.num_points, 1)
+
+
 def ks_rollout(u0: jax.Array, num_steps: int, config: KSConfig) -> jax.Array:
   """States [num_steps + 1, ..., X] at model times 0, model_dt, ... (incl. u0).
 
