@@ -188,7 +188,12 @@ class GenCastARDM(FrozenARDM):
             self._dataset(self._forcings, forcings))
 
   def step(self, history, key, preview=None, controller=None, remat=False,
-           context=None):
+           context=None, guidance=None):
+    if guidance is not None:
+      raise ValueError(
+          "GenCastARDM does not run guidance rules yet (DeepMind's sampler"
+          " exposes no per-sub-step estimate map); for a DPS-guided GenCast"
+          " use GenCastPredictor(dps_scale=...)")
     expected = (self.history_length,) + self.state_shape
     if history.shape != expected:
       raise ValueError(f"history must have shape {expected} (history_length,"

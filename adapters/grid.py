@@ -22,10 +22,11 @@ import numpy as np
 
 from gencast_control.core.config import require
 from gencast_control.core.ardm import (ControllerInputs, FrozenARDM,
-                                       model_fingerprint)
+                                       GuidanceInputs, model_fingerprint)
 from gencast_control.core.networks import ConvNet, ConvNetConfig, fourier_embedding
 from gencast_control.core.observations import Preview
-from gencast_control.core.samplers import SamplerConfig, sample
+from gencast_control.core.samplers import (SamplerConfig, noise_levels,
+                                           sample, solver_move)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,8 +175,32 @@ class GridARDM(FrozenARDM):
 
     return control
 
+  def _guidance_fn(self, guidance, denoise, last):
+    """The sampler's u(z_hat, sigma_hat, denoised, s) from a guidance rule."""
+    config = self.config.sampler
+    sigmas = jnp.asarray(noise_levels(config))
+    r = self.normalization.residual_std
+
+    def move(z_hat, denoised, sigma_hat, sigma_next):
+      return jax.lax.cond(
+          sigma_next > 0,
+          lambda: solver_move(config.method, denoise, z_hat, denoised,
+                              sigma_hat, jnp.maximum(sigma_next, 1e-12)),
+          lambda: denoised)
+
+    def control(z_hat, sigma_hat, denoised, s):
+      sigma_next = sigmas[s + 1]
+      return guidance(GuidanceInputs(
+          state=z_hat, sigma=sigma_hat, sigma_next=sigma_next,
+          denoised=denoised, substep=s,
+          estimate=lambda z: self.to_state(denoise(z, sigma_hat), last),
+          to_variable=lambda x: (x - last) / r,
+          move=lambda z, d: move(z, d, sigma_hat, sigma_next), scale=r))
+
+    return control
+
   def step(self, history, key, preview=None, controller=None, remat=False,
-           context=None):
+           context=None, guidance=None):
     del context  # the grid ARDM conditions on past states only
     if history.shape != (self.history_length,) + self.state_shape:
       raise ValueError(
@@ -185,8 +210,13 @@ class GridARDM(FrozenARDM):
     last = history[-1]
     denoise = lambda z, sigma: self.denoise(z, sigma, conditioning)
     control = None
+    if controller is not None and guidance is not None:
+      raise ValueError("a step takes a controller or a guidance rule, not"
+                       " both")
     if controller is not None:
       control = self._control_fn(controller, preview, conditioning, last)
+    if guidance is not None:
+      control = self._guidance_fn(guidance, denoise, last)
     z, energy = sample(denoise, key, self.state_shape, self.config.sampler,
                        control=control, remat=remat)
     return self.to_state(z, last), energy

@@ -1,5 +1,7 @@
 """Shared fixtures: a tiny KS ARDM trained in seconds, used by several tests."""
 
+import fcntl
+import json
 import os
 import tempfile
 
@@ -68,14 +70,10 @@ TINY_CLI = ("--set pde.num_points=32 --set pde.domain_length=22.0"
     " --set assimilation.num_trajectories=1").split()
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-  """Tiny KS splits (D), two ARDMs (A, B) and a controller trained against A
-  (C) by the CLI; K: the shipped Kolmogorov ARDM."""
+def _build_tiny_run(root):
   from gencast_control import cli, pipeline
   from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
                                              save_grid_ardm)
-  root = tmp_path_factory.mktemp("tiny_run")
   paths = {"D": str(root / "data"), "A": str(root / "a.npz"),
            "B": str(root / "b.npz"), "C": str(root / "c.npz"),
            "K": str(pipeline.shipped_checkpoints("kolmogorov")[0])}
@@ -91,6 +89,24 @@ def tiny_run(tmp_path_factory):
   save_grid_ardm(paths["B"], GridARDM(a.config, b_params, a.normalization),
                  {"system": meta["system"]})
   return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, worker_id):
+  """Tiny KS splits (D), two ARDMs (A, B) and a controller trained against A
+  (C) by the CLI; K: the shipped Kolmogorov ARDM. Built once per pytest run:
+  pytest-xdist workers share it (the first builds it under a file lock, the
+  others read it; pytest-xdist's documented pattern)."""
+  if worker_id == "master":
+    return _build_tiny_run(tmp_path_factory.mktemp("tiny_run"))
+  root = tmp_path_factory.getbasetemp().parent / "tiny_run"
+  with open(str(root) + ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    done = root / "paths.json"
+    if not done.exists():
+      root.mkdir(exist_ok=True)
+      done.write_text(json.dumps(_build_tiny_run(root)))
+    return json.loads(done.read_text())
 
 
 # The test files that take longest on 2 cores (pytest --durations, 2026-12-02),

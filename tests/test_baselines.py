@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gencast_control.baselines import enkf
+from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.assimilation import ensemble_rollout
 from gencast_control.baselines.guidance import assimilate_baseline
 from gencast_control.core.observations import Observations
@@ -55,6 +56,47 @@ def test_dps_with_zero_step_is_unguided(tiny_ardm, problem, unguided):
   guided = assimilate_baseline("dps", tiny_ardm, truth[:1], obs, STEPS, KEY,
                                3, zeta=1e-3)
   assert np.abs(np.asarray(guided) - unguided).max() > 1e-3
+
+
+class Wrapped(FrozenARDM):
+  """A FrozenARDM that only forwards the protocol to a grid ARDM: guidance
+  rules must run through `step(..., guidance=)`, not grid internals."""
+
+  def __init__(self, inner):
+    self.inner = inner
+
+  state_shape = property(lambda self: self.inner.state_shape)
+  history_length = property(lambda self: self.inner.history_length)
+  periodic = property(lambda self: self.inner.periodic)
+  fingerprint = property(lambda self: "wrapped-" + self.inner.fingerprint)
+
+  def step(self, history, key, preview=None, controller=None, remat=False,
+           context=None, guidance=None):
+    return self.inner.step(history, key, preview, controller, remat, context,
+                           guidance)
+
+
+@pytest.mark.parametrize("method", ["dps", "sda", "repaint"])
+def test_guidance_rules_run_on_any_frozen_ardm(tiny_ardm, problem, method):
+  truth, obs = problem
+  direct = assimilate_baseline(method, tiny_ardm, truth[:1], obs, 3, KEY, 2)
+  wrapped = assimilate_baseline(method, Wrapped(tiny_ardm), truth[:1], obs, 3,
+                                KEY, 2)
+  np.testing.assert_array_equal(np.asarray(wrapped), np.asarray(direct))
+  with pytest.raises(ValueError, match="needs a FrozenARDM"):
+    assimilate_baseline(method, object(), truth[:1], obs, 3, KEY, 2)
+
+
+def test_a_step_takes_a_controller_or_a_rule_not_both(tiny_ardm, problem):
+  truth, obs = problem
+  rule = lambda g: jnp.zeros_like(g.state)
+  with pytest.raises(ValueError, match="not both"):
+    tiny_ardm.step(jnp.asarray(truth[:1]), KEY, obs.preview(0, 1),
+                   controller=lambda inputs: inputs.state, guidance=rule)
+  # a zero rule is the pretrained sampler
+  x, _ = tiny_ardm.step(jnp.asarray(truth[:1]), KEY, guidance=rule)
+  np.testing.assert_allclose(np.asarray(x), np.asarray(
+      tiny_ardm.step(jnp.asarray(truth[:1]), KEY)[0]), atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["dps", "sda", "repaint"])

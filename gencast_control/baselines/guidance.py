@@ -2,16 +2,18 @@
 
 `assimilate_baseline(method, ardm, history, observations, num_steps, key,
 ensemble_size, **options)` returns an ensemble [M, T+1, *spatial, C] like
-`assimilation.ensemble_rollout`. The diffusion baselines use the SAME frozen
-ARDM, the SAME sampler `samplers.sample` with the same sub-steps and PRNG keys
-(member m: fold_in(key, m); step n: fold_in(key_m, n)), and act through the
-sampler's control hook
+`assimilation.ensemble_rollout`. The diffusion baselines are guidance rules
+(`BASELINES`, one table of methods) that any FrozenARDM runs through its
+step's `guidance` hook (`core.ardm.GuidanceInputs`): the SAME frozen ARDM and
+sampler with the same sub-steps and PRNG keys (member m: fold_in(key, m);
+step n: fold_in(key_m, n)), acting through the sampler's control hook
 
     z_{s+1} = step(z_hat, D(z_hat, sigma_hat)) + (sigma_hat - sigma_{s+1}) u_s,
 
 so they differ from the controller only in how u_s is computed. Forecast step
 n -> n+1 is guided by the observation y_{n+1} (mask M, std sigma_o) through
-the denoised state x_hat(z) = x_n + r D(z, sigma) (r: residual std):
+the denoised state x_hat(z) (the grid ARDM's x_n + r D(z, sigma), r the
+residual std: GuidanceInputs.estimate and .scale):
 
 * "dps"     (Chung et al. 2023, ICLR, arXiv 2209.14687): u = -zeta grad_z L,
             L(z) = ||M (x_hat(z) - y)||^2 / sigma_o^2 at z = z_hat.
@@ -20,8 +22,8 @@ the denoised state x_hat(z) = x_n + r D(z, sigma) (r: residual std):
             Gaussian approximation log p(y|z) ~ -||M (x_hat - y)||^2 /
             (2 (sigma_o^2 + gamma (r sigma_hat)^2)).
 * "repaint" (Lugmayr et al. 2022, CVPR; as DiffDA, Huang et al. 2024):
-            observed entries of z_{s+1} are replaced by (y - x_n)/r +
-            sigma_{s+1} eps.
+            observed entries of z_{s+1} are replaced by z(y) + sigma_{s+1}
+            eps, z(y) = (y - x_n)/r (GuidanceInputs.to_variable).
 * "enkf"    stochastic EnKF with the true solver, KS or Kolmogorov (see
             `enkf`).
 * "unguided" the plain ARDM forecast.
@@ -35,14 +37,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from typing import Callable
+
 from gencast_control.baselines import enkf
-from gencast_control.adapters.grid import GridARDM
+from gencast_control.core.ardm import FrozenARDM, GuidanceFn, GuidanceInputs
 from gencast_control.core.assimilation import (ensemble_program, member_histories,
                                                member_keys)
 from gencast_control.core.observations import Observations
-from gencast_control.core.samplers import noise_levels, sample, solver_move
-
-METHODS = ("unguided", "dps", "sda", "repaint", "enkf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,18 +74,121 @@ class RepaintOptions:
   """RePaint without resampling (jumps back would add sub-steps)."""
 
 
-_OPTIONS = {"unguided": None, "dps": DPSOptions, "sda": SDAOptions,
-            "repaint": RepaintOptions, "enkf": enkf.EnKFOptions}
+# ------------------------------------------------------------------ rules
+
+
+def _step_variance(noise_var, mask):
+  """DPS's step size takes one sigma_obs^2: with per-entry stds the smallest
+  observed one, so no entry's step exceeds the homoscedastic full step and
+  poorer observations move the state proportionally less."""
+  if jnp.ndim(noise_var) != jnp.ndim(mask):
+    return noise_var
+  return jnp.where(jnp.any(mask > 0), jnp.min(
+      jnp.where(mask > 0, noise_var, jnp.inf)), 1.0)
+
+
+def _misfit_grad(g: GuidanceInputs, y, mask, weight):
+  """grad_z sum(weight M (x_hat(z) - y)^2) at z_hat, through the denoiser."""
+  return jax.grad(lambda z: jnp.sum(weight * mask * (g.estimate(z) - y)**2))(
+      g.state)
+
+
+def dps_rule(options: DPSOptions, y, mask, noise_std, key) -> GuidanceFn:
+  """DPS: u = -zeta grad_z ||M (x_hat(z) - y)||^2 / sigma_o^2."""
+  del key
+  noise_var = noise_std**2
+
+  def rule(g: GuidanceInputs):
+    zeta = options.zeta
+    if zeta is None:
+      zeta = options.relaxation * _step_variance(noise_var, mask) / (
+          2 * g.scale**2 * (g.sigma - g.sigma_next))
+    return -zeta * _misfit_grad(g, y, mask, 1.0 / noise_var)
+  return rule
+
+
+def sda_rule(options: SDAOptions, y, mask, noise_std, key) -> GuidanceFn:
+  """SDA: u = sigma_hat grad_z log p(y | z), Gaussian in x_hat(z)."""
+  del key
+
+  def rule(g: GuidanceInputs):
+    variance = noise_std**2 + options.gamma * (g.scale * g.sigma)**2
+    score = -_misfit_grad(g, y, mask, 0.5 / variance)
+    return g.sigma * score
+  return rule
+
+
+def repaint_rule(options: RepaintOptions, y, mask, noise_std, key
+                 ) -> GuidanceFn:
+  """RePaint: u = M (z_obs - z_new) / (sigma_hat - sigma_next), so that the
+  observed entries of z_next are z_obs = z(y) + sigma_next eps."""
+  del options, noise_std
+
+  def rule(g: GuidanceInputs):
+    z_new = g.move(g.state, g.denoised)
+    eps = jax.random.normal(jax.random.fold_in(key, g.substep),
+                            g.state.shape)
+    z_obs = g.to_variable(y) + g.sigma_next * eps
+    return mask * (z_obs - z_new) / (g.sigma - g.sigma_next)
+  return rule
+
+
+def _guided_rollout(rule_factory, ardm: FrozenARDM, history, observations,
+                    num_steps, key, options, context=None):
+  """One member's trajectory [T+1, *spatial, C] (traceable): step n -> n+1
+  guided by the observations of time n+1."""
+  h = ardm.history_length
+
+  def forecast_step(history, n):
+    step_key = jax.random.fold_in(key, n)
+    noise_std = (observations.noise_std[n + 1]
+                 if observations.heteroscedastic else observations.noise_std)
+    rule = rule_factory(options, observations.values[n + 1],
+                        observations.mask[n + 1], noise_std,
+                        jax.random.fold_in(step_key, 0x0B5))
+    step_context = None if context is None else jax.tree.map(
+        lambda c: jax.lax.dynamic_slice_in_dim(c, n, h + 1), context)
+    x_next, _ = ardm.step(history, step_key, guidance=rule,
+                          context=step_context)
+    history = jnp.concatenate([history[1:], x_next[None]], axis=0)
+    return history, x_next
+
+  _, states = jax.lax.scan(forecast_step, history, jnp.arange(num_steps))
+  return jnp.concatenate([history[-1:], states], axis=0)
+
+
+# ---------------------------------------------------------------- methods
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A baseline: its options class (None: takes none) and either a guidance
+  rule factory (options, y, mask, noise_std, key) -> GuidanceFn run by the
+  frozen ARDM's sampler, or, for a filter with its own model, `uses_ardm`
+  False."""
+  options: type | None
+  rule: Callable[..., GuidanceFn] | None = None
+  uses_ardm: bool = True
+
+
+BASELINES = {
+    "unguided": Method(None),
+    "dps": Method(DPSOptions, dps_rule),
+    "sda": Method(SDAOptions, sda_rule),
+    "repaint": Method(RepaintOptions, repaint_rule),
+    "enkf": Method(enkf.EnKFOptions, uses_ardm=False),
+}
+METHODS = tuple(BASELINES)
 
 
 def _parse_options(method: str, options: dict):
-  if method not in METHODS:
+  if method not in BASELINES:
     raise ValueError(f"unknown baseline method {method!r}; choose one of"
                      f" {METHODS}")
-  cls = _OPTIONS[method]
+  cls = BASELINES[method].options
   if cls is None:
     if options:
-      raise ValueError(f"method 'unguided' takes no options, got"
+      raise ValueError(f"method {method!r} takes no options, got"
                        f" {sorted(options)}")
     return None
   names = {f.name for f in dataclasses.fields(cls)}
@@ -92,95 +196,18 @@ def _parse_options(method: str, options: dict):
   if unknown:
     raise ValueError(f"unknown options {unknown} for method {method!r};"
                      f" valid: {sorted(names)}")
-  if method == "enkf" and not {"ks_config", "pde_config"} & set(options):
-    raise ValueError("method 'enkf' needs the option ks_config=KSConfig(...)"
-                     " or pde_config=KolmogorovConfig(...) (the true solver"
-                     " used as the model)")
   return cls(**options)
 
 
-def _control(method, ardm: GridARDM, options, denoise, last, y, mask,
-             noise_std, key):
-  """The sampler's u(z_hat, sigma_hat, denoised, s) for one forecast step."""
-  config = ardm.config.sampler
-  sigmas = jnp.asarray(noise_levels(config))
-  r = ardm.normalization.residual_std
-  noise_var = noise_std**2  # scalar, per channel or per entry
-  # DPS's step size takes one sigma_obs^2: with per-entry stds the smallest
-  # observed one, so no entry's step exceeds the homoscedastic full step
-  # and poorer observations move the state proportionally less.
-  step_var = noise_var
-  if jnp.ndim(noise_var) == jnp.ndim(mask):
-    step_var = jnp.where(jnp.any(mask > 0), jnp.min(
-        jnp.where(mask > 0, noise_var, jnp.inf)), 1.0)
-
-  def misfit_grad(z_hat, sigma_hat, weight):
-    """grad_z sum(weight M (x_hat(z) - y)^2) through the frozen denoiser."""
-    def misfit(z):
-      x_hat = last + r * denoise(z, sigma_hat)
-      return jnp.sum(weight * mask * (x_hat - y)**2)
-    return jax.grad(misfit)(z_hat)
-
-  if method == "dps":
-    def control(z_hat, sigma_hat, denoised, s):
-      del denoised
-      sigma_next = sigmas[s + 1]
-      if options.zeta is None:
-        zeta = options.relaxation * step_var / (2 * r**2 *
-                                                 (sigma_hat - sigma_next))
-      else:
-        zeta = options.zeta
-      return -zeta * misfit_grad(z_hat, sigma_hat, 1.0 / noise_var)
-    return control
-
-  if method == "sda":
-    def control(z_hat, sigma_hat, denoised, s):
-      del denoised, s
-      variance = noise_var + options.gamma * (r * sigma_hat)**2
-      score = -misfit_grad(z_hat, sigma_hat, 0.5 / variance)
-      return sigma_hat * score
-    return control
-
-  # RePaint: u = M (z_obs - z_new) / (sigma_hat - sigma_next), so that
-  # z_new + (sigma_hat - sigma_next) u equals z_obs on observed entries.
-  z_target = (y - last) / r
-
-  def control(z_hat, sigma_hat, denoised, s):
-    sigma_next = sigmas[s + 1]
-    z_new = jax.lax.cond(
-        sigma_next > 0,
-        lambda: solver_move(config.method, denoise, z_hat, denoised,
-                            sigma_hat, jnp.maximum(sigma_next, 1e-12)),
-        lambda: denoised)
-    eps = jax.random.normal(jax.random.fold_in(key, s), z_hat.shape)
-    z_obs = z_target + sigma_next * eps
-    return mask * (z_obs - z_new) / (sigma_hat - sigma_next)
-
-  return control
-
-
-def _guided_rollout(method, ardm: GridARDM, history, observations, num_steps,
-                    key, options):
-  """One member's trajectory [T+1, *spatial, C] (traceable)."""
-  def forecast_step(history, n):
-    conditioning = ardm.conditioning(history)
-    last = history[-1]
-    denoise = lambda z, sigma: ardm.denoise(z, sigma, conditioning)
-    step_key = jax.random.fold_in(key, n)
-    control = _control(method, ardm, options, denoise, last,
-                       observations.values[n + 1], observations.mask[n + 1],
-                       observations.noise_std[n + 1]
-                       if observations.heteroscedastic
-                       else observations.noise_std,
-                       jax.random.fold_in(step_key, 0x0B5))
-    z, _ = sample(denoise, step_key, ardm.state_shape, ardm.config.sampler,
-                  control=control)
-    x_next = ardm.to_state(z, last)
-    history = jnp.concatenate([history[1:], x_next[None]], axis=0)
-    return history, x_next
-
-  _, states = jax.lax.scan(forecast_step, history, jnp.arange(num_steps))
-  return jnp.concatenate([history[-1:], states], axis=0)
+def _static_options(options):
+  """The options with their numbers zeroed: what shapes the program (the
+  numbers travel as traced arguments, `_numeric`)."""
+  if isinstance(options, enkf.EnKFOptions):
+    return dataclasses.replace(options, localization_radius=1.0,
+                               inflation=1.0, initial_std=0.0)
+  if isinstance(options, DPSOptions):  # zeta None vs float changes the program
+    return DPSOptions(zeta=None if options.zeta is None else 0.0)
+  return type(options)()
 
 
 def _numeric(options) -> dict:
@@ -192,35 +219,33 @@ def _numeric(options) -> dict:
 
 @functools.lru_cache(maxsize=32)
 def _compiled(method, ardm, num_steps, static_options):
-  """One jitted ensemble program per (method, model, length, solver config)."""
+  """One jitted ensemble program per (method, model, length, static options)."""
+  rule = BASELINES[method].rule
 
   @jax.jit
   def run(histories, observations, keys, numeric):
-    if method == "enkf":
+    if rule is None:  # a filter with its own model
       return enkf.enkf_rollout(histories, observations, num_steps, keys,
                                static_options, **numeric)
     options = dataclasses.replace(static_options, **numeric)
-    member = lambda h, k: _guided_rollout(method, ardm, h, observations,
+    member = lambda h, k: _guided_rollout(rule, ardm, h, observations,
                                           num_steps, k, options)
     return jax.vmap(member)(histories, keys)
 
   return run
 
 
-def baseline_program(method: str, ardm: GridARDM | None, history,
+def baseline_program(method: str, ardm: FrozenARDM | None, history,
                      observations: Observations, num_steps: int,
                      key: jax.Array, ensemble_size: int, **method_options):
   """(jitted program, its arguments) of `assimilate_baseline` after input
   checks: program(*arguments) is the ensemble. For ahead-of-time inspection,
   e.g. program.lower(*arguments).compile().memory_analysis()."""
   options = _parse_options(method, method_options)
+  spec = BASELINES[method]
   history = jnp.asarray(history, jnp.float32)
   if ensemble_size < 1:
     raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
-  state_ndim = (len(enkf.solver_state_shape(options)) if method == "enkf"
-                else len(ardm.state_shape) if ardm is not None else None)
-  # An initial ensemble [M, h, ...]: check one member's history.
-  single = history[0] if history.ndim == (state_ndim or 0) + 2 else history
   if num_steps < 1:
     raise ValueError(f"num_steps must be >= 1, got {num_steps}")
   if not isinstance(observations, Observations):
@@ -228,36 +253,35 @@ def baseline_program(method: str, ardm: GridARDM | None, history,
                      f" {type(observations).__name__}")
   if not bool(jnp.all(jnp.isfinite(history))):
     raise ValueError("initial history contains NaN or inf")
-  if method == "unguided":
+  if spec.uses_ardm and not isinstance(ardm, FrozenARDM):
+    raise ValueError(f"method {method!r} needs a FrozenARDM, got"
+                     f" {type(ardm).__name__}")
+  if spec.options is None:
     return ensemble_program(ardm, history, num_steps, key, ensemble_size)
-  if method == "enkf":
+  if spec.uses_ardm:
+    expected = (ardm.history_length,) + tuple(ardm.state_shape)
+    observations.check_compatible(ardm.state_shape, num_steps)
+    static = _static_options(options)
+  else:  # the EnKF: the true solver's state, an observation capacity
+    state_ndim = len(enkf.solver_state_shape(options))
+    single = history[0] if history.ndim == state_ndim + 2 else history
+    expected = tuple(single.shape)
     enkf.check_enkf_inputs(single, options, ensemble_size)
     observations.check_compatible(tuple(single.shape[1:]), num_steps)
     needed = enkf.observation_capacity(observations)
     if 0 < options.obs_capacity < needed:
       raise ValueError(f"obs_capacity={options.obs_capacity} is below the"
                        f" {needed} entries observed at one time")
-    static = dataclasses.replace(
-        options, localization_radius=1.0, inflation=1.0, initial_std=0.0,
-        obs_capacity=options.obs_capacity or needed)
-  else:
-    if not isinstance(ardm, GridARDM):
-      raise ValueError(f"method {method!r} needs a GridARDM, got"
-                       f" {type(ardm).__name__}")
-    observations.check_compatible(ardm.state_shape, num_steps)
-    static = RepaintOptions() if method == "repaint" else type(options)()
-    if method == "dps":  # zeta None vs float changes the program
-      static = DPSOptions(zeta=None if options.zeta is None else 0.0)
-  expected = (tuple(single.shape) if method == "enkf" else
-              (ardm.history_length,) + tuple(ardm.state_shape))
+    static = dataclasses.replace(_static_options(options),
+                                 obs_capacity=options.obs_capacity or needed)
+    ardm = None
   histories = member_histories(history, ensemble_size, expected)
-  run = _compiled(method, ardm if method != "enkf" else None, num_steps,
-                  static)
+  run = _compiled(method, ardm, num_steps, static)
   return run, (histories, observations, member_keys(key, ensemble_size),
                _numeric(options))
 
 
-def assimilate_baseline(method: str, ardm: GridARDM | None, history,
+def assimilate_baseline(method: str, ardm: FrozenARDM | None, history,
                         observations: Observations, num_steps: int,
                         key: jax.Array, ensemble_size: int,
                         **method_options) -> jax.Array:
@@ -265,7 +289,8 @@ def assimilate_baseline(method: str, ardm: GridARDM | None, history,
 
   Args:
     method: one of METHODS.
-    ardm: the frozen ARDM (ignored by "enkf", which uses the true solver).
+    ardm: the frozen ARDM (ignored by "enkf", which uses the true solver);
+      any FrozenARDM whose step runs guidance rules.
     history: [h, *spatial, C] states at times -h+1..0 (h = ardm.history_length)
       shared by the members, or one per member [M, h, *spatial, C].
     observations: the stream over times 0..T.

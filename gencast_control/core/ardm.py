@@ -51,6 +51,40 @@ class ControllerInputs(NamedTuple):
 ControllerFn = Callable[[ControllerInputs], jax.Array]
 
 
+class GuidanceInputs(NamedTuple):
+  """What a guidance rule (DPS, SDA, RePaint: baselines/guidance.py) sees at
+  one sub-step; the adapter builds it from its denoiser and normalisation.
+
+  state:      [*spatial, C] the sub-step state z_hat (the sampler's variable).
+  sigma:      [] its noise level sigma_hat.
+  sigma_next: [] the noise level the sub-step moves to (0 on the last).
+  denoised:   [*spatial, C] D(z_hat, sigma_hat), normalised.
+  substep:    [] the sub-step index s.
+  estimate:   z -> x_hat(z) [*spatial, C], the denoiser's estimate of
+              x_{n+1} at sigma_hat in physical units; differentiable in z.
+  to_variable: x -> the sampler variable z whose estimate is the state x
+              (estimate's inverse for a noise-free z).
+  move:       (z_hat, denoised) -> the uncontrolled sub-step's z at
+              sigma_next (the denoised estimate when sigma_next = 0).
+  scale:      [] or [C] physical size of one unit of z: x_hat changes by
+              scale * dz for a change dz of the denoised estimate.
+  """
+  state: jax.Array
+  sigma: jax.Array
+  sigma_next: jax.Array
+  denoised: jax.Array
+  substep: jax.Array
+  estimate: Callable[[jax.Array], jax.Array]
+  to_variable: Callable[[jax.Array], jax.Array]
+  move: Callable[[jax.Array, jax.Array], jax.Array]
+  scale: jax.Array
+
+
+# g(inputs) -> control in the sampler's variable, added like the
+# controller's: z_next = move(z_hat, denoised) + (sigma - sigma_next) g.
+GuidanceFn = Callable[[GuidanceInputs], jax.Array]
+
+
 class FrozenARDM(abc.ABC):
   """A pretrained ARDM whose sampler sub-steps accept an additive control."""
 
@@ -88,6 +122,7 @@ class FrozenARDM(abc.ABC):
       controller: ControllerFn | None = None,
       remat: bool = False,
       context: Any = None,
+      guidance: GuidanceFn | None = None,
   ) -> tuple[jax.Array, jax.Array]:
     """Samples the next state.
 
@@ -99,6 +134,9 @@ class FrozenARDM(abc.ABC):
       remat: rematerialise sampler sub-steps in the backward pass.
       context: per-step inputs other than states, leaves [h + 1, ...] (module
         docstring); None for models without any.
+      guidance: a guidance rule applied at every sub-step (a baseline such
+        as DPS), instead of a controller; None for none. Adapters that do
+        not support rules raise ValueError.
 
     Returns:
       (x_{n+1} [*spatial, C], control energy: per sub-step [S], or a scalar,

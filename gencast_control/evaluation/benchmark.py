@@ -75,7 +75,7 @@ from gencast_control.systems.experiment import ExperimentConfig, get_system
 from gencast_control.core.observations import Observations
 from gencast_control.data.trajectories import trajectories_to_array
 
-METHODS = ("controlled", "unguided", "dps", "sda", "repaint", "enkf")
+METHODS = ("controlled",) + baselines.METHODS  # unguided, dps, sda, repaint, enkf
 STARTS = ("truth", "cold")
 DIVERGENCE_FACTOR = 5.0
 CLIMATOLOGY_SEED_OFFSET = 20_000
