@@ -187,13 +187,15 @@ class GenCastARDM(FrozenARDM):
     return (self._dataset(self._inputs, data_vars), self._template,
             self._dataset(self._forcings, forcings))
 
+  def check_history(self, history) -> None:
+    """NaN marks undefined data (sea surface temperature over land,
+    precipitation at the input times, which is not an input); inf is an
+    error."""
+    if bool(jnp.any(jnp.isinf(history))):
+      raise ValueError("initial history contains inf")
+
   def step(self, history, key, preview=None, controller=None, remat=False,
            context=None, guidance=None):
-    if guidance is not None:
-      raise ValueError(
-          "GenCastARDM does not run guidance rules yet (DeepMind's sampler"
-          " exposes no per-sub-step estimate map); for a DPS-guided GenCast"
-          " use GenCastPredictor(dps_scale=...)")
     expected = (self.history_length,) + self.state_shape
     if history.shape != expected:
       raise ValueError(f"history must have shape {expected} (history_length,"
@@ -203,7 +205,8 @@ class GenCastARDM(FrozenARDM):
                        " ({name: [h + 1, ...]}, see GenCastARDM.trajectories)")
     inputs, template, forcings = self.datasets(history, context)
     apply = None if controller is None else (lambda _, x: controller(x))
-    transform = forward_transform(self.model, apply, remat=remat)
+    transform = forward_transform(self.model, apply, remat=remat,
+                                  guidance=guidance)
     (prediction, energy), _ = transform.apply(
         self.model.params, {}, key, inputs, template, forcings, None, preview)
     return jnp.asarray(self.layout.stack(prediction))[0], energy

@@ -33,6 +33,7 @@ from typing import NamedTuple, Optional
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
 import xarray as xr
 
 from gencast_control.adapters.gencast_assets import (GenCastModel,
@@ -42,7 +43,8 @@ from gencast_control.adapters.gencast_channels import (ChannelLayout,
 from gencast_control.adapters.gencast_controller import controller_transform
 from gencast_control.adapters.gencast_sampler import ControlledSampler
 from gencast_control.adapters.gencast_upstream import upstream
-from gencast_control.core.ardm import ControllerFn, ControllerInputs
+from gencast_control.core.ardm import (ControllerFn, ControllerInputs,
+                                       GuidanceFn, GuidanceInputs)
 from gencast_control.core.observations import Observations, Preview
 
 
@@ -94,6 +96,9 @@ class ControlledGenCast(_gc.gencast.GenCast):
 
   With dps_scale set, it instead (or also) applies DPS guidance toward the
   preview frame of the predicted time (the baseline of Chung et al. 2023).
+  With `guidance` (a rule of gencast_control.baselines.guidance on
+  physical [lat, lon, C] states, batch 1) the rule's u is added instead of
+  the controller's.
   """
 
   def __init__(self, task_config, denoiser_architecture_config,
@@ -101,18 +106,24 @@ class ControlledGenCast(_gc.gencast.GenCast):
                noise_encoder_config=None, *,
                stats: Optional[NormalizationStats] = None,
                controller: Optional[ControllerFn] = None,
-               remat: bool = False, dps_scale: Optional[float] = None):
+               remat: bool = False, dps_scale: Optional[float] = None,
+               guidance: Optional[GuidanceFn] = None):
     super().__init__(task_config=task_config,
                      denoiser_architecture_config=denoiser_architecture_config,
                      sampler_config=sampler_config, noise_config=noise_config,
                      noise_encoder_config=noise_encoder_config)
-    if (controller is not None or dps_scale is not None) and stats is None:
+    if (controller is not None or dps_scale is not None
+        or guidance is not None) and stats is None:
       raise ValueError("a controlled GenCast needs the normalisation stats")
+    if controller is not None and guidance is not None:
+      raise ValueError("a step takes a controller or a guidance rule, not"
+                       " both")
     self._task_config = task_config
     self._stats = stats
     self._controller = controller
     self._remat = remat
     self._dps_scale = dps_scale
+    self._guidance = guidance
     # The traced control energy of the latest call (same transform only).
     self.last_control_energy = None
 
@@ -120,6 +131,10 @@ class ControlledGenCast(_gc.gencast.GenCast):
     layout = ChannelLayout.from_template(targets_template)
     channel_stats = ChannelStats.create(
         layout, self._stats, self._task_config.input_variables)
+    if preview is None:  # a guidance rule brings its own observations
+      return _StepContext(layout, channel_stats, None,
+                          last_input_frame(inputs, layout, targets_template),
+                          None)
     values = jnp.asarray(preview.values, jnp.float32)
     mask = jnp.asarray(preview.mask, jnp.float32)
     if values.shape[-3:] != layout.spatial_shape + (layout.num_channels,):
@@ -158,6 +173,33 @@ class ControlledGenCast(_gc.gencast.GenCast):
 
     return control
 
+  def _guide_fn(self, context: _StepContext):
+    """The sampler's guide from the rule: GuidanceInputs in physical units.
+
+    In the sampler's variable d, residual channels are x = x_n + s_d d
+    (s_d: the 12 h difference std) and the others x = m + s d, so the
+    physical estimate, its inverse and the scale follow per channel.
+    """
+    stats = context.channel_stats
+    residual = stats.is_residual > 0
+    scale = jnp.asarray(np.where(residual, stats.diffs_std, stats.std))
+    last = (context.norm_last * stats.std + stats.mean)[0]  # [lat, lon, C]
+    offset = jnp.where(residual, last, stats.mean)
+
+    def guide(x_hat, denoised, sigma_hat, sigma_next, substep, denoise, move):
+      stack = lambda ds: jnp.asarray(context.layout.stack(ds))[0]
+      unstack = lambda a: context.layout.unstack(a[None], x_hat)
+      u = self._guidance(GuidanceInputs(
+          state=stack(x_hat), sigma=sigma_hat, sigma_next=sigma_next,
+          denoised=stack(denoised), substep=substep,
+          estimate=lambda z: offset + scale * stack(denoise(unstack(z))),
+          to_variable=lambda x: (x - offset) / scale,
+          move=lambda z, d: stack(move(unstack(z), unstack(d))),
+          scale=scale))
+      return unstack(u.astype(stack(x_hat).dtype))
+
+    return guide
+
   @staticmethod
   def _dps_misfit(context: _StepContext):
     """||M (x0_hat - y)||^2 against the preview frame of the predicted time."""
@@ -179,8 +221,11 @@ class ControlledGenCast(_gc.gencast.GenCast):
           "Sampler config must be specified to run inference on GenCast.")
     sampler = ControlledSampler(self._preconditioned_denoiser,
                                 self._sampler_config, remat=self._remat)
-    control = dps_misfit = None
-    if self._controller is not None or self._dps_scale is not None:
+    control = dps_misfit = guide = None
+    if self._guidance is not None:
+      guide = self._guide_fn(self._context(inputs, targets_template, forcings,
+                                           None))
+    elif self._controller is not None or self._dps_scale is not None:
       if preview is None:
         raise ValueError("a controlled GenCast call needs preview=Preview(...)"
                          " of the observations ahead")
@@ -190,7 +235,7 @@ class ControlledGenCast(_gc.gencast.GenCast):
       if self._dps_scale is not None:
         dps_misfit = self._dps_misfit(context)
     prediction, energy = sampler(inputs, targets_template, forcings, control,
-                                 dps_misfit, self._dps_scale or 0.0)
+                                 dps_misfit, self._dps_scale or 0.0, guide)
     self.last_control_energy = energy
     return prediction
 
@@ -219,14 +264,16 @@ def wrap_predictor(predictor, stats: NormalizationStats):
 def construct_predictor(model: GenCastModel,
                         controller: Optional[ControllerFn] = None,
                         remat: bool = False,
-                        dps_scale: Optional[float] = None):
+                        dps_scale: Optional[float] = None,
+                        guidance: Optional[GuidanceFn] = None):
   """(wrapped predictor, its ControlledGenCast core); call inside hk.transform."""
   core = ControlledGenCast(
       task_config=model.task_config,
       denoiser_architecture_config=model.denoiser_architecture_config,
       sampler_config=model.sampler_config, noise_config=model.noise_config,
       noise_encoder_config=model.noise_encoder_config, stats=model.stats,
-      controller=controller, remat=remat, dps_scale=dps_scale)
+      controller=controller, remat=remat, dps_scale=dps_scale,
+      guidance=guidance)
   return wrap_predictor(core, model.stats), core
 
 
@@ -242,14 +289,16 @@ def construct_upstream_predictor(model: GenCastModel):
 
 def forward_transform(model: GenCastModel, controller_apply=None,
                       remat: bool = False,
-                      dps_scale: Optional[float] = None
+                      dps_scale: Optional[float] = None,
+                      guidance: Optional[GuidanceFn] = None
                       ) -> hk.TransformedWithState:
   """hk.transform_with_state of one (optionally controlled) GenCast step.
 
   The transformed function is f(inputs, targets_template, forcings,
   controller_params=None, preview=None) -> (predictions, control energy);
   `controller_apply(params, ControllerInputs) -> u` is the controller;
-  dps_scale switches on DPS guidance (needs the preview too).
+  dps_scale switches on DPS guidance (needs the preview too); `guidance`
+  runs a guidance rule (GuidanceFn) in every sub-step instead.
   """
 
   def forward(inputs, targets_template, forcings, controller_params=None,
@@ -257,7 +306,8 @@ def forward_transform(model: GenCastModel, controller_apply=None,
     controller = None
     if controller_apply is not None:
       controller = lambda x: controller_apply(controller_params, x)
-    predictor, core = construct_predictor(model, controller, remat, dps_scale)
+    predictor, core = construct_predictor(model, controller, remat, dps_scale,
+                                          guidance)
     prediction = predictor(inputs, targets_template=targets_template,
                            forcings=forcings, preview=preview)
     return prediction, core.last_control_energy

@@ -45,6 +45,12 @@ from gencast_control.adapters.gencast_upstream import upstream
 ControlFn = Callable[[xr.Dataset, xr.Dataset, jax.Array, jax.Array], xr.Dataset]
 # misfit(denoised) -> scalar ||M (A(x0_hat) - y)||^2, for DPS guidance.
 MisfitFn = Callable[[xr.Dataset], jax.Array]
+# guide(x_hat, denoised, sigma_hat, sigma_next, substep, denoise, move) -> u,
+# a Dataset shaped like x: a guidance rule's control, given the denoiser at
+# sigma_hat, denoise(x) -> D(x, sigma_hat), and the uncontrolled sub-step
+# move(x_hat, denoised) -> x at sigma_next (gencast_ardm builds the rule's
+# GuidanceInputs from them).
+GuideFn = Callable[..., xr.Dataset]
 
 
 def mean_square(dataset: xr.Dataset) -> jax.Array:
@@ -100,6 +106,7 @@ class ControlledSampler:
                control: Optional[ControlFn] = None,
                dps_misfit: Optional[MisfitFn] = None,
                dps_scale: float = 1.0,
+               guide: Optional[GuideFn] = None,
                ) -> tuple[xr.Dataset, jax.Array]:
     """Draws one sample (inside hk.transform).
 
@@ -112,6 +119,8 @@ class ControlledSampler:
         denoised estimate, ||r||^2 = dps_misfit(D(x_hat, sigma_hat)) and
         zeta = dps_scale; costs one backward pass through the denoiser per
         sub-step.
+      guide: a guidance rule's control (GuideFn), added like `control`
+        (give one of the two).
 
     Returns:
       (x_N, control energy sum_i mean(d_i^2) / (2 sigma_hat_i^2) of the
@@ -164,19 +173,25 @@ class ControlledSampler:
           return dps_misfit(denoised), denoised
         (sq_norm, denoised), grad = hk.value_and_grad(misfit, has_aux=True)(
             x_hat)
-      if self._skip_final_call:
-        x_next = hk.cond(sigma_next > 0, two_s, lambda x, d, s, n: d,
+      def move(x_hat, denoised):
+        if self._skip_final_call:
+          return hk.cond(sigma_next > 0, two_s, lambda x, d, s, n: d,
                          x_hat, denoised, sigma_hat, sigma_next)
-      else:
-        x_next = utils.tree_where(
+        return utils.tree_where(
             sigma_next == 0, denoised,
             two_s(x_hat, denoised, sigma_hat, sigma_next))
+
+      x_next = move(x_hat, denoised)
       if dps_misfit is not None:
         step = dps_scale / jnp.sqrt(jnp.maximum(sq_norm, 1e-12))
         x_next = x_next - step * grad
-      if control is None:
+      if control is None and guide is None:
         return x_next, energy
-      u = control(x_hat, denoised, sigma_hat, i)
+      if guide is not None:
+        u = guide(x_hat, denoised, sigma_hat, sigma_next, i,
+                  lambda x: denoise(sigma_hat, x), move)
+      else:
+        u = control(x_hat, denoised, sigma_hat, i)
       # Displacement d = (sigma_hat - sigma_next) u; its cost is
       # mean(d^2) / (2 sigma_hat^2), as in gencast_control.core.samplers.
       relative = (sigma_hat - sigma_next) / sigma_hat

@@ -27,8 +27,10 @@ from gencast_control.core.checkpoint import CheckpointError  # noqa: E402
 from gencast_control.core.assimilation import rollout  # noqa: E402
 from gencast_control.core.controller import (  # noqa: E402
     ControllerConfig, bind_controller)
+from gencast_control.baselines.guidance import (  # noqa: E402
+    assimilate_baseline)
 from gencast_control.training.controller_training import (  # noqa: E402
-    channel_scale, controller_loss_fn, window_batches)
+    channel_scale, controller_loss_fn, observe_defined, window_batches)
 from gencast_control.core.networks import ConvNetConfig  # noqa: E402
 from gencast_control.core.observations import Preview  # noqa: E402
 from gencast_control.core.regimes import ObservationRegime  # noqa: E402
@@ -234,6 +236,46 @@ def test_gencast_as_frozen_ardm_samples_like_the_predictor(setup):
                              atol=1e-5)
   with pytest.raises(ValueError, match="needs its forcings as context"):
     ardm.step(jnp.asarray(states[0, :h]), key)
+
+
+def test_guidance_rules_run_on_gencast(setup):
+  """The DPS and RePaint baselines on GenCast through the protocol's
+  `guidance` hook: the same rules and code as on the PDE models."""
+  s = setup
+  ardm = s["ardm"]
+  states, context = ardm.trajectories(s["inputs"], s["targets"],
+                                      s["forcings"])
+  h = ardm.history_length
+  regime = ardm.in_physical_units([ObservationRegime(
+      "half", fraction=0.5, fixed=True, noise_std=0.05)])[0]
+  truth = jnp.asarray(states[0, h - 1:])  # times 0..2
+  observations = observe_defined(regime, jax.random.PRNGKey(4), truth)
+  history = jnp.asarray(states[0, :h])
+  ctx = jax.tree.map(lambda x: jnp.asarray(x[0]), context)
+  key = jax.random.PRNGKey(5)
+  run = lambda method, **o: np.asarray(assimilate_baseline(
+      method, ardm, history, observations, 1, key, 1, context=ctx, **o))[0, 1]
+  free = run("dps", zeta=0.0)  # u = 0: GenCast's own sample
+  plain = ardm.step(history, jax.random.fold_in(jax.random.fold_in(key, 0),
+                                                 0),
+                    context=jax.tree.map(lambda x: x[:h + 1], ctx))[0]
+  np.testing.assert_allclose(free / ardm.channel_std,
+                             np.asarray(plain) / ardm.channel_std, rtol=0,
+                             atol=1e-4)
+  mask = np.asarray(observations.mask[1]) > 0
+  y = np.asarray(observations.values[1])
+
+  def misfit(x):  # observed entries, in channel stds
+    return float(np.sqrt(np.mean(((x - y) / ardm.channel_std)[mask]**2)))
+
+  for method in ("dps", "repaint"):
+    guided = run(method)
+    assert np.isfinite(guided[np.isfinite(free)]).all()
+    assert misfit(guided) < 0.8 * misfit(free), (method, misfit(guided),
+                                                 misfit(free))
+  with pytest.raises(ValueError, match="takes no context"):
+    assimilate_baseline("unguided", ardm, history, observations, 1, key, 1,
+                        context=ctx)
 
 
 def test_state_objective_training_lowers_the_crps_and_keeps_gencast_frozen(

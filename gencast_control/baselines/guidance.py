@@ -88,9 +88,12 @@ def _step_variance(noise_var, mask):
 
 
 def _misfit_grad(g: GuidanceInputs, y, mask, weight):
-  """grad_z sum(weight M (x_hat(z) - y)^2) at z_hat, through the denoiser."""
-  return jax.grad(lambda z: jnp.sum(weight * mask * (g.estimate(z) - y)**2))(
-      g.state)
+  """grad_z sum(weight M (x_hat(z) - y)^2) at z_hat, through the denoiser
+  (unobserved entries, whose y may be NaN, contribute exactly 0)."""
+  observed = mask > 0
+  return jax.grad(lambda z: jnp.sum(jnp.where(
+      observed, weight * (g.estimate(z) - jnp.where(observed, y, 0.0))**2,
+      0.0)))(g.state)
 
 
 def dps_rule(options: DPSOptions, y, mask, noise_std, key) -> GuidanceFn:
@@ -223,13 +226,13 @@ def _compiled(method, ardm, num_steps, static_options):
   rule = BASELINES[method].rule
 
   @jax.jit
-  def run(histories, observations, keys, numeric):
+  def run(histories, observations, keys, numeric, context=None):
     if rule is None:  # a filter with its own model
       return enkf.enkf_rollout(histories, observations, num_steps, keys,
                                static_options, **numeric)
     options = dataclasses.replace(static_options, **numeric)
     member = lambda h, k: _guided_rollout(rule, ardm, h, observations,
-                                          num_steps, k, options)
+                                          num_steps, k, options, context)
     return jax.vmap(member)(histories, keys)
 
   return run
@@ -237,7 +240,8 @@ def _compiled(method, ardm, num_steps, static_options):
 
 def baseline_program(method: str, ardm: FrozenARDM | None, history,
                      observations: Observations, num_steps: int,
-                     key: jax.Array, ensemble_size: int, **method_options):
+                     key: jax.Array, ensemble_size: int, context=None,
+                     **method_options):
   """(jitted program, its arguments) of `assimilate_baseline` after input
   checks: program(*arguments) is the ensemble. For ahead-of-time inspection,
   e.g. program.lower(*arguments).compile().memory_analysis()."""
@@ -251,11 +255,16 @@ def baseline_program(method: str, ardm: FrozenARDM | None, history,
   if not isinstance(observations, Observations):
     raise ValueError("observations must be an Observations stream, got"
                      f" {type(observations).__name__}")
-  if not bool(jnp.all(jnp.isfinite(history))):
-    raise ValueError("initial history contains NaN or inf")
   if spec.uses_ardm and not isinstance(ardm, FrozenARDM):
     raise ValueError(f"method {method!r} needs a FrozenARDM, got"
                      f" {type(ardm).__name__}")
+  if spec.uses_ardm:
+    ardm.check_history(history)
+  elif not bool(jnp.all(jnp.isfinite(history))):
+    raise ValueError("initial history contains NaN or inf")
+  if context is not None and not spec.rule:
+    raise ValueError(f"method {method!r} takes no context; only the guidance"
+                     " rules run models with per-step context")
   if spec.options is None:
     return ensemble_program(ardm, history, num_steps, key, ensemble_size)
   if spec.uses_ardm:
@@ -277,13 +286,14 @@ def baseline_program(method: str, ardm: FrozenARDM | None, history,
     ardm = None
   histories = member_histories(history, ensemble_size, expected)
   run = _compiled(method, ardm, num_steps, static)
-  return run, (histories, observations, member_keys(key, ensemble_size),
+  arguments = (histories, observations, member_keys(key, ensemble_size),
                _numeric(options))
+  return run, arguments + ((context,) if context is not None else ())
 
 
 def assimilate_baseline(method: str, ardm: FrozenARDM | None, history,
                         observations: Observations, num_steps: int,
-                        key: jax.Array, ensemble_size: int,
+                        key: jax.Array, ensemble_size: int, context=None,
                         **method_options) -> jax.Array:
   """Ensemble [M, T+1, *spatial, C] of a DA baseline; jit-compiled per signature.
 
@@ -297,10 +307,12 @@ def assimilate_baseline(method: str, ardm: FrozenARDM | None, history,
     num_steps: T.
     key: PRNG key; member m uses fold_in(key, m) as in `ensemble_rollout`.
     ensemble_size: M.
+    context: the trajectory's per-step context, leaves [h + T, ...] (a
+      model with forcings, e.g. GenCast; guidance rules only).
     **method_options: the fields of DPSOptions / SDAOptions / RepaintOptions /
       enkf.EnKFOptions.
   """
   run, arguments = baseline_program(method, ardm, history, observations,
-                                    num_steps, key, ensemble_size,
+                                    num_steps, key, ensemble_size, context,
                                     **method_options)
   return run(*arguments)

@@ -26,6 +26,7 @@ import json
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gencast_control.core.observations import Preview
@@ -112,6 +113,13 @@ class FrozenARDM(abc.ABC):
   def conditioning_channels(self) -> int:
     """Channels C_cond of ControllerInputs.conditioning (default h * C)."""
     return self.history_length * self.state_shape[-1]
+
+  def check_history(self, history: jax.Array) -> None:
+    """ValueError unless an initial history [h, *spatial, C] (or one per
+    member, [M, h, ...]) is usable: by default, every entry finite. Models
+    whose data leave entries undefined (NaN) override it."""
+    if not bool(jnp.all(jnp.isfinite(history))):
+      raise ValueError("initial history contains NaN or inf")
 
   @abc.abstractmethod
   def step(

@@ -92,8 +92,6 @@ def member_histories(history, ensemble_size: int,
         f"initial history must have shape {tuple(expected)} (history_length,"
         " *state_shape) or, one per member, "
         f"{(ensemble_size,) + tuple(expected)}; got {tuple(history.shape)}")
-  if not np.isfinite(np.asarray(history)).all():
-    raise ValueError("initial history contains NaN or inf")
   return history
 
 
@@ -140,6 +138,7 @@ def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
   histories = member_histories(
       history, ensemble_size,
       (ardm.history_length,) + tuple(ardm.state_shape))
+  ardm.check_history(histories)
   _check_inputs(ardm, num_steps, observations, controller)
   run = _compiled_ensemble(ardm, controller, num_steps, horizon)
   return run, (histories, observations, member_keys(key, ensemble_size),
