@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -235,6 +236,22 @@ class AssimilationResult:
   regime: ObservationRegime
 
 
+def forecast_programs(ardm, controller, horizon: int, starts,
+                      observations: list[Observations], num_steps: int,
+                      key: jax.Array, ensemble_size: int
+                      ) -> dict[str, Callable[[int], engine.Program]]:
+  """{"unguided", "controlled"}: trajectory k -> its program (`engine.Program`)
+  from starts[k] ([h, ...] or [M, h, ...]) with the engine's member key; the
+  controlled rollout assimilates observations[k]."""
+  return {
+      "unguided": lambda k: ensemble_program(
+          ardm, jnp.asarray(starts[k]), num_steps, engine.member_key(key, k),
+          ensemble_size),
+      "controlled": lambda k: ensemble_program(
+          ardm, jnp.asarray(starts[k]), num_steps, engine.member_key(key, k),
+          ensemble_size, observations[k], controller, horizon)}
+
+
 def assimilate_trajectories(ardm: GridARDM, controller_config, controller_params,
                             truth: np.ndarray, regime: ObservationRegime,
                             ensemble_size: int, seed: int = 0,
@@ -260,14 +277,11 @@ def assimilate_trajectories(ardm: GridARDM, controller_config, controller_params
   num_steps = truth.shape[1] - h
   observations = engine.observe(regime, truth, h, key)
   starts = truth[:, :h] if initial is None else np.asarray(initial)
-  runs = {
-      name: engine.run_programs(
-          ensemble_program(ardm, jnp.asarray(starts[k]), num_steps,
-                           engine.member_key(key, k), ensemble_size,
-                           observations[k] if ctrl else None, ctrl,
-                           controller_config.horizon)
-          for k in range(len(truth)))
-      for name, ctrl in (("unguided", None), ("controlled", controller))}
+  programs = forecast_programs(ardm, controller, controller_config.horizon,
+                               starts, observations, num_steps, key,
+                               ensemble_size)
+  runs = {name: engine.run_programs(program(k) for k in range(len(truth)))
+          for name, program in programs.items()}
   return AssimilationResult(
       truth=truth[:, h - 1:], observations=observations,
       unguided=runs["unguided"].ensembles,

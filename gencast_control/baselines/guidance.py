@@ -258,20 +258,19 @@ def baseline_program(method: str, ardm: FrozenARDM | None, history,
   if spec.uses_ardm and not isinstance(ardm, FrozenARDM):
     raise ValueError(f"method {method!r} needs a FrozenARDM, got"
                      f" {type(ardm).__name__}")
-  if spec.uses_ardm:
-    ardm.check_history(history)
-  elif not bool(jnp.all(jnp.isfinite(history))):
-    raise ValueError("initial history contains NaN or inf")
-  if context is not None and not spec.rule:
+  if context is not None and spec.rule is None:
     raise ValueError(f"method {method!r} takes no context; only the guidance"
                      " rules run models with per-step context")
-  if spec.options is None:
+  if spec.options is None:  # checks the history itself
     return ensemble_program(ardm, history, num_steps, key, ensemble_size)
   if spec.uses_ardm:
+    ardm.check_history(history)
     expected = (ardm.history_length,) + tuple(ardm.state_shape)
     observations.check_compatible(ardm.state_shape, num_steps)
     static = _static_options(options)
   else:  # the EnKF: the true solver's state, an observation capacity
+    if not bool(jnp.all(jnp.isfinite(history))):
+      raise ValueError("initial history contains NaN or inf")
     state_ndim = len(enkf.solver_state_shape(options))
     single = history[0] if history.ndim == state_ndim + 2 else history
     expected = tuple(single.shape)

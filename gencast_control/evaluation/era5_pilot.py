@@ -36,7 +36,6 @@ import numpy as np
 from gencast_control import pipeline
 from gencast_control.baselines.guidance import baseline_program
 from gencast_control.core.ardm import FrozenARDM
-from gencast_control.core.assimilation import ensemble_program
 from gencast_control.core.controller import bind_controller
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.data import trajectories
@@ -87,17 +86,12 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
   rows = {}
   for regime in regimes:
     observations = engine.observe(regime, truth, h, key)
-    programs = {
-        "unguided": lambda k: ensemble_program(
-            ardm, starts[k], num_steps, engine.member_key(key, k),
-            ensemble_size),
-        "controlled": lambda k: ensemble_program(
-            ardm, starts[k], num_steps, engine.member_key(key, k),
-            ensemble_size, observations[k], controller,
-            controller_config.horizon),
-        "dps": lambda k: baseline_program(
-            "dps", ardm, starts[k], observations[k], num_steps,
-            engine.member_key(key, k), ensemble_size)}
+    programs = pipeline.forecast_programs(
+        ardm, controller, controller_config.horizon, starts, observations,
+        num_steps, key, ensemble_size)
+    programs["dps"] = lambda k: baseline_program(
+        "dps", ardm, starts[k], observations[k], num_steps,
+        engine.member_key(key, k), ensemble_size)
     if reference is not None:
       programs["letkf"] = lambda k: reference(k, observations[k], num_steps)
     runs = {method: engine.run_programs(program(k) for k in range(len(truth)))
