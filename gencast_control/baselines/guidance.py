@@ -88,12 +88,9 @@ def _step_variance(noise_var, mask):
 
 
 def _misfit_grad(g: GuidanceInputs, y, mask, weight):
-  """grad_z sum(weight M (x_hat(z) - y)^2) at z_hat, through the denoiser
-  (unobserved entries, whose y may be NaN, contribute exactly 0)."""
-  observed = mask > 0
-  return jax.grad(lambda z: jnp.sum(jnp.where(
-      observed, weight * (g.estimate(z) - jnp.where(observed, y, 0.0))**2,
-      0.0)))(g.state)
+  """grad_z sum(weight M (x_hat(z) - y)^2) at z_hat, through the denoiser."""
+  return jax.grad(lambda z: jnp.sum(weight * mask * (g.estimate(z) - y)**2))(
+      g.state)
 
 
 def dps_rule(options: DPSOptions, y, mask, noise_std, key) -> GuidanceFn:
