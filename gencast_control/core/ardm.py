@@ -139,7 +139,9 @@ class FrozenARDM(abc.ABC):
       key: PRNG key of this forecast step.
       preview: observations n+1..n+H in physical units (needed with controller).
       controller: u_psi, or None for the pretrained sampler.
-      remat: rematerialise sampler sub-steps in the backward pass.
+      remat: the training mode: rematerialise sampler sub-steps in the
+        backward pass (and, where it is faster to differentiate, unroll
+        the sub-step loop, as `samplers.sample` does).
       context: per-step inputs other than states, leaves [h + 1, ...] (module
         docstring); None for models without any.
       guidance: a guidance rule applied at every sub-step (a baseline such

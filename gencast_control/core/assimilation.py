@@ -39,7 +39,10 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
     observations: the stream over times 0..T (needed with a controller).
     controller: u_psi or None.
     horizon: lookahead horizon H of the preview.
-    remat: rematerialise sampler sub-steps (for training).
+    remat: the training mode: rematerialise sampler sub-steps and unroll
+      the loops over forecast steps and sub-steps (differentiating rolled
+      loops of convolutions is several times slower on XLA:CPU;
+      `samplers.sample`).
     first_step: global index of step 0, so that a run continued from another
       run's last state (data-assimilation cycling) draws the keys of one run
       over both periods.
@@ -68,7 +71,7 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
     return history, (x_next, energy)
 
   _, (states, energies) = jax.lax.scan(forecast_step, history,
-                                       jnp.arange(num_steps))
+                                       jnp.arange(num_steps), unroll=remat)
   return (jnp.concatenate([history[-1:], states], axis=0),
           jnp.sum(energies, axis=0))
 

@@ -157,7 +157,11 @@ def sample(
     shape: shape of z.
     config: the sampler.
     control: u(z_hat, sigma_hat, denoised, s) or None for the pretrained sampler.
-    remat: rematerialise each sub-step in the backward pass (memory O(1) in S).
+    remat: the training mode: rematerialise each sub-step in the backward
+      pass (memory O(1) in S) and unroll the sub-step loop. XLA:CPU
+      differentiates a rolled loop of convolutions several times slower
+      than the same sub-steps unrolled (measured on the Held-Suarez ARDM:
+      a one-step gradient 1.96 s rolled, 0.36 s unrolled, forward the same).
 
   Returns:
     (z, energies [S]) with energies[s] = e_s = mean(d_s^2) / (2 sigma_hat_s^2)
@@ -199,7 +203,8 @@ def sample(
     substep = jax.checkpoint(substep)
   energy = jnp.zeros((config.num_steps,), jnp.float32)
   last = config.num_steps - 1
-  (z, energy), _ = jax.lax.scan(substep, (z, energy), jnp.arange(last))
+  (z, energy), _ = jax.lax.scan(substep, (z, energy), jnp.arange(last),
+                                unroll=remat)
   # Last sub-step: Euler jump to sigma = 0, z = D(z_hat, sigma_hat).
   z_hat, sigma_hat = churned(z, last)
   denoised = denoise(z_hat, sigma_hat)
