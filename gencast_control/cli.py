@@ -211,7 +211,8 @@ def _cmd_pilot(args):
   from gencast_control.evaluation import era5_pilot
   _check_outputs((args.out, "folder", "--out"))
   era5_pilot.run_pilot(_config(args), args.data, args.ardm, args.controller,
-                       args.out, args.regime, start=args.start)
+                       args.out, args.regime, start=args.start,
+                       split=args.split, methods=args.method)
 
 
 def _cmd_data_probe(args):
@@ -392,6 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--start", choices=("cold", "truth"), default="cold",
                  help="cold: each member from its own climatological state"
                  " (default); truth: every member from the true state")
+  p.add_argument("--method", action="append",
+                 choices=("unguided", "controlled", "dps", "letkf"),
+                 help="method to run (repeatable; default: all; the unguided"
+                 " forecast always runs, as the reference of the times)")
+  p.add_argument("--split", choices=("test", "validation"), default="test",
+                 help="the trajectories scored: test (default) or validation"
+                 " (to choose settings without touching the test data; its"
+                 " cold starts come from the same split)")
   p.add_argument("--out", default="results/era5_pilot")
   p.set_defaults(func=_cmd_pilot)
 

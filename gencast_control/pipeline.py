@@ -94,23 +94,25 @@ def load_split(config: ExperimentConfig, data_dir, split: str) -> np.ndarray:
   return array
 
 
-def load_test_window(config: ExperimentConfig, data_dir) -> np.ndarray:
-  """The test split cut to config.assimilation's trajectories and length.
+def load_test_window(config: ExperimentConfig, data_dir,
+                     split: str = "test") -> np.ndarray:
+  """The test split (or another) cut to config.assimilation's trajectories
+  and length.
 
   Raises ValueError when the split is too short, instead of scoring fewer
   steps than the config asks for.
   """
   a = config.assimilation
   length = a.num_steps + config.ardm.history_length
-  truth = load_split(config, data_dir, "test")
+  truth = load_split(config, data_dir, split)
   if truth.shape[1] < length:
     raise ValueError(
-        f"the test split in {data_dir} holds {truth.shape[1]} times but"
+        f"the {split} split in {data_dir} holds {truth.shape[1]} times but"
         f" assimilation.num_steps={a.num_steps} needs {length} (history"
         f" {config.ardm.history_length} + steps); lower assimilation.num_steps"
         " or simulate longer trajectories (data.num_steps)")
   if truth.shape[0] < a.num_trajectories:
-    print(f"note: the test split has {truth.shape[0]} trajectories, fewer"
+    print(f"note: the {split} split has {truth.shape[0]} trajectories, fewer"
           f" than assimilation.num_trajectories={a.num_trajectories}; using"
           " all of them")
   return truth[:a.num_trajectories, :length]

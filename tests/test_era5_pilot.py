@@ -164,6 +164,18 @@ def test_pilot_end_to_end_with_latitude_weighted_scores(store, tmp_path):
   # The three methods share the observations but differ.
   assert not np.allclose(again["_arrays"]["dps"], again["_arrays"]["unguided"])
 
+  # Settings are chosen on the validation split: `--split validation`, with
+  # a choice of methods (the unguided reference always runs).
+  val = tmp_path / "validation"
+  assert cli.main(["pilot", "--config", "era5_pilot", "--data", str(data),
+                   "--ardm", str(ardm_path), "--controller", str(ctrl_path),
+                   "--regime", "stations_5pct", "--method", "controlled",
+                   "--split", "validation", "--out", str(val)] + args) == 0
+  chosen = json.loads((val / "pilot.json").read_text())["stations_5pct"]
+  assert sorted(chosen) == ["controlled", "unguided"]
+  assert chosen["controlled"]["rmse"] != rows["stations_5pct"]["controlled"][
+      "rmse"]
+
   # The generic evaluate path weights by latitude too.
   weights = pipeline.spatial_weights(config, data)
   np.testing.assert_allclose(weights[:, 0], metrics.area_weights(lat))
@@ -229,3 +241,6 @@ def test_bad_stores_give_clear_errors(store, tmp_path, capsys):
   assert cli.main(["pilot", "--config", "ks", "--data", str(tmp_path),
                    "--ardm", "a.npz", "--controller", "c.npz"]) == 2
   assert "needs a lat/lon config" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="unknown split 'train'"):
+    era5_pilot.run_pilot(load_config("era5_pilot"), tmp_path, "a.npz",
+                         "c.npz", tmp_path / "out", split="train")

@@ -46,6 +46,7 @@ from gencast_control.systems.experiment import (ExperimentConfig, get_system,
 
 METHODS = ("unguided", "controlled", "dps", "letkf")
 STARTS = ("cold", "truth")
+SPLITS = ("test", "validation")
 
 
 def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
@@ -54,7 +55,8 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
                    regimes: Sequence[ObservationRegime], ensemble_size: int,
                    seed: int = 1, keep_ensembles: bool = False,
                    initial: np.ndarray | None = None,
-                   reference=None) -> dict[str, dict]:
+                   reference=None,
+                   methods: Sequence[str] = METHODS) -> dict[str, dict]:
   """{regime: {method: scores}} for unguided, controlled, DPS (and LETKF),
   run, timed and scored by `evaluation.engine` (its keys: every method sees
   the same observations, initial ensemble and member keys).
@@ -71,7 +73,13 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
       start, an ensemble [M, T+1, lat, lon, C].
     keep_ensembles: also return the ensembles, truth and observations under
       "_arrays".
+    methods: the methods to run (of METHODS; "unguided", the reference of
+      the time ratios, always runs; "letkf" needs `reference`).
   """
+  unknown = sorted(set(methods) - set(METHODS))
+  if unknown:
+    raise ValueError(f"unknown pilot method(s) {unknown}; choose from"
+                     f" {METHODS}")
   channels = state_variables(config)
   h = ardm.history_length
   truth = np.asarray(truth, np.float32)
@@ -95,7 +103,8 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
     if reference is not None:
       programs["letkf"] = lambda k: reference(k, observations[k], num_steps)
     runs = {method: engine.run_programs(program(k) for k in range(len(truth)))
-            for method, program in programs.items()}
+            for method, program in programs.items()
+            if method == "unguided" or method in methods}
     rows[regime.name] = {
         method: {**engine.score(run.ensembles, truth[:, h - 1:], weights,
                                 channels=channels, channel_std=channel_std),
@@ -238,25 +247,24 @@ def _perfect_model(config: ExperimentConfig, data_dir, ds):
 
 def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
               out_dir, regimes: Sequence[str] | None = None,
-              keep_ensembles: bool = False, start: str = "cold") -> dict:
-  """Loads the test split and checkpoints, evaluates, writes the results."""
+              keep_ensembles: bool = False, start: str = "cold",
+              split: str = "test",
+              methods: Sequence[str] | None = None) -> dict:
+  """Loads a split (the test split; "validation" to choose settings
+  without touching the test data) and the checkpoints, evaluates, writes
+  the results."""
   if not get_system(config.system).latlon:
     raise ValueError(f"the pilot evaluation needs a lat/lon config (system"
                      f" 'era5'), got system {config.system!r}")
   if start not in STARTS:
     raise ValueError(f"unknown start {start!r}; use one of {STARTS}")
+  if split not in SPLITS:
+    raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
   ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
       config, ardm_path, controller_path)
   a = config.assimilation
-  length = a.num_steps + ardm.history_length
-  truth = pipeline.load_split(config, data_dir, "test")
-  if truth.shape[1] < length:
-    raise ValueError(
-        f"test trajectories hold {truth.shape[1]} states but"
-        f" assimilation.num_steps = {a.num_steps} needs {length}; lower it or"
-        " extract longer trajectories (data.num_steps)")
-  truth = truth[:a.num_trajectories, :length]
-  ds = trajectories.open_trajectories(pipeline.find_split(data_dir, "test"),
+  truth = pipeline.load_test_window(config, data_dir, split)
+  ds = trajectories.open_trajectories(pipeline.find_split(data_dir, split),
                                       load=False)
   channels = state_variables(config)
   chosen = pipeline.regimes_in_state_units(
@@ -276,7 +284,7 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
   rows = evaluate_pilot(config, ardm, controller_config, params, truth,
                         ds["latitude"].values, channel_stds(ds, channels),
                         chosen, a.ensemble_size, a.seed + 1, True, initial,
-                        reference)
+                        reference, methods or METHODS)
   print(markdown_table({r: {m: by[m] for m in _methods(by)}
                         for r, by in rows.items()}))
   for path in write_pilot(rows, out_dir, channels).values():
