@@ -94,8 +94,6 @@ class _StepContext(NamedTuple):
 class ControlledGenCast(_gc.gencast.GenCast):
   """gencast.GenCast whose sampler sub-steps add (sigma_hat - sigma_next) u.
 
-  With dps_scale set, it instead (or also) applies DPS guidance toward the
-  preview frame of the predicted time (the baseline of Chung et al. 2023).
   With `guidance` (a rule of gencast_control.baselines.guidance on
   physical [lat, lon, C] states, batch 1) the rule's u is added instead of
   the controller's.
@@ -106,14 +104,13 @@ class ControlledGenCast(_gc.gencast.GenCast):
                noise_encoder_config=None, *,
                stats: Optional[NormalizationStats] = None,
                controller: Optional[ControllerFn] = None,
-               remat: bool = False, dps_scale: Optional[float] = None,
+               remat: bool = False,
                guidance: Optional[GuidanceFn] = None):
     super().__init__(task_config=task_config,
                      denoiser_architecture_config=denoiser_architecture_config,
                      sampler_config=sampler_config, noise_config=noise_config,
                      noise_encoder_config=noise_encoder_config)
-    if (controller is not None or dps_scale is not None
-        or guidance is not None) and stats is None:
+    if (controller is not None or guidance is not None) and stats is None:
       raise ValueError("a controlled GenCast needs the normalisation stats")
     if controller is not None and guidance is not None:
       raise ValueError("a step takes a controller or a guidance rule, not"
@@ -122,7 +119,6 @@ class ControlledGenCast(_gc.gencast.GenCast):
     self._stats = stats
     self._controller = controller
     self._remat = remat
-    self._dps_scale = dps_scale
     self._guidance = guidance
     # The traced control energy of the latest call (same transform only).
     self.last_control_energy = None
@@ -200,19 +196,6 @@ class ControlledGenCast(_gc.gencast.GenCast):
 
     return guide
 
-  @staticmethod
-  def _dps_misfit(context: _StepContext):
-    """||M (x0_hat - y)||^2 against the preview frame of the predicted time."""
-    index = (slice(None), 0) if context.preview.values.ndim == 5 else 0
-    values = context.preview.values[index]
-    mask = context.preview.mask[index]
-
-    def misfit(denoised):
-      return jnp.sum(jnp.where(mask > 0, context.estimate(denoised) - values,
-                               0.0)**2)
-
-    return misfit
-
   def __call__(self, inputs, targets_template, forcings=None, *,
                preview: Optional[Preview] = None, **kwargs):
     del kwargs  # e.g. the step index: not used by the sampler itself
@@ -221,21 +204,18 @@ class ControlledGenCast(_gc.gencast.GenCast):
           "Sampler config must be specified to run inference on GenCast.")
     sampler = ControlledSampler(self._preconditioned_denoiser,
                                 self._sampler_config, remat=self._remat)
-    control = dps_misfit = guide = None
+    control = guide = None
     if self._guidance is not None:
       guide = self._guide_fn(self._context(inputs, targets_template, forcings,
                                            None))
-    elif self._controller is not None or self._dps_scale is not None:
+    elif self._controller is not None:
       if preview is None:
         raise ValueError("a controlled GenCast call needs preview=Preview(...)"
                          " of the observations ahead")
-      context = self._context(inputs, targets_template, forcings, preview)
-      if self._controller is not None:
-        control = self._control_fn(context)
-      if self._dps_scale is not None:
-        dps_misfit = self._dps_misfit(context)
+      control = self._control_fn(self._context(inputs, targets_template,
+                                                forcings, preview))
     prediction, energy = sampler(inputs, targets_template, forcings, control,
-                                 dps_misfit, self._dps_scale or 0.0, guide)
+                                 guide)
     self.last_control_energy = energy
     return prediction
 
@@ -264,7 +244,6 @@ def wrap_predictor(predictor, stats: NormalizationStats):
 def construct_predictor(model: GenCastModel,
                         controller: Optional[ControllerFn] = None,
                         remat: bool = False,
-                        dps_scale: Optional[float] = None,
                         guidance: Optional[GuidanceFn] = None):
   """(wrapped predictor, its ControlledGenCast core); call inside hk.transform."""
   core = ControlledGenCast(
@@ -272,8 +251,7 @@ def construct_predictor(model: GenCastModel,
       denoiser_architecture_config=model.denoiser_architecture_config,
       sampler_config=model.sampler_config, noise_config=model.noise_config,
       noise_encoder_config=model.noise_encoder_config, stats=model.stats,
-      controller=controller, remat=remat, dps_scale=dps_scale,
-      guidance=guidance)
+      controller=controller, remat=remat, guidance=guidance)
   return wrap_predictor(core, model.stats), core
 
 
@@ -289,7 +267,6 @@ def construct_upstream_predictor(model: GenCastModel):
 
 def forward_transform(model: GenCastModel, controller_apply=None,
                       remat: bool = False,
-                      dps_scale: Optional[float] = None,
                       guidance: Optional[GuidanceFn] = None
                       ) -> hk.TransformedWithState:
   """hk.transform_with_state of one (optionally controlled) GenCast step.
@@ -297,8 +274,7 @@ def forward_transform(model: GenCastModel, controller_apply=None,
   The transformed function is f(inputs, targets_template, forcings,
   controller_params=None, preview=None) -> (predictions, control energy);
   `controller_apply(params, ControllerInputs) -> u` is the controller;
-  dps_scale switches on DPS guidance (needs the preview too); `guidance`
-  runs a guidance rule (GuidanceFn) in every sub-step instead.
+  `guidance` runs a guidance rule (GuidanceFn) in every sub-step instead.
   """
 
   def forward(inputs, targets_template, forcings, controller_params=None,
@@ -306,7 +282,7 @@ def forward_transform(model: GenCastModel, controller_apply=None,
     controller = None
     if controller_apply is not None:
       controller = lambda x: controller_apply(controller_params, x)
-    predictor, core = construct_predictor(model, controller, remat, dps_scale,
+    predictor, core = construct_predictor(model, controller, remat,
                                           guidance)
     prediction = predictor(inputs, targets_template=targets_template,
                            forcings=forcings, preview=preview)
@@ -352,19 +328,22 @@ class GenCastPredictor:
   """Jitted GenCast sampling, optionally controlled: the drop-in replacement.
 
   Without a controller it samples exactly like DeepMind's GenCast (same key,
-  same output). With one, every call needs the observation preview.
+  same output). With one, every call needs the observation preview. With a
+  guidance rule (gencast_control.baselines.guidance, e.g. DPS toward one
+  step's observations) every call is guided by it; guided rollouts over
+  many steps go through `GenCastARDM` and `guidance.assimilate_baseline`.
   """
 
   def __init__(self, model: GenCastModel, controller_config=None,
                controller_params=None, check_inputs: bool = True,
-               dps_scale: Optional[float] = None):
+               guidance: Optional[GuidanceFn] = None):
     """Args:
       model: the frozen GenCast.
       controller_config, controller_params: u_psi, or None for plain GenCast.
       check_inputs: check the call contract (variables, dims, lat order,
         grid, NaN) on the host before each call.
-      dps_scale: if given, DPS guidance toward the preview frame of the
-        predicted time (Chung et al. 2023), the gradient-based baseline.
+      guidance: a guidance rule for one step (GuidanceFn on physical
+        [lat, lon, C] states, batch 1) instead of a controller.
     """
     self.model = model
     self.controller_config = controller_config
@@ -373,13 +352,17 @@ class GenCastPredictor:
     if (controller_config is None) != (controller_params is None):
       raise ValueError("give both controller_config and controller_params, or"
                        " neither")
+    if controller_config is not None and guidance is not None:
+      raise ValueError("a GenCastPredictor takes a controller or a guidance"
+                       " rule, not both")
+    self._guided = guidance is not None
     self._plain = forward_transform(model)
     self._plain_fn = jax.jit(self._apply_plain)
     self._controlled_fn = None
-    if controller_config is not None or dps_scale is not None:
+    if controller_config is not None or guidance is not None:
       apply = (None if controller_config is None
                else controller_transform(controller_config).apply)
-      self._controlled = forward_transform(model, apply, dps_scale=dps_scale)
+      self._controlled = forward_transform(model, apply, guidance=guidance)
       self._controlled_fn = jax.jit(self._apply_controlled)
 
   def with_controller_params(self, controller_params) -> "GenCastPredictor":
@@ -392,7 +375,7 @@ class GenCastPredictor:
 
   @property
   def controlled(self) -> bool:
-    """Whether calls need the preview (a controller or DPS guidance)."""
+    """Whether calls are controlled or guided."""
     return self._controlled_fn is not None
 
   def _apply_plain(self, params, rng, inputs, targets_template, forcings):
@@ -421,7 +404,7 @@ class GenCastPredictor:
     if not self.controlled:
       return self._plain_fn(self.model.params, rng, inputs, targets_template,
                             forcings)
-    if preview is None:
+    if preview is None and not self._guided:
       raise ValueError("this predictor is controlled: pass the preview of"
                        " the observations ahead (preview=...)")
     return self.controlled_step(rng, inputs, targets_template, forcings,
@@ -467,6 +450,10 @@ class GenCastPredictor:
     """
     num_steps = targets_template.sizes["time"]
     horizon = None
+    if self._guided:
+      raise ValueError("a guidance rule holds one step's observations: roll"
+                       " out guided GenCast with GenCastARDM and"
+                       " gencast_control.baselines.guidance.assimilate_baseline")
     if self.controlled:
       if observations is None:
         raise ValueError("a controlled rollout needs observations")

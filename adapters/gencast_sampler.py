@@ -43,8 +43,6 @@ from gencast_control.adapters.gencast_upstream import upstream
 
 # control(x_hat, denoised, sigma_hat, substep) -> u, a Dataset shaped like x.
 ControlFn = Callable[[xr.Dataset, xr.Dataset, jax.Array, jax.Array], xr.Dataset]
-# misfit(denoised) -> scalar ||M (A(x0_hat) - y)||^2, for DPS guidance.
-MisfitFn = Callable[[xr.Dataset], jax.Array]
 # guide(x_hat, denoised, sigma_hat, sigma_next, substep, denoise, move) -> u,
 # a Dataset shaped like x: a guidance rule's control, given the denoiser at
 # sigma_hat, denoise(x) -> D(x, sigma_hat), and the uncontrolled sub-step
@@ -104,8 +102,6 @@ class ControlledSampler:
   def __call__(self, inputs: xr.Dataset, targets_template: xr.Dataset,
                forcings: Optional[xr.Dataset] = None,
                control: Optional[ControlFn] = None,
-               dps_misfit: Optional[MisfitFn] = None,
-               dps_scale: float = 1.0,
                guide: Optional[GuideFn] = None,
                ) -> tuple[xr.Dataset, jax.Array]:
     """Draws one sample (inside hk.transform).
@@ -113,12 +109,6 @@ class ControlledSampler:
     Args:
       inputs, targets_template, forcings: GenCast's (normalised) call contract.
       control: the controller's u, added as (sigma_hat - sigma_next) u.
-      dps_misfit: if given, diffusion posterior sampling (Chung et al. 2023,
-        arXiv 2209.14687, Alg. 1) as a baseline: after each sub-step
-        x <- x - zeta / ||r|| grad_{x_hat} ||r||^2 with r the misfit of the
-        denoised estimate, ||r||^2 = dps_misfit(D(x_hat, sigma_hat)) and
-        zeta = dps_scale; costs one backward pass through the denoiser per
-        sub-step.
       guide: a guidance rule's control (GuideFn), added like `control`
         (give one of the two).
 
@@ -165,14 +155,8 @@ class ControlledSampler:
     def update(x_hat, sigma_hat, i, energy):
       """Moves x_hat to sigma_{i+1}, then adds (sigma_hat - sigma_{i+1}) u."""
       sigma_next = sigmas[i + 1]
-      if dps_misfit is None:
-        denoised = denoise(sigma_hat, x_hat)
-      else:
-        def misfit(x):
-          denoised = denoise(sigma_hat, x)
-          return dps_misfit(denoised), denoised
-        (sq_norm, denoised), grad = hk.value_and_grad(misfit, has_aux=True)(
-            x_hat)
+      denoised = denoise(sigma_hat, x_hat)
+
       def move(x_hat, denoised):
         if self._skip_final_call:
           return hk.cond(sigma_next > 0, two_s, lambda x, d, s, n: d,
@@ -182,9 +166,6 @@ class ControlledSampler:
             two_s(x_hat, denoised, sigma_hat, sigma_next))
 
       x_next = move(x_hat, denoised)
-      if dps_misfit is not None:
-        step = dps_scale / jnp.sqrt(jnp.maximum(sq_norm, 1e-12))
-        x_next = x_next - step * grad
       if control is None and guide is None:
         return x_next, energy
       if guide is not None:

@@ -8,10 +8,11 @@ after compilation (each variant timed round-robin, median of --repeats):
 
 The uncontrolled step is this package's sampler without control (bit-identical
 to DeepMind's); DeepMind's own sampler is timed too, for reference. DPS (Chung
-et al. 2023, arXiv 2209.14687) adds -zeta/||r|| grad_{x_hat} ||r||^2 of the
-denoised estimate's observation misfit r in every sub-step: one extra backward
-pass through GenCast's denoiser per sub-step. The controller costs one small
-conv net per sub-step.
+et al. 2023, arXiv 2209.14687) is the project's DPS guidance rule
+(`baselines.guidance.dps_rule`, the same rule the PDE benchmarks run): it adds
+-zeta grad_z ||M (x_hat(z) - y)||^2 / sigma_o^2 in every sub-step, one extra
+backward pass through GenCast's denoiser per sub-step. The controller costs
+one small conv net per sub-step.
 
 Usage:
     python benchmarks/gencast_step.py                    # tiny GenCast, CPU
@@ -22,14 +23,16 @@ Usage:
                                             # counts only; fine on a CPU
     python benchmarks/gencast_step.py --arch mini1deg --construct-only
 
-Measured here (CPU, 2 shared cores, jax 0.8.1; no accelerator was lent):
-    tiny (52.7 k GenCast parameters, controller 113 k): controlled /
-    uncontrolled 1.33x (median of 10; 1.40x by minimum), DPS / controlled
-    1.09x: at this size the controller costs as much as GenCast itself.
-    1 deg Mini architecture (57.5 M parameters, controller 577 k), XLA FLOPs
-    per sampler sub-step: uncontrolled 3318 G, controlled 3392 G (1.022x),
-    DPS 5143 G (1.52x the controlled step: DPS differentiates only with
-    respect to the state, so its backward pass costs about one forward).
+Measured here (CPU, 2 cores shared with a training job, jax 0.8.1, graphcast
+0.2; no accelerator was lent), 2026-12-05, DPS through the guidance rule:
+    tiny (52.7 k GenCast parameters, controller 118 k), `--repeats 3
+    --skip-upstream`: controlled / uncontrolled 1.14x median (1.13x min),
+    DPS / controlled 1.78x (1.71x min): at this size the controller costs
+    about as much as GenCast's own sub-step.
+    1 deg Mini architecture (57.5 M parameters, controller 555 k), `--arch
+    mini1deg --flops`, XLA FLOPs per sampler sub-step: uncontrolled 3318 G,
+    controlled 3390 G (1.022x), DPS 6795 G (2.00x the controlled step: one
+    backward pass through the denoiser with respect to the state).
 """
 
 import argparse
@@ -47,6 +50,7 @@ import numpy as np  # noqa: E402
 from gencast_control.adapters import gencast as g  # noqa: E402
 from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
 from gencast_control.core.controller import ControllerConfig  # noqa: E402
+from gencast_control.baselines.guidance import DPSOptions, dps_rule  # noqa: E402
 from gencast_control.core.observations import Preview  # noqa: E402
 
 
@@ -71,6 +75,13 @@ def _preview(layout, targets, horizon, fraction, seed=0):
                  jnp.asarray(masks))  # error std 1 in physical units
 
 
+def _dps_predictor(model, preview):
+  """GenCast guided by the DPS rule toward the preview's first frame."""
+  rule = dps_rule(DPSOptions(), preview.values[0, 0], preview.mask[0, 0],
+                  1.0, None)
+  return g.GenCastPredictor(model, check_inputs=False, guidance=rule)
+
+
 def _peak_bytes():
   stats = jax.devices()[0].memory_stats() or {}
   return stats.get("peak_bytes_in_use")
@@ -83,7 +94,6 @@ def main():
   parser.add_argument("--horizon", type=int, default=2)
   parser.add_argument("--fraction", type=float, default=0.1,
                       help="fraction of grid points observed")
-  parser.add_argument("--dps-scale", type=float, default=1.0)
   parser.add_argument("--skip-upstream", action="store_true",
                       help="do not time DeepMind's own sampler (saves a"
                       " compilation)")
@@ -99,8 +109,7 @@ def main():
   parser.add_argument("--json", help="also write the results here")
   args = parser.parse_args()
   if args.flops:
-    result = _count_flops(args.arch, args.horizon, args.fraction,
-                          args.dps_scale)
+    result = _count_flops(args.arch, args.horizon, args.fraction)
     if args.json:
       with open(args.json, "w") as f:
         json.dump(result, f, indent=2)
@@ -132,7 +141,7 @@ def main():
       p, {}, rng, i, t, f)[0])
   plain = g.GenCastPredictor(model, check_inputs=False)
   controlled = g.GenCastPredictor(model, config, params, check_inputs=False)
-  dps = g.GenCastPredictor(model, check_inputs=False, dps_scale=args.dps_scale)
+  dps = _dps_predictor(model, preview)
   variants = {
       "upstream": lambda rng: upstream_fn(model.params, rng, inputs, template,
                                           forcings),
@@ -247,7 +256,7 @@ def _flops(lowered) -> float:
   return float(cost["flops"])
 
 
-def _count_flops(arch, horizon, fraction, dps_scale):
+def _count_flops(arch, horizon, fraction):
   """FLOPs of one step of each variant, from XLA's HLO cost analysis.
 
   Parameters are abstract (jax.eval_shape), so nothing runs. XLA counts a
@@ -278,8 +287,7 @@ def _count_flops(arch, horizon, fraction, dps_scale):
       ("controlled", g.GenCastPredictor(model, config, controller_params,
                                         check_inputs=False),
        controller_params),
-      ("dps", g.GenCastPredictor(model, check_inputs=False,
-                                 dps_scale=dps_scale), None)):
+      ("dps", _dps_predictor(model, preview), None)):
     flops[name] = _flops(jax.jit(predictor._apply_controlled).lower(
         params, ctrl, rng, inputs, template, forcings, preview))
   result = {

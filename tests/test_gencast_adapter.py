@@ -28,7 +28,7 @@ from gencast_control.core.assimilation import rollout  # noqa: E402
 from gencast_control.core.controller import (  # noqa: E402
     ControllerConfig, bind_controller)
 from gencast_control.baselines.guidance import (  # noqa: E402
-    assimilate_baseline)
+    DPSOptions, assimilate_baseline, dps_rule)
 from gencast_control.training.controller_training import (  # noqa: E402
     channel_scale, controller_loss_fn, observe_defined, window_batches)
 from gencast_control.core.networks import ConvNetConfig  # noqa: E402
@@ -276,6 +276,40 @@ def test_guidance_rules_run_on_gencast(setup):
   with pytest.raises(ValueError, match="takes no context"):
     assimilate_baseline("unguided", ardm, history, observations, 1, key, 1,
                         context=ctx)
+
+
+def test_predictor_runs_one_guided_step(setup):
+  """GenCastPredictor(guidance=rule): a DPS step with zeta = 0 is GenCast's
+  own sample (same key); a DPS step moves toward the observations; a rule
+  holds one step's observations, so guided rollouts are refused."""
+  s = setup
+  inputs, template, forcings = _one_step(s)
+  truth = np.asarray(s["layout"].stack(s["targets"].isel(time=[0])))[0]
+  mask = (np.random.default_rng(3).random(truth.shape) < 0.5) & np.isfinite(
+      truth)
+  y = jnp.asarray(np.where(mask, truth, 0.0), jnp.float32)
+  mask = jnp.asarray(mask, jnp.float32)
+  std = jnp.asarray(0.05 * s["ardm"].channel_std, jnp.float32)
+  rng = jax.random.PRNGKey(7)
+  plain = s["plain"](rng, inputs, template, forcings)
+  guided = lambda options: g.GenCastPredictor(
+      s["model"], guidance=dps_rule(options, y, mask, std, None))(
+          rng, inputs, template, forcings)
+  assert _max_diff(guided(DPSOptions(zeta=0.0)), plain) < 1e-4
+
+  def misfit(prediction):
+    x = np.asarray(s["layout"].stack(prediction))[0]
+    return float(np.sqrt(np.mean((((x - np.asarray(y)) / s["ardm"].channel_std)
+                                  [np.asarray(mask) > 0])**2)))
+
+  assert misfit(guided(DPSOptions())) < 0.8 * misfit(plain)
+  with pytest.raises(ValueError, match="controller or a guidance rule"):
+    g.GenCastPredictor(s["model"], CONTROLLER, s["params"],
+                       guidance=dps_rule(DPSOptions(), y, mask, std, None))
+  with pytest.raises(ValueError, match="one step's observations"):
+    g.GenCastPredictor(s["model"], guidance=dps_rule(
+        DPSOptions(), y, mask, std, None)).rollout(
+            rng, s["inputs"], s["targets"] * np.nan, s["forcings"])
 
 
 def test_state_objective_training_lowers_the_crps_and_keeps_gencast_frozen(
