@@ -154,6 +154,34 @@ def test_controller_metadata_without_the_error_std_channel_reads_as_legacy():
       "new.npz", {"config": config_lib.to_dict(CONTROLLER)}).error_std_channel
 
 
+def test_head_pointwise_input_mixes_channels_per_point(tiny_ardm):
+  """head_pointwise_input: the head's input convolution is 1 x 1 (its block
+  stays spatial, the encoder untouched); u = 0 at init; checkpoints saved
+  before the option read as False (a full-kernel input convolution)."""
+  config = dataclasses.replace(CONTROLLER, head_pointwise_input=True)
+  params = init_controller(config, tiny_ardm, jax.random.PRNGKey(0))
+  legacy = init_controller(CONTROLLER, tiny_ardm, jax.random.PRNGKey(0))
+  head = "controller/~head/head/~_conv/"
+  assert params[head + "encode"]["w"].shape[0] == 1
+  assert legacy[head + "encode"]["w"].shape[0] == 3
+  assert params[head + "encode"]["w"].shape[1:] == legacy[head + "encode"][
+      "w"].shape[1:]
+  assert params[head + "conv_0a"]["w"].shape[0] == 3
+  encoder = "controller/~encode/net/~_conv/encode"
+  assert params[encoder]["w"].shape == legacy[encoder]["w"].shape
+  rng = np.random.default_rng(1)
+  field = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+  preview = Preview(field(2, 32, 1), jnp.ones((2, 32, 1)),
+                    jnp.arange(1.0, 3.0), 0.1 * jnp.ones((2, 32, 1)))
+  inputs = ControllerInputs(field(32, 1), field(32, 1), jnp.asarray(0.7),
+                            field(32, 1), preview)
+  u = bind_controller(config, tiny_ardm.periodic, params)(inputs)
+  assert float(jnp.max(jnp.abs(u))) == 0.0
+  meta = {"config": config_lib.to_dict(config)}
+  del meta["config"]["head_pointwise_input"]
+  assert not config_from_metadata("old.npz", meta).head_pointwise_input
+
+
 def test_encoder_runs_once_per_forecast_step(tiny_ardm, tiny_ks_data):
   """Tracing one forecast step calls the encoder once, outside the sub-step
   loop, and the head inside it (the scan body and the last sub-step)."""

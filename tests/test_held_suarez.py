@@ -31,6 +31,7 @@ TINY = SIMULATION + [
     "controller.network.dilations=(1,)", "controller.network.embedding_size=8",
     "controller_training.num_steps=2", "controller_training.batch_size=2",
     "controller_training.window=1", "controller_training.spinup=0",
+    "controller_training.validate_every=0",
     "assimilation.num_steps=2", "assimilation.ensemble_size=3",
     "assimilation.num_trajectories=1", "pde.reference.ensemble_size=4"]
 

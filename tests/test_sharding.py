@@ -22,8 +22,9 @@ WORKER = Path(__file__).with_name("sharding_worker.py")
 
 
 def _run_worker(workdir, *checks):
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(filter(
+      None, [os.environ.get("XLA_FLAGS", ""),
+             "--xla_force_host_platform_device_count=8"])))
   proc = subprocess.run([sys.executable, str(WORKER), str(workdir), *checks],
                         env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -57,6 +57,10 @@ class ControllerConfig:
       which see values, masks and innovations only).
     head: the per-sub-step head h_psi (keep it small: it runs S times per
       forecast step).
+    head_pointwise_input: the head mixes its many input channels with a
+      1 x 1 convolution before its spatial block (on a 32 x 64 grid with
+      46 inputs it ran 3.6x faster; False: controllers saved before it
+      existed, whose head's input convolution has the head's kernel size).
   """
   horizon: int = 2
   network: ConvNetConfig = ConvNetConfig(
@@ -67,6 +71,7 @@ class ControllerConfig:
   head: ConvNetConfig = ConvNetConfig(
       width=16, num_blocks=1, kernel_size=3, dilations=(1,),
       embedding_size=16)
+  head_pointwise_input: bool = False
 
   def __post_init__(self):
     if self.horizon < 1:
@@ -134,7 +139,9 @@ class Controller(hk.Module):
     """u_s from c_n and the sub-step's inputs (FiLM on log sigma_hat)."""
     size = self._config.head.embedding_size
     net = ConvNet(self._config.head, inputs.state.shape[-1], self._periodic,
-                  zero_output=True, name="head")
+                  zero_output=True,
+                  pointwise_input=self._config.head_pointwise_input,
+                  name="head")
     background_std = None
     if self._config.error_std_channel:
       background_std = jnp.exp(hk.get_parameter(

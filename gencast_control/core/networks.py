@@ -64,12 +64,16 @@ class ConvNet(hk.Module):
 
   def __init__(self, config: ConvNetConfig, output_channels: int,
                periodic: Sequence[bool], zero_output: bool = False,
-               name: str | None = None):
+               pointwise_input: bool = False, name: str | None = None):
+    """pointwise_input: a 1 x 1 input convolution (a per-point mix of many
+    input channels, much cheaper than a kernel_size one; the blocks stay
+    spatial)."""
     super().__init__(name=name)
     self._config = config
     self._output_channels = output_channels
     self._periodic = tuple(periodic)
     self._zero_output = zero_output
+    self._pointwise_input = pointwise_input
 
   def _conv(self, x, channels, kernel, dilation=1, name=None, zero=False):
     ndim = len(self._periodic)
@@ -87,7 +91,8 @@ class ConvNet(hk.Module):
                        f" ([*spatial, C]), got shape {x.shape}")
     emb = jax.nn.gelu(hk.Linear(cfg.embedding_size, name="embed_1")(embedding))
     emb = jax.nn.gelu(hk.Linear(cfg.embedding_size, name="embed_2")(emb))
-    h = self._conv(x, cfg.width, cfg.kernel_size, name="encode")
+    h = self._conv(x, cfg.width, 1 if self._pointwise_input
+                   else cfg.kernel_size, name="encode")
     for b in range(cfg.num_blocks):
       dilation = cfg.dilations[b % len(cfg.dilations)]
       film = hk.Linear(2 * cfg.width, name=f"film_{b}")(emb)
