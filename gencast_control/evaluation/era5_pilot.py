@@ -32,6 +32,7 @@ from typing import Sequence
 
 import jax
 import numpy as np
+import tqdm
 
 from gencast_control import pipeline
 from gencast_control.baselines.guidance import baseline_program
@@ -56,7 +57,8 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
                    seed: int = 1, keep_ensembles: bool = False,
                    initial: np.ndarray | None = None,
                    reference=None,
-                   methods: Sequence[str] = METHODS) -> dict[str, dict]:
+                   methods: Sequence[str] = METHODS,
+                   progress: bool = False) -> dict[str, dict]:
   """{regime: {method: scores}} for unguided, controlled, DPS (and LETKF),
   run, timed and scored by `evaluation.engine` (its keys: every method sees
   the same observations, initial ensemble and member keys).
@@ -75,6 +77,7 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
       "_arrays".
     methods: the methods to run (of METHODS; "unguided", the reference of
       the time ratios, always runs; "letkf" needs `reference`).
+    progress: a progress bar over regimes x methods (stderr).
   """
   unknown = sorted(set(methods) - set(METHODS))
   if unknown:
@@ -91,6 +94,10 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
   weights = np.broadcast_to(metrics.area_weights(latitude)[:, None],
                             truth.shape[2:4])
   key = jax.random.PRNGKey(seed)
+  chosen = [m for m in METHODS if (m == "unguided" or m in methods)
+            and (m != "letkf" or reference is not None)]
+  bar = tqdm.tqdm(total=len(regimes) * len(chosen), desc="pilot",
+                  disable=not progress)
   rows = {}
   for regime in regimes:
     observations = engine.observe(regime, truth, h, key)
@@ -102,9 +109,12 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
         engine.member_key(key, k), ensemble_size)
     if reference is not None:
       programs["letkf"] = lambda k: reference(k, observations[k], num_steps)
-    runs = {method: engine.run_programs(program(k) for k in range(len(truth)))
-            for method, program in programs.items()
-            if method == "unguided" or method in methods}
+    runs = {}
+    for method in chosen:
+      bar.set_postfix_str(f"{regime.name}: {method}")
+      runs[method] = engine.run_programs(programs[method](k)
+                                         for k in range(len(truth)))
+      bar.update()
     rows[regime.name] = {
         method: {**engine.score(run.ensembles, truth[:, h - 1:], weights,
                                 channels=channels, channel_std=channel_std),
@@ -114,6 +124,7 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
       rows[regime.name]["_arrays"] = dict(
           {m: run.ensembles for m, run in runs.items()},
           truth=truth[:, h - 1:], observations=observations)
+  bar.close()
   return rows
 
 
@@ -284,7 +295,7 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
   rows = evaluate_pilot(config, ardm, controller_config, params, truth,
                         ds["latitude"].values, channel_stds(ds, channels),
                         chosen, a.ensemble_size, a.seed + 1, True, initial,
-                        reference, methods or METHODS)
+                        reference, methods or METHODS, progress=True)
   print(markdown_table({r: {m: by[m] for m in _methods(by)}
                         for r, by in rows.items()}))
   for path in write_pilot(rows, out_dir, channels).values():
