@@ -23,6 +23,7 @@ import time
 import jax
 
 from gencast_control import pipeline
+from gencast_control.api import checkpoint_path
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import bind_controller
 from gencast_control.evaluation import engine
@@ -78,12 +79,9 @@ def main():
                       metavar="KEY=VALUE")
   args = parser.parse_args()
   config = load_config(args.config, args.set)
-  ardm_path, controller_path = args.ardm, args.controller
-  if not ardm_path.endswith(".npz"):  # a shipped name (ks, kolmogorov)
-    ardm_path, _ = pipeline.shipped_checkpoints(ardm_path)
-  if not controller_path.endswith(".npz"):
-    _, controller_path = pipeline.shipped_checkpoints(controller_path)
-  result = measure(config, args.data, ardm_path, controller_path,
+  result = measure(config, args.data,
+                   checkpoint_path(args.ardm, "ardm"),
+                   checkpoint_path(args.controller, "controller"),
                    args.repeats)
   device = jax.devices()[0]
   print(f"{args.config}: {result['ensemble_size']} members x"
