@@ -50,6 +50,7 @@ peak where one is).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from typing import Sequence
@@ -57,6 +58,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from gencast_control.adapters.gencast_assets import GenCastModel
@@ -68,6 +70,9 @@ from gencast_control.adapters.gencast_predictor import (forward_transform,
                                                         stack_conditioning)
 from gencast_control.adapters.gencast_upstream import upstream
 from gencast_control.core.ardm import FrozenARDM
+from gencast_control.core.layout import StateLayout
+from gencast_control.data.era5_schema import (PROGRESS_FORCINGS,
+                                              progress_forcings)
 from gencast_control.core.regimes import ObservationRegime
 
 
@@ -93,14 +98,14 @@ class GenCastARDM(FrozenARDM):
     check_call(inputs, targets_template.isel(time=[0]),
                forcings.isel(time=[0]), model.task_config, model.grid_shape)
     self.model = model
-    self.layout = ChannelLayout.from_template(targets_template)
+    self.channel_layout = ChannelLayout.from_template(targets_template)
     self._inputs = _one(inputs)
     self._template = xr.zeros_like(_one(targets_template).isel(time=[0]))
     self._forcings = _one(forcings).isel(time=[0])
     self.forcing_variables = tuple(forcings.data_vars)
     self._dynamic = tuple(v for v in inputs.data_vars
                           if "time" in inputs[v].dims)
-    unknown = sorted(set(self._dynamic) - set(self.layout.variables)
+    unknown = sorted(set(self._dynamic) - set(self.channel_layout.variables)
                      - set(self.forcing_variables))
     if unknown:
       raise ValueError(f"time-dependent inputs {unknown} are neither targets"
@@ -110,9 +115,30 @@ class GenCastARDM(FrozenARDM):
     self._conditioning_channels = int(stack_conditioning(
         self._inputs, self._forcings).shape[-1])
 
+  @classmethod
+  def from_example(cls, model: GenCastModel, example: xr.Dataset
+                   ) -> "GenCastARDM":
+    """GenCast on the grid, static inputs and forcings of an example in
+    DeepMind's layout (batch, time, lat, lon, level; a `datetime`
+    coordinate), split as data_utils.extract_inputs_targets_forcings does
+    for one 12 h target."""
+    if not isinstance(example, xr.Dataset):
+      raise ValueError("a GenCast example must be an xarray Dataset, got"
+                       f" {type(example).__name__}")
+    gc = upstream()
+    task = dataclasses.asdict(model.task_config)
+    try:
+      inputs, targets, forcings = (
+          gc.data_utils.extract_inputs_targets_forcings(
+              example, target_lead_times="12h", **task))
+    except (KeyError, ValueError) as e:
+      raise ValueError("the GenCast example does not fit the model's task"
+                       f" (variables, levels, times): {e}") from e
+    return cls(model, inputs, targets, forcings)
+
   @property
   def state_shape(self) -> tuple[int, ...]:
-    return self.layout.spatial_shape + (self.layout.num_channels,)
+    return self.channel_layout.spatial_shape + (self.channel_layout.num_channels,)
 
   @property
   def history_length(self) -> int:
@@ -127,9 +153,59 @@ class GenCastARDM(FrozenARDM):
     return self._conditioning_channels
 
   @functools.cached_property
+  def timestep(self) -> np.timedelta64:
+    """GenCast's step: the spacing of its input frames (12 h)."""
+    times = np.asarray(self._inputs.coords["time"].values)
+    if times.size > 1:
+      return np.timedelta64(np.diff(times)[0], "ns")
+    return np.timedelta64(pd.Timedelta(
+        self.model.task_config.input_duration).to_timedelta64(), "ns")
+
+  @functools.cached_property
+  def layout(self) -> StateLayout:
+    """GenCast's targets on its (lat, lon) grid, 12 h steps; targets that
+    are not inputs (precipitation) may be absent from an initial state."""
+    layout = self.channel_layout
+    return StateLayout(
+        variables=layout.variables,
+        levels=tuple(tuple(float(x) for x in levels)
+                     for levels in layout.levels),
+        dims=("lat", "lon"),
+        coords=(np.asarray(layout.lat), np.asarray(layout.lon)),
+        periodic=LAT_LON_PERIODIC, timestep=self.timestep, sphere=True,
+        missing_in_history=tuple(v for v in layout.variables
+                                 if v not in self._inputs.data_vars))
+
+  def context_for(self, times: np.ndarray) -> dict:
+    """GenCast's forcings {name: [h + T, ...]} at the datetimes -h+1..T:
+    the year and day progress features (era5_schema.progress_forcings, as
+    DeepMind's data_utils computes them). Other forcings cannot be derived
+    from the times and raise ValueError."""
+    times = np.asarray(times)
+    if not np.issubdtype(times.dtype, np.datetime64):
+      raise ValueError("GenCast's forcings are computed from dates: the run's"
+                       f" times must be datetime64, got {times.dtype}")
+    other = sorted(set(self.forcing_variables) - set(PROGRESS_FORCINGS))
+    if other:
+      raise ValueError(f"GenCast's forcing(s) {other} cannot be computed from"
+                       " the times; build the context from data"
+                       " (GenCastARDM.trajectories)")
+    progress = progress_forcings(times, np.asarray(self.channel_layout.lon))
+    context = {}
+    for name in self.forcing_variables:
+      dims = [d for d in self._dims[name] if d != "batch"]
+      data = progress[name]  # [T] or [T, lon]
+      have = ["time"] + (["lon"] if data.ndim == 2 else [])
+      if sorted(dims) != sorted(have):
+        raise ValueError(f"GenCast's forcing {name!r} has dims {dims};"
+                         f" expected {have}")
+      context[name] = np.transpose(data, [have.index(d) for d in dims])
+    return context
+
+  @functools.cached_property
   def channel_std(self) -> np.ndarray:
     """[C] GenCast's climatological stds of the state channels."""
-    return ChannelStats.create(self.layout, self.model.stats,
+    return ChannelStats.create(self.channel_layout, self.model.stats,
                                self.model.task_config.input_variables).std
 
   def in_physical_units(self, regimes: Sequence[ObservationRegime]
@@ -141,15 +217,15 @@ class GenCastARDM(FrozenARDM):
   @functools.cached_property
   def fingerprint(self) -> str:
     digest = hashlib.sha256(gencast_fingerprint(self.model).encode())
-    digest.update(repr((self.layout.channel_names,
-                        self.layout.spatial_shape)).encode())
+    digest.update(repr((self.channel_layout.channel_names,
+                        self.channel_layout.spatial_shape)).encode())
     return "gencast-" + digest.hexdigest()[:16]
 
   # --- arrays <-> GenCast's Datasets -----------------------------------------
 
   def _channels(self, name: str) -> slice:
     start = 0
-    for variable, levels in zip(self.layout.variables, self.layout.levels):
+    for variable, levels in zip(self.channel_layout.variables, self.channel_layout.levels):
       size = len(levels) or 1
       if variable == name:
         return slice(start, start + size)
@@ -161,7 +237,7 @@ class GenCastARDM(FrozenARDM):
     the dim order of the example's inputs."""
     data = frames[..., self._channels(name)][None]  # [1, T, lat, lon, L]
     dims = ("batch", "time", "lat", "lon", "level")
-    if not self.layout.levels[self.layout.variables.index(name)]:
+    if not self.channel_layout.levels[self.channel_layout.variables.index(name)]:
       data, dims = data[..., 0], dims[:-1]
     order = self._inputs[name].dims
     return order, jnp.transpose(data, [dims.index(d) for d in order])
@@ -178,7 +254,7 @@ class GenCastARDM(FrozenARDM):
     for name in self._inputs.data_vars:
       if name not in self._dynamic:
         data_vars[name] = self._inputs[name]
-      elif name in self.layout.variables:
+      elif name in self.channel_layout.variables:
         data_vars[name] = self._state_variable(name, history)
       else:
         data_vars[name] = (self._dims[name], context[name][:h][None])
@@ -209,7 +285,7 @@ class GenCastARDM(FrozenARDM):
                                   guidance=guidance)
     (prediction, energy), _ = transform.apply(
         self.model.params, {}, key, inputs, template, forcings, None, preview)
-    return jnp.asarray(self.layout.stack(prediction))[0], energy
+    return jnp.asarray(self.channel_layout.stack(prediction))[0], energy
 
   # --- examples -> trajectories -----------------------------------------------
 
@@ -225,7 +301,7 @@ class GenCastARDM(FrozenARDM):
                self.model.task_config, self.model.grid_shape)
     h = self.history_length
     past = {}
-    for name in self.layout.variables:
+    for name in self.channel_layout.variables:
       if name in inputs.data_vars:
         past[name] = inputs[name]
       else:
@@ -233,8 +309,8 @@ class GenCastARDM(FrozenARDM):
                       ).assign_coords(time=inputs.coords["time"].values)
     leading = ("batch", "time")
     states = np.concatenate(
-        [np.asarray(self.layout.stack(xr.Dataset(past), leading), np.float32),
-         np.asarray(self.layout.stack(targets, leading), np.float32)], axis=1)
+        [np.asarray(self.channel_layout.stack(xr.Dataset(past), leading), np.float32),
+         np.asarray(self.channel_layout.stack(targets, leading), np.float32)], axis=1)
     context = {}
     for name in self.forcing_variables:
       future = _time_first(forcings[name])

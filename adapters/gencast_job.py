@@ -1,39 +1,77 @@
-"""The GenCast controller training job (one host or many, any accelerator).
+"""GenCast's controller training: its config class and its data step.
 
-    python -m gencast_control.adapters.gencast_job --config gencast_1deg_train \
-        --out runs/gencast_1deg [--set training.num_steps=500] [--distributed]
+    gencast-control train-controller --config gencast_1deg_train \
+        --out runs/gencast_1deg/controller.npz [--distributed] [--tiny] \
+        [--set controller_training.num_steps=500]
 
-Steps: join the multi-host job if asked (sharding.initialize_distributed),
-load GenCast (weights + statistics), draw `num_examples` initialisation times
-from the WeatherBench2 store and build GenCast batches from them (held in host
-memory), train the controller on GenCast as a FrozenARDM with the batch split
-over all devices (controller_training.train_controller, shard_batch), and
-write
+`gencast-control train-controller` trains GenCast's controller when its
+config is a GenCastJobConfig (configs/gencast_1deg_train.py): this module
+loads GenCast (weights + statistics, `checkpoint`, `stats`), draws
+`num_examples` initialisation times from the WeatherBench2 store and builds
+GenCast batches from them (held in host memory), and trains the controller on
+GenCast as a FrozenARDM through the project's one controller training
+(controller_training.train_controller), the batch split over all devices
+with `controller_training.shard_batch`. It writes
 
-    OUT/work/state.npz, OUT/work/log.jsonl   resumable state, losses
-    OUT/controller.npz                       the trained controller
+    OUT                 the trained controller (controller.npz)
+    WORKDIR (OUT.work)  state.npz (resumable), log.jsonl, TensorBoard events
 
-Running the same command again resumes from OUT/work/state.npz. With several
-hosts, OUT must be a folder every host sees (e.g. a shared filesystem); only
-process 0 writes. `--tiny` replaces GenCast and ERA5 by the tiny random
-GenCast and a synthetic example (no network): a smoke test of the job.
+Running the same command again resumes from WORKDIR/state.npz. With several
+hosts (`--distributed`), OUT must be on storage every host sees; only process
+0 writes. `--tiny` replaces GenCast and ERA5 by the tiny random GenCast and
+synthetic examples (no network): a smoke test of the job.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from gencast_control.core.controller import ControllerConfig
+from gencast_control.core.regimes import ObservationRegime
+from gencast_control.training.controller_training import (
+    ControllerTrainingConfig)
 
-def _config(args):
-  from gencast_control.core.config import load_config
-  return load_config(args.config, args.set)
+
+@dataclasses.dataclass(frozen=True)
+class GenCastJobConfig:
+  """Controller training through GenCast (configs/gencast_1deg_train.py).
+
+  Attributes:
+    checkpoint: GenCast weights: a name of configs/gencast_assets.CHECKPOINTS,
+      a local file or a gs:// path.
+    store: WeatherBench2 store (registry name or path) for the examples.
+    years: inclusive range of initialisation years of the examples.
+    num_examples: examples drawn (once, seeded) and held in host memory.
+    controller, controller_training: u_psi and its training, as in a grid
+      ExperimentConfig.
+    regimes: observing systems, one drawn per example; noise_std is a
+      fraction of each channel's climatological std (GenCast's statistics),
+      turned into physical units by GenCastARDM.in_physical_units.
+    stats: "bucket" (DeepMind's statistics) or a local folder of the four
+      NetCDF files.
+    example_seed: seed of the drawn initialisation times.
+    levels: pressure levels (None: the checkpoint's task config levels).
+    backend: attention backend ("tpu": splash, else triblockdiag); None: the
+      platform JAX runs on.
+    timeout_s: deadline of each network read.
+  """
+  checkpoint: str
+  store: str
+  years: tuple[int, int]
+  num_examples: int
+  controller: ControllerConfig
+  controller_training: ControllerTrainingConfig
+  regimes: tuple[ObservationRegime, ...]
+  stats: str = "bucket"
+  example_seed: int = 0
+  levels: tuple[int, ...] | None = None
+  backend: str | None = None
+  timeout_s: float = 600.0
 
 
 def draw_init_times(times: np.ndarray, years: tuple[int, int], count: int,
@@ -59,39 +97,39 @@ def load_examples(config, model):
   """(inputs, targets, forcings) with a batch dim of num_examples."""
   from gencast_control.data.era5_batches import to_gencast_batch
   from gencast_control.data.era5_store import open_store
-  task = model.task_config
+  task, window = model.task_config, config.controller_training.window
   store = open_store(config.store, timeout_s=config.timeout_s)
   inits = draw_init_times(store["time"].values, config.years,
-                          config.num_examples, config.training.window,
-                          config.example_seed)
+                          config.num_examples, window, config.example_seed)
   return to_gencast_batch(
       store, inits, input_variables=task.input_variables,
       target_variables=task.target_variables,
       forcing_variables=task.forcing_variables,
       levels=config.levels or tuple(task.pressure_levels),
-      target_steps=config.training.window)
+      target_steps=window)
 
 
 def tiny_assets(config):
   """The tiny random GenCast and synthetic examples (offline smoke test)."""
   from gencast_control.adapters import gencast_tiny as tiny
-  model = tiny.tiny_model(seed=0)
-  example = tiny.synthetic_example(model.task_config, 10.0,
-                                   num_steps=config.training.window,
+  model, window = tiny.tiny_model(seed=0), config.controller_training.window
+  example = tiny.synthetic_example(model.task_config, 10.0, num_steps=window,
                                    batch=config.num_examples, seed=1)
-  return model, tiny.split_example(model.task_config, example,
-                                   config.training.window)
+  return model, tiny.split_example(model.task_config, example, window)
 
 
-def run(config, out: str | Path, tiny: bool = False, progress: bool = True):
-  """Trains and saves the controller; returns the path of controller.npz."""
+def train_controller_step(config: GenCastJobConfig, out_path, workdir,
+                          tiny: bool = False, progress: bool = True) -> Path:
+  """Trains GenCast's controller and saves it to out_path (on process 0).
+
+  Resumes from workdir/state.npz; returns out_path.
+  """
   import jax
   from gencast_control.training import sharding
   from gencast_control.adapters import gencast_assets
   from gencast_control.adapters.gencast_ardm import GenCastARDM
   from gencast_control.core.controller import save_controller
   from gencast_control.training.controller_training import train_controller
-  out = Path(out)
   t0 = time.perf_counter()
   if tiny:
     model, (inputs, targets, forcings) = tiny_assets(config)
@@ -100,57 +138,22 @@ def run(config, out: str | Path, tiny: bool = False, progress: bool = True):
         config.checkpoint, config.stats,
         config.backend or jax.default_backend(), config.timeout_s)
     inputs, targets, forcings = load_examples(config, model)
-  training = config.training
-  print(f"{jax.process_count()} process(es), {jax.device_count()} device(s)"
-        f" ({jax.default_backend()}); {inputs.sizes['batch']} examples,"
-        f" batch {training.batch_size}, sharded={training.shard_batch};"
-        f" data ready in {time.perf_counter() - t0:.0f} s", flush=True)
+  training = config.controller_training
+  if sharding.is_primary():
+    print(f"{jax.process_count()} process(es), {jax.device_count()} device(s)"
+          f" ({jax.default_backend()}); {inputs.sizes['batch']} examples,"
+          f" batch {training.batch_size}, sharded={training.shard_batch};"
+          f" data ready in {time.perf_counter() - t0:.0f} s", flush=True)
   ardm = GenCastARDM(model, inputs, targets, forcings)
   states, context = ardm.trajectories(inputs, targets, forcings)
   params, history = train_controller(
       ardm, states, ardm.in_physical_units(config.regimes), config.controller,
-      training, workdir=out / "work", progress=progress, context=context)
-  path = out / "controller.npz"
+      training, workdir=workdir, progress=progress, context=context)
+  losses = [r["loss"] for r in history if "loss" in r]
   if sharding.is_primary():
-    save_controller(path, jax.device_get(params), config.controller, ardm, {
-        "job": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
-        "tiny": tiny,
-        "final_loss": history[-1]["loss"] if history else None})
-  return path
-
-
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
-      prog="python -m gencast_control.adapters.gencast_job",
-      description=__doc__.split("\n\n")[0])
-  parser.add_argument("--config", default="gencast_1deg_train",
-                      help="built-in config name or .py path (default:"
-                      " %(default)s)")
-  parser.add_argument("--set", action="append", default=[],
-                      metavar="FIELD=VALUE",
-                      help="override a field, e.g. --set"
-                      " training.num_steps=100 (repeatable)")
-  parser.add_argument("--out", required=True,
-                      help="run folder (work/ state, controller.npz)")
-  parser.add_argument("--distributed", action="store_true",
-                      help="join a multi-host job first"
-                      " (jax.distributed.initialize, cluster auto-detection)")
-  parser.add_argument("--tiny", action="store_true",
-                      help="offline smoke test: tiny random GenCast and"
-                      " synthetic examples instead of the real assets")
-  args = parser.parse_args(argv)
-  from gencast_control.training import sharding
-  if args.distributed:
-    sharding.initialize_distributed(force=True)
-  try:
-    path = run(_config(args), args.out, tiny=args.tiny)
-  except (ValueError, FileNotFoundError, OSError) as e:
-    print(f"gencast_job: error: {e}", file=sys.stderr)
-    return 2
-  if sharding.is_primary():
-    print(f"wrote {path}")
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())
+    save_controller(out_path, jax.device_get(params), config.controller, ardm,
+                    {"job": json.loads(json.dumps(dataclasses.asdict(config),
+                                                  default=str)),
+                     "tiny": tiny,
+                     "final_loss": losses[-1] if losses else None})
+  return Path(out_path)

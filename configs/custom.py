@@ -17,7 +17,7 @@ error std 0.1 in the data's units: change them to your observing system.
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.adapters.grid_training import ARDMTrainingConfig
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.systems.experiment import (AssimilationConfig, CustomDataConfig,

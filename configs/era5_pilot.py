@@ -18,7 +18,7 @@ this config yet: it needs the public WeatherBench2 bucket (see the README's
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.adapters.grid_training import ARDMTrainingConfig
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.data.era5_trajectories import ERA5DataConfig

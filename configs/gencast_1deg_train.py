@@ -1,11 +1,11 @@
 """Controller training through GenCast 1 deg: the cloud training job's config.
 
-Run by `python -m gencast_control.adapters.gencast_job --config
-gencast_1deg_train --out DIR` (README, "Training the GenCast controller on a
-cloud VM"). Examples are GenCast batches built from the WeatherBench2 ERA5
-store subsampled to 1 deg (configs/stores.py "era5_1deg_6h") at random 00/12
-UTC initialisation times of `years`; GenCast's weights and statistics come
-from DeepMind's bucket (configs/gencast_assets.py) or local copies.
+Run by `gencast-control train-controller --config gencast_1deg_train --out
+DIR/controller.npz` (README, "Training the GenCast controller on a cloud
+VM"). Examples are GenCast batches built from the WeatherBench2 ERA5 store
+subsampled to 1 deg (configs/stores.py "era5_1deg_6h") at random 00/12 UTC
+initialisation times of `years`; GenCast's weights and statistics come from
+DeepMind's bucket (configs/gencast_assets.py) or local copies.
 
 Training is the project's one controller training
 (gencast_control.training.controller_training) on GenCast as a FrozenARDM
@@ -19,58 +19,34 @@ sub-step states plus one sub-step's backward of two GenCast denoiser calls;
 an example has 2 members, so each device holds one example: batch_size =
 number of devices (8 on an 8-GPU VM or a TPU slice with 8 chips of >= 40 GiB
 each).
+
+A config for another GenCast checkpoint or store is a file like this one
+returning a GenCastJobConfig (adapters/gencast_job.py) with other fields.
 """
 
-import dataclasses
-
+from gencast_control.adapters.gencast_job import GenCastJobConfig
 from gencast_control.core.controller import ControllerConfig
-from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.regimes import ObservationRegime
-
-
-@dataclasses.dataclass(frozen=True)
-class GenCastJobConfig:
-  """Attributes:
-    checkpoint: GenCast weights: a name of configs/gencast_assets.CHECKPOINTS,
-      a local file or a gs:// path.
-    stats: "bucket" (DeepMind's statistics) or a local folder of the four
-      NetCDF files.
-    store: WeatherBench2 store (registry name or path) for the examples.
-    years: inclusive range of initialisation years of the examples.
-    num_examples: examples drawn (once, seeded) and held in host memory.
-    example_seed: seed of the drawn initialisation times.
-    levels: pressure levels (None: the checkpoint's task config levels).
-    backend: attention backend ("tpu": splash, else triblockdiag); None: the
-      platform JAX runs on.
-    timeout_s: deadline of each network read.
-    controller, training: u_psi and its training (module docstring).
-    regimes: observing systems, one drawn per example; noise_std is a
-      fraction of each channel's climatological std (GenCast's statistics),
-      turned into physical units by GenCastARDM.in_physical_units.
-  """
-  checkpoint: str = "1p0deg_mini"
-  stats: str = "bucket"
-  store: str = "era5_1deg_6h"
-  years: tuple[int, int] = (2016, 2017)
-  num_examples: int = 256
-  example_seed: int = 0
-  levels: tuple[int, ...] | None = None
-  backend: str | None = None
-  timeout_s: float = 600.0
-  controller: ControllerConfig = ControllerConfig(
-      horizon=2, network=ConvNetConfig(width=64, num_blocks=4, kernel_size=3,
-                                       dilations=(1, 2, 4, 8),
-                                       embedding_size=64))
-  training: ControllerTrainingConfig = ControllerTrainingConfig(
-      objective="state", members=2, window=1, spinup=0, cold_fraction=0.0,
-      batch_size=8, num_steps=2000, learning_rate=3e-4, shard_batch=True)
-  regimes: tuple[ObservationRegime, ...] = (
-      ObservationRegime("stations_1pct", fraction=0.01, fixed=True,
-                        noise_std=0.1),
-      ObservationRegime("random_5pct", fraction=0.05, noise_std=0.1),
-  )
+from gencast_control.training.controller_training import (
+    ControllerTrainingConfig)
 
 
 def get_config() -> GenCastJobConfig:
-  return GenCastJobConfig()
+  return GenCastJobConfig(
+      checkpoint="1p0deg_mini", store="era5_1deg_6h", years=(2016, 2017),
+      num_examples=256,
+      controller=ControllerConfig(
+          horizon=2, network=ConvNetConfig(width=64, num_blocks=4,
+                                           kernel_size=3,
+                                           dilations=(1, 2, 4, 8),
+                                           embedding_size=64)),
+      controller_training=ControllerTrainingConfig(
+          objective="state", members=2, window=1, spinup=0,
+          cold_fraction=0.0, batch_size=8, num_steps=2000,
+          learning_rate=3e-4, shard_batch=True),
+      regimes=(
+          ObservationRegime("stations_1pct", fraction=0.01, fixed=True,
+                            noise_std=0.1),
+          ObservationRegime("random_5pct", fraction=0.05, noise_std=0.1),
+      ))

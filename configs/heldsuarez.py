@@ -26,7 +26,7 @@ networks and train them ~10x longer (see the README).
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.adapters.grid_training import ARDMTrainingConfig
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,

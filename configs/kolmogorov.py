@@ -16,7 +16,7 @@ Scale `data`, `ardm` and the training sections up on a GPU.
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.adapters.grid_training import ARDMTrainingConfig
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,

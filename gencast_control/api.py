@@ -1,15 +1,22 @@
-"""Assimilate your own observations: the public API.
+"""Assimilate your own observations: the public API, one path for every model.
 
     import gencast_control as gc
     model = gc.load_model("ks")                      # a shipped name or a path
     controller = gc.load_controller("ks", model)
-    grid = xr.open_dataset("initial.nc")             # state(s) with coordinates
-    obs = gc.observations_from_points("stations.csv", grid, dt=1.0)
-    analysis = gc.assimilate(model, controller, obs, grid, members=8)
-    gc.score(analysis, truth)                        # with a truth, if any
+    initial = truth.isel(time=[0])                   # state(s) with coordinates
+    obs = gc.observations_from_points("stations.csv", model, initial, dt=1.0)
+    analysis = gc.assimilate(model, controller, obs, initial, members=8)
 
-The controller sees observations on the model grid (Observations: values, a
-mask and an error std per grid point and time). Gridded observations (NaN =
+GenCast runs the same calls: `gc.load_model(checkpoint, stats=..., example=...)`
+gives DeepMind's GenCast as a FrozenARDM, station tables carry lat, lon, an
+optional pressure `level` and dates, and the analysis comes back with datetime
+times, a `sample` dim and CF attributes (`write_analysis`).
+
+Every input is aligned to the model's StateLayout (gencast_control.core.layout)
+by name and coordinate: the channels are (variable, level) pairs of the model,
+the grid is the model's (GenCast) or the initial state's (the grid models). The
+controller sees observations on the model grid (Observations: values, a mask
+and an error std per grid point and time). Gridded observations (NaN =
 unobserved) are used as they are. A point observation is given to the
 controller at its nearest grid point with its own error std; k of them on one
 point and time become their mean, with error std sqrt(sum_i sigma_i^2) / k.
@@ -17,14 +24,16 @@ The controller weighs each observation by its error std (its encoder sees
 log sigma per observation); it has learnt that over the error stds it was
 trained on (the config's regimes), so far outside them it extrapolates. The
 monitoring statistics (`monitoring`) compare each point observation with the
-state interpolated to the point (linear, or nearest with
-method="nearest"): H(x) of the DA literature.
+state interpolated to the point, H(x) of the DA literature
+(gencast_control.core.interpolation: linear or nearest, longitude wrap and
+polar caps on the sphere).
 
-A run starts at the last time t_0 of `initial` and advances t_k = t_0 + k dt;
-observation times must be such times. Observations at or before t_0 and
-after the run's last step are left out, so one file serves every cycle of a
-cycled run (`restart_state`). Members start from `initial`: one
-state shared by all, or one per member (a `sample` dim).
+A run starts at the last time t_0 of `initial` and advances t_k = t_0 + k dt,
+with floats for the PDE systems and datetimes for weather models
+(gencast_control.core.times); observation times must be such times.
+Observations at or before t_0 and after the run's last step are left out, so
+one file serves every cycle of a cycled run (`restart_state`). Members start
+from `initial`: one state shared by all, or one per member (a `sample` dim).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -40,13 +49,15 @@ import pandas as pd
 import xarray as xr
 
 from gencast_control import pipeline
-
-from gencast_control.evaluation import metrics
-from gencast_control.adapters.grid import GridARDM, load_grid_ardm
+from gencast_control.core import interpolation, times as time_lib
+from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.assimilation import ensemble_rollout
 from gencast_control.core.controller import BoundController, bind_controller
 from gencast_control.core.controller import load_controller as _load_controller
+from gencast_control.core.layout import StateLayout
 from gencast_control.core.observations import Observations
+from gencast_control.data import cf, point_tables
+from gencast_control.evaluation import metrics
 
 POINT_COLUMNS = ("time", "variable", "value", "error_std")
 
@@ -57,43 +68,97 @@ class ObservationSet:
   observations, the table that the monitoring statistics use.
 
   stream: Observations over times[0..T] on the model grid.
-  times: [T+1] the run's times t_0 + k dt.
-  variables: channel names, in the model's channel order.
-  spatial_dims: the grid's dims, e.g. ("x",).
-  coords: {dim: 1-D coordinate} of the grid.
-  points: the point table (columns time, *spatial_dims, variable, value,
-    error_std, plus step), or None for gridded observations.
+  times: [T+1] the run's times t_0 + k dt (floats or datetime64).
+  layout: the model's channels and grid the stream lies on.
+  points: the point table (columns time, *dims, [level,] variable, value,
+    error_std, plus step and channel), or None for gridded observations.
+  method: the operator H of the monitoring ("linear" or "nearest").
   """
   stream: Observations
   times: np.ndarray
-  variables: tuple[str, ...]
-  spatial_dims: tuple[str, ...]
-  coords: dict
+  layout: StateLayout
   points: pd.DataFrame | None
+  method: str = "nearest"
 
   @property
   def num_steps(self) -> int:
     return len(self.times) - 1
 
+  @property
+  def variables(self) -> tuple[str, ...]:
+    return self.layout.variables
 
-def load_model(name_or_path: str | os.PathLike) -> GridARDM:
-  """A frozen ARDM: a shipped name ("ks", "kolmogorov") or a checkpoint."""
-  return load_grid_ardm(checkpoint_path(name_or_path, "ardm"))[0]
+  @property
+  def spatial_dims(self) -> tuple[str, ...]:
+    return self.layout.dims
+
+  @property
+  def coords(self) -> dict:
+    return dict(zip(self.layout.dims, self.layout.coords))
 
 
-def load_controller(name_or_path: str | os.PathLike,
-                    model: GridARDM) -> BoundController:
+# ------------------------------------------------------------- the model
+
+
+def load_model(source: Any, *, stats: Any = None, example: Any = None,
+               timeout_s: float = 60.0) -> FrozenARDM:
+  """A frozen ARDM.
+
+  source: a shipped grid model ("ks", "kolmogorov"), a grid ARDM checkpoint
+    (.npz written by `gencast-control train-ardm`), or, with `stats`, a
+    GenCast checkpoint: DeepMind's (a registered name such as "1p0deg_mini",
+    a local path or gs://) or one in DeepMind's CheckPoint format.
+  stats: GenCast's normalisation statistics: "bucket", a local folder or a
+    gs:// folder (gencast_assets.load_stats).
+  example: GenCast's data structure: a Dataset in DeepMind's example layout
+    (batch, time, lat, lon, level, with static inputs and a `datetime`
+    coordinate), a NetCDF path or a registered example name; it fixes the
+    grid, the static inputs and the forcings.
+  timeout_s: the deadline of every network read.
+  """
+  if stats is not None or example is not None:
+    if stats is None or example is None:
+      raise ValueError("a GenCast model needs both stats= (its normalisation"
+                       " statistics) and example= (its data layout)")
+    from gencast_control.adapters import gencast_ardm, gencast_assets
+    model = source
+    if not isinstance(source, gencast_assets.GenCastModel):
+      model = gencast_assets.load_model(source, stats, timeout_s=timeout_s)
+    if not isinstance(example, xr.Dataset):
+      example = gencast_assets.load_example(example, timeout_s=timeout_s)
+    return gencast_ardm.GenCastARDM.from_example(model, example)
+  if isinstance(source, FrozenARDM):
+    return source
+  from gencast_control.adapters.grid import load_grid_ardm
+  return load_grid_ardm(checkpoint_path(source, "ardm"))[0]
+
+
+def _check_model(model) -> FrozenARDM:
+  if not isinstance(model, FrozenARDM):
+    raise ValueError(f"model must be a FrozenARDM (gc.load_model), got"
+                     f" {type(model).__name__}")
+  return model
+
+
+def load_controller(source: str | os.PathLike,
+                    model: FrozenARDM) -> BoundController:
   """The controller trained for `model`: a shipped name or a checkpoint."""
+  _check_model(model)
   config, params, _ = _load_controller(
-      checkpoint_path(name_or_path, "controller"), model)
+      checkpoint_path(source, "controller"), model)
   return bind_controller(config, model.periodic, params)
 
 
 def checkpoint_path(name_or_path, kind: str) -> Path:
   """A checkpoint file, or the shipped `kind` ("ardm", "controller") of a
   config name such as "ks"."""
+  if not isinstance(name_or_path, (str, os.PathLike)):
+    raise ValueError(f"a {kind} checkpoint must be a name or a path, got"
+                     f" {type(name_or_path).__name__}")
   path = Path(name_or_path)
   if path.suffix == ".npz" or path.exists():
+    if not path.is_file():
+      raise FileNotFoundError(f"{kind} checkpoint {path} does not exist")
     return path
   shipped = pipeline.shipped_checkpoints(str(name_or_path))[
       ("ardm", "controller").index(kind)]
@@ -103,51 +168,67 @@ def checkpoint_path(name_or_path, kind: str) -> Path:
   return shipped
 
 
-# ------------------------------------------------------------------ the grid
+def model_layout(model: FrozenARDM, initial: xr.Dataset | None = None,
+                 variables: Sequence[str] | None = None,
+                 dt: Any = None) -> StateLayout:
+  """The layout every input is aligned to: the model's own (GenCast), or
+  read off the initial state (grid models: `variables` in channel order,
+  default the initial state's, and the time step dt)."""
+  _check_model(model)
+  layout = model.layout
+  if layout is not None:
+    if variables is not None and tuple(variables) != layout.variables:
+      raise ValueError(f"variables {list(variables)} are not the model's"
+                       f" {list(layout.variables)}")
+    if dt is not None and time_lib.as_timestep(dt) != layout.timestep:
+      raise ValueError(f"dt = {dt!r} differs from the model's time step"
+                       f" {layout.timestep!r}")
+    return layout
+  if initial is None:
+    raise ValueError("this model has no grid of its own: give the initial"
+                     " state (its coordinates are the grid)")
+  if dt is None:
+    raise ValueError("this model's time step is not recorded: give dt=")
+  layout = StateLayout.from_dataset(initial, variables, model.periodic,
+                                    time_lib.as_timestep(dt))
+  if layout.shape != tuple(model.state_shape):
+    raise ValueError(f"the initial state's grid and variables give a state"
+                     f" of shape {layout.shape}; the model's is"
+                     f" {tuple(model.state_shape)}")
+  return layout
 
 
-def _grid(grid: xr.Dataset | xr.DataArray, model: GridARDM | None = None
-          ) -> tuple[tuple[str, ...], dict]:
-  """(spatial dims, {dim: coordinate}) of a state dataset."""
-  if isinstance(grid, xr.Dataset) and not grid.data_vars:
-    raise ValueError("the grid (initial state) dataset has no variables")
-  dims = tuple(d for d in (grid.dims if isinstance(grid, xr.DataArray)
-                           else next(iter(grid.data_vars.values())).dims)
-               if d not in ("sample", "time", "history", "trajectory"))
-  coords = {}
-  for d in dims:
-    if d not in grid.coords:
-      raise ValueError(f"the grid has no coordinate for its dim {d!r}")
-    coords[d] = np.asarray(grid[d].values, np.float64)
-  if model is not None and tuple(len(coords[d]) for d in dims) != tuple(
-      model.state_shape[:-1]):
-    raise ValueError(
-        f"the grid {dict((d, len(coords[d])) for d in dims)} does not match"
-        f" the model's grid {tuple(model.state_shape[:-1])}")
-  return dims, coords
+def _grid(layout: StateLayout) -> interpolation.Grid:
+  return interpolation.Grid.from_coords(
+      layout.dims, dict(zip(layout.dims, layout.coords)), layout.periodic,
+      layout.sphere)
 
 
-def _run_times(start: float, dt: float, times: np.ndarray,
-               num_steps: int | None) -> np.ndarray:
-  """t_0 + k dt, k = 0..T, with T the last observation's step by default."""
-  steps = (np.asarray(times, np.float64) - start) / dt
-  steps = steps[steps > 1e-6]  # at or before t_0: not assimilated
-  if steps.size and (np.abs(steps - np.round(steps)) > 1e-6).any():
-    bad = float(np.asarray(times)[np.argmax(np.abs(steps - np.round(steps)))])
-    raise ValueError(f"observation time {bad:g} is not a model time t_0 + k dt"
-                     f" (t_0 = {start:g}, dt = {dt:g})")
-  if not steps.size:
-    raise ValueError(f"no observation lies after the run's start t_0 ="
-                     f" {start:g}: no overlap between the observation times"
-                     " and the run")
-  num_steps = int(np.round(steps.max())) if num_steps is None else num_steps
-  if num_steps < 1:
-    raise ValueError(f"the run needs >= 1 step, got {num_steps}")
-  return start + dt * np.arange(num_steps + 1)
+def start_time(initial: xr.Dataset) -> Any:
+  """t_0: the last time of `initial` (its `datetime` coordinate where the
+  time dim holds GenCast's lead times; 0.0 without a time coordinate)."""
+  if not isinstance(initial, xr.Dataset):
+    raise ValueError(f"the initial state must be an xarray Dataset, got"
+                     f" {type(initial).__name__}")
+  for name in ("datetime", "time"):
+    if name in initial.coords and initial[name].size:
+      value = np.asarray(initial[name].values).reshape(-1)[-1]
+      if np.issubdtype(np.asarray(value).dtype, np.timedelta64):
+        continue
+      return time_lib.as_time(value, f"the initial state's {name}")
+  if "time" in initial.coords:
+    raise ValueError("the initial state's time holds lead times only: give"
+                     " it a `datetime` coordinate")
+  return np.float64(0.0)
+
+
+def _run_start(initial, start):
+  return (time_lib.as_time(start, "start") if start is not None
+          else start_time(initial))
 
 
 def _error_std(error_std, variables) -> np.ndarray:
-  """[C] error stds from one value or {variable: std}."""
+  """[V] error stds from one value or {variable: std}."""
   if isinstance(error_std, dict):
     missing = [v for v in variables if v not in error_std]
     if missing:
@@ -168,263 +249,260 @@ def error_std_name(variable: str) -> str:
 # ---------------------------------------------------- gridded observations
 
 
-def observations_from_dataset(ds: xr.Dataset, variables: Sequence[str],
-                              error_std: float | dict | None, start: float,
-                              dt: float, num_steps: int | None = None,
-                              model: GridARDM | None = None
+def observations_from_dataset(ds: xr.Dataset, model: FrozenARDM,
+                              initial: xr.Dataset, *,
+                              error_std: float | dict | None = None,
+                              variables: Sequence[str] | None = None,
+                              dt: Any = None, num_steps: int | None = None,
+                              start: Any = None,
+                              where: str = "the observations"
                               ) -> ObservationSet:
-  """Observations on the model grid: dims (time, *spatial), NaN = unobserved.
+  """Observations on the model grid: dims (time, [level,] *spatial), NaN =
+  unobserved, aligned to the model's layout by name and coordinate.
 
-  variables: the model's channels in order (each must be in `ds`).
+  initial: the run's initial state (its last time is t_0; for grid models
+    its coordinates are the grid). start overrides t_0.
   error_std: one std for all variables or {variable: std}; None: per
     observation, from the variables `<variable>_error_std` of `ds` (same
     dims; a network of mixed quality).
-  start, dt: the run's first time t_0 and step (see module doc).
+  variables, dt: the grid models' channels and time step (model_layout).
   """
-  missing = [v for v in variables if v not in ds]
-  if missing:
-    raise ValueError(f"the observations have no variable(s) {missing}; they"
-                     f" have {list(ds.data_vars)}")
+  if not isinstance(ds, xr.Dataset):
+    raise ValueError(f"{where} must be an xarray Dataset, got"
+                     f" {type(ds).__name__}")
+  layout = model_layout(model, initial, variables, dt)
   if "time" not in ds.dims:
-    raise ValueError("gridded observations need a `time` dim")
-  dims, coords = _grid(ds[variables[0]], model)
-  times = _run_times(start, dt, ds["time"].values, num_steps)
+    raise ValueError(f"{where}: gridded observations need a `time` dim")
+  obs_times = np.asarray(ds["time"].values)
+  time_lib.check_time_axis(obs_times, None, where)
+  t0 = _run_start(initial, start)
+  run = time_lib.run_times(t0, layout.timestep, obs_times, num_steps)
+  steps = time_lib.steps_between(obs_times, t0, layout.timestep)
+  keep = (steps > 0) & (steps < len(run))
+  values = np.full((len(run),) + layout.shape, np.nan, np.float32)
+  values[steps[keep]] = layout.stack(ds, ("time",), where)[keep]
   if error_std is None:
-    missing = [error_std_name(v) for v in variables
+    missing = [error_std_name(v) for v in layout.variables
                if error_std_name(v) not in ds]
     if missing:
       raise ValueError(
-          "gridded observations need an error std: one value or one per"
-          " variable (--error-std STD or VAR=STD), or per observation the"
-          f" variable(s) {missing} in the file")
-  shape = (len(times),) + tuple(len(coords[d]) for d in dims) + (
-      len(variables),)
-  values = np.full(shape, np.nan, np.float32)
-  std = np.ones(shape, np.float32)
-  steps = np.round((ds["time"].values - start) / dt).astype(int)
-  keep = (steps > 0) & (steps < len(times))
-  for c, v in enumerate(variables):
-    values[steps[keep], ..., c] = ds[v].transpose("time", *dims).values[keep]
-    if error_std is None:
-      std[steps[keep], ..., c] = ds[error_std_name(v)].transpose(
-          "time", *dims).values[keep]
-  if error_std is not None:
-    std = _error_std(error_std, variables)
-  elif np.isnan(std[np.isfinite(values)]).any():
-    raise ValueError("an observed value has no error std (NaN in"
-                     " <variable>_error_std)")
-  return ObservationSet(Observations.from_arrays(values, noise_std=std),
-                        times, tuple(variables), dims, coords, None)
+          f"{where}: gridded observations need an error std: one value or"
+          " one per variable (--error-std STD or VAR=STD), or per"
+          f" observation the variable(s) {missing} in the file")
+    renamed = ds[[error_std_name(v) for v in layout.variables]].rename(
+        {error_std_name(v): v for v in layout.variables})
+    std = np.ones_like(values)
+    std[steps[keep]] = layout.stack(renamed, ("time",), where)[keep]
+    if np.isnan(std[np.isfinite(values)]).any():
+      raise ValueError(f"{where}: an observed value has no error std (NaN in"
+                       " <variable>_error_std)")
+  else:
+    per_variable = _error_std(error_std, layout.variables)
+    std = np.concatenate([np.full(len(levels) or 1, s, np.float32) for s,
+                          levels in zip(per_variable, layout.levels)])
+  return ObservationSet(Observations.from_arrays(values, noise_std=std), run,
+                        layout, None)
 
 
 # ------------------------------------------------------ point observations
 
 
-def read_point_table(source) -> pd.DataFrame:
-  """A point table from a DataFrame, a .csv or a NetCDF file (one obs dim)."""
-  if isinstance(source, pd.DataFrame):
-    return source.copy()
-  path = Path(source)
-  if not path.is_file():
-    raise FileNotFoundError(f"observation table {path} does not exist")
-  if path.suffix == ".csv":
-    return pd.read_csv(path)
-  return xr.open_dataset(path).to_dataframe().reset_index()
+def read_point_table(source, layout: StateLayout | None = None,
+                     where: str | None = None) -> pd.DataFrame:
+  """A point table (DataFrame, .csv or NetCDF) with parsed times
+  (gencast_control.data.point_tables)."""
+  dims = layout.dims if layout is not None else ()
+  return point_tables.read_point_table(source, dims, where=where)
 
 
-def observations_from_points(table, grid: xr.Dataset, start: float, dt: float,
-                             variables: Sequence[str] | None = None,
-                             num_steps: int | None = None,
-                             model: GridARDM | None = None,
-                             method: str = "linear") -> ObservationSet:
-  """Point observations: columns time, one per spatial dim, variable, value,
-  error_std (a DataFrame, .csv or NetCDF).
+def observations_from_points(table, model: FrozenARDM, initial: xr.Dataset,
+                             *, variables: Sequence[str] | None = None,
+                             dt: Any = None, num_steps: int | None = None,
+                             method: str = "linear", start: Any = None
+                             ) -> ObservationSet:
+  """Point observations: columns time, one per spatial dim (lat, lon for
+  GenCast), optional level, variable, value, error_std (a DataFrame, .csv or
+  NetCDF); times as numbers or dates, as the model's.
 
-  grid: a state dataset with the grid's coordinates (e.g. the initial
-    state). Points outside a non-periodic axis are an error; periodic axes
-    (model.periodic) wrap.
+  initial: the run's initial state (its last time is t_0; for grid models
+    its coordinates are the grid). start overrides t_0.
   method: "linear" or "nearest", the operator H of `monitoring`.
   The controller sees each observation at its nearest grid point, with its
   error std (module doc).
   """
-  if method not in ("linear", "nearest"):
+  if method not in interpolation.METHODS:
     raise ValueError(f"method must be 'linear' or 'nearest', got {method!r}")
-  table = read_point_table(table)
-  dims, coords = _grid(grid, model)
-  need = ("time",) + dims + ("variable", "value", "error_std")
-  missing = [c for c in need if c not in table.columns]
-  if missing:
-    raise ValueError(f"the observation table lacks column(s) {missing}; it"
-                     f" needs {list(need)}")
-  if table.empty:
-    raise ValueError("the observation table has no rows")
-  variables = tuple(variables or sorted(table["variable"].unique()))
-  unknown = sorted(set(table["variable"]) - set(variables))
-  if unknown:
-    raise ValueError(f"unknown variable(s) {unknown} in the observation"
-                     f" table; the model has {list(variables)}")
-  if table[["value", "error_std"]].isna().any().any():
-    raise ValueError("the observation table has missing values or error"
-                     " stds")
-  if not (table["error_std"] > 0).all():
-    raise ValueError("every error_std must be > 0")
-  duplicated = table.duplicated(subset=["time", *dims, "variable"])
+  layout = model_layout(model, initial, variables, dt)
+  where = (f"observation table {table}" if isinstance(table, (str, Path))
+           else "the observation table")
+  table = read_point_table(table, layout, where)
+  levels = table["level"].values if "level" in table else None
+  channel = layout.channel_index(table["variable"].values, levels, where)
+  grid = _grid(layout)
+  grid.check_inside({d: table[d].values for d in layout.dims}, where)
+  key = ["time", *layout.dims, "variable"] + (["level"] if levels is not None
+                                              else [])
+  duplicated = table.duplicated(subset=key)
   if duplicated.any():
-    row = table[duplicated].iloc[0]
-    raise ValueError(f"duplicated observation: {row['variable']} at time"
-                     f" {row['time']:g}, {', '.join(f'{d}={row[d]:g}' for d in dims)}")
-  periodic = model.periodic if model is not None else (False,) * len(dims)
-  for d, wrap in zip(dims, periodic):
-    c = coords[d]
-    step = (c[-1] - c[0]) / (len(c) - 1)
-    low, high = c[0], c[-1] + (step if wrap else 0.0)
-    if not wrap and ((table[d] < low) | (table[d] > high)).any():
-      raise ValueError(f"observations outside the domain: {d} must lie in"
-                       f" [{low:g}, {high:g}]")
-  times = _run_times(start, dt, table["time"].values, num_steps)
-  table = table.assign(step=np.round((table["time"] - start) / dt).astype(int))
-  table = table[(table["step"] > 0) & (table["step"] < len(times))
+    row = int(np.argmax(duplicated.values))
+    raise ValueError(f"{where}: row {row + 1} repeats an earlier observation"
+                     " (same time, position, variable and level)")
+  t0 = _run_start(initial, start)
+  run = time_lib.run_times(t0, layout.timestep, table["time"].values,
+                           num_steps)
+  steps = time_lib.steps_between(table["time"].values, t0, layout.timestep)
+  table = table.assign(step=steps, channel=channel)
+  table = table[(table["step"] > 0) & (table["step"] < len(run))
                 ].reset_index(drop=True)
-  shape = (len(times),) + tuple(len(coords[d]) for d in dims) + (
-      len(variables),)
-  total, variance, count = (np.zeros(shape, np.float64) for _ in range(3))
-  index = _nearest_index(table, dims, coords, periodic)
-  channel = table["variable"].map({v: i for i, v in enumerate(variables)})
-  where = (table["step"].values, *index, channel.values)
-  np.add.at(total, where, table["value"].values)
-  np.add.at(variance, where, table["error_std"].values**2)
-  np.add.at(count, where, 1.0)
+  index, _ = interpolation.point_operator(
+      grid, {d: table[d].values for d in layout.dims}, "nearest",
+      where=where)
+  shape = (len(run),) + layout.shape
+  flat = (len(run), int(np.prod(layout.shape[:-1])), layout.shape[-1])
+  total, variance, count = (np.zeros(flat, np.float64) for _ in range(3))
+  at = (table["step"].values, index[:, 0], table["channel"].values)
+  np.add.at(total, at, table["value"].values)
+  np.add.at(variance, at, table["error_std"].values**2)
+  np.add.at(count, at, 1.0)
   observed = count > 0
   values = np.where(observed, total / np.maximum(count, 1), np.nan)
   std = np.where(observed, np.sqrt(variance) / np.maximum(count, 1), 1.0)
-  table = table.assign(method=method)
-  return ObservationSet(Observations.from_arrays(values, noise_std=std),
-                        times, variables, dims, coords, table)
+  return ObservationSet(
+      Observations.from_arrays(values.reshape(shape),
+                               noise_std=std.reshape(shape)),
+      run, layout, table, method)
 
 
-def _position(values: np.ndarray, c: np.ndarray) -> np.ndarray:
-  """Fractional grid index of coordinates on the uniform axis `c`."""
-  return (values - c[0]) / ((c[-1] - c[0]) / (len(c) - 1))
-
-
-def _on_axis(i: np.ndarray, size: int, wrap: bool) -> np.ndarray:
-  """Integer indices wrapped (periodic axis) or clipped into 0..size-1."""
-  return np.mod(i, size) if wrap else np.clip(i, 0, size - 1)
-
-
-def _nearest_index(table, dims, coords, periodic):
-  return [_on_axis(np.round(_position(table[d].values, coords[d])).astype(int),
-                   len(coords[d]), wrap) for d, wrap in zip(dims, periodic)]
-
-
-def interpolate_to_points(states: np.ndarray, table: pd.DataFrame,
-                          dims: Sequence[str], coords: dict,
-                          periodic: Sequence[bool], variables: Sequence[str],
-                          method: str = "linear") -> np.ndarray:
-  """H(x): states [..., T+1, *spatial, C] at the table's points -> [..., P].
-
-  Multilinear interpolation on the (uniform) grid, or the nearest point.
-  """
-  states = np.asarray(states)
-  channel = table["variable"].map(
-      {v: i for i, v in enumerate(variables)}).values
-  step = table["step"].values
-  # corners: lists of (index array, weight) per dim, one per grid corner
-  if method == "nearest":
-    corners = [[(i, 1.0) for i in _nearest_index(table, dims, coords,
-                                                 periodic)]]
-  else:
-    corners = [[]]
-    for d, wrap in zip(dims, periodic):
-      n = len(coords[d])
-      pos = _position(table[d].values, coords[d])
-      i0 = np.floor(pos).astype(int)
-      frac = pos - i0
-      options = [(_on_axis(i0, n, wrap), 1.0 - frac),
-                 (_on_axis(i0 + 1, n, wrap), frac)]
-      corners = [prev + [opt] for prev in corners for opt in options]
-  out = np.zeros(states.shape[:states.ndim - len(dims) - 2] + (len(table),))
-  for corner in corners:
-    weight = np.prod([w for _, w in corner], axis=0)
-    index = tuple(i for i, _ in corner)
-    out += weight * states[(Ellipsis, step) + index + (channel,)]
-  return out
+def observation_operator(observations: ObservationSet, states: np.ndarray
+                         ) -> np.ndarray:
+  """H(x) of every point observation: states [..., T+1, *spatial, C] ->
+  [..., P] at each row's time step, channel and position."""
+  table = _points(observations)
+  grid = _grid(observations.layout)
+  index, weight = interpolation.point_operator(
+      grid, {d: table[d].values for d in grid.dims}, observations.method)
+  return interpolation.apply_operator_at(
+      states, table["step"].values, table["channel"].values, index, weight,
+      shape=grid.shape)
 
 
 # ------------------------------------------------------------- assimilation
 
 
-def initial_ensemble(initial: xr.Dataset, variables: Sequence[str],
-                     model: GridARDM, members: int) -> np.ndarray:
+def initial_ensemble(initial: xr.Dataset, layout: StateLayout,
+                     history_length: int, members: int) -> np.ndarray:
   """[M, h, *spatial, C] from a state dataset with dims ([sample], [time],
-  *spatial); its last h times are the history (h = model.history_length)."""
-  missing = [v for v in variables if v not in initial]
-  if missing:
-    raise ValueError(f"the initial state has no variable(s) {missing}")
-  dims, _ = _grid(initial, model)
-  h = model.history_length
-  arrays = []
-  for v in variables:
-    da = initial[v]
-    if "time" not in da.dims:
-      da = da.expand_dims("time")
-    if da.sizes["time"] < h:
-      raise ValueError(f"the initial state has {da.sizes['time']} times; the"
-                       f" model needs a history of {h}")
-    da = da.isel(time=slice(-h, None))
-    if "sample" not in da.dims:
-      da = da.expand_dims(sample=members)
-    arrays.append(da.transpose("sample", "time", *dims).values)
-  x = np.stack(arrays, axis=-1).astype(np.float32)
-  if x.shape[0] != members:
-    raise ValueError(f"the initial ensemble has {x.shape[0]} members but"
-                     f" members={members}")
-  if x.shape[2:] != tuple(model.state_shape):
-    raise ValueError(f"the initial state has shape {x.shape[2:]}; the model"
-                     f" needs {tuple(model.state_shape)}")
-  if not np.isfinite(x).all():
-    raise ValueError("the initial state contains NaN or inf")
+  [level,] *spatial) (a `batch` dim of size 1 is dropped); its last h times
+  are the history, checked to be regular at the model step."""
+  where = "the initial state"
+  if not isinstance(initial, xr.Dataset):
+    raise ValueError(f"{where} must be an xarray Dataset, got"
+                     f" {type(initial).__name__}")
+  if "batch" in initial.dims:
+    if initial.sizes["batch"] != 1:
+      raise ValueError(f"{where} has a batch of {initial.sizes['batch']};"
+                       " give one initial state (or members on `sample`)")
+    initial = initial.isel(batch=0)
+  if "time" not in initial.dims:
+    initial = initial.expand_dims("time")
+  h = history_length
+  if initial.sizes["time"] < h:
+    raise ValueError(f"{where} has {initial.sizes['time']} time(s); the model"
+                     f" needs a history of {h}")
+  initial = initial.isel(time=slice(-h, None))
+  times = _dataset_times(initial)
+  if times is not None:
+    time_lib.check_time_axis(times, layout.timestep, where)
+  if "sample" not in initial.dims:
+    initial = initial.expand_dims(sample=members)
+  elif initial.sizes["sample"] != members:
+    raise ValueError(f"{where} has {initial.sizes['sample']} members"
+                     f" (sample dim) but members={members}")
+  x = layout.stack(initial, ("sample", "time"), where, allow_missing=True)
+  undefined = [n for n, v in zip(layout.channel_names, layout.channels)
+               if v[0] not in layout.missing_in_history
+               and not np.isfinite(x[..., layout.channel_names.index(n)]).all()]
+  if undefined:
+    raise ValueError(f"{where} contains NaN or inf in {undefined[:3]}")
   return x
 
 
-def start_time(initial: xr.Dataset) -> float:
-  """t_0: the last time of `initial` (0 without a time coordinate)."""
-  if "time" in initial.coords and initial["time"].size:
-    return float(np.asarray(initial["time"].values).reshape(-1)[-1])
-  return 0.0
+def _dataset_times(ds: xr.Dataset) -> np.ndarray | None:
+  for name in ("datetime", "time"):
+    if name in ds.coords:
+      values = np.asarray(ds[name].values).reshape(-1)
+      if not np.issubdtype(values.dtype, np.timedelta64):
+        return values
+  return None
 
 
-def assimilate(model: GridARDM, controller: BoundController | None,
+def assimilate(model: FrozenARDM, controller: BoundController | None,
                observations: ObservationSet, initial: xr.Dataset,
-               members: int = 8, seed: int = 0,
-               first_step: int | None = None) -> xr.Dataset:
-  """The analysis ensemble, dims (sample, time, *spatial), at t_0..t_T.
+               members: int | None = None, seed: int = 0,
+               first_step: int | None = None,
+               progress: bool | str = False) -> xr.Dataset:
+  """The analysis ensemble, dims (sample, time, [level,] *spatial), at
+  t_0..t_T, labelled with the model's coordinates and CF attributes.
 
   controller None gives the unguided forecast (the background).
+  members: M; default the initial state's `sample` size, else 8.
   first_step: the global index of the run's first step; step n of member m
     uses the key fold_in(fold_in(PRNGKey(seed), m), first_step + n), so a
     cycled run continues the keys of one run over both periods. Default: the
-    `first_step` attribute of `initial` (set by `restart_state`), else 0.
+    `next_step` attribute of `initial` (set by `restart_state`), else 0.
+  progress: a tqdm bar over the forecast steps (a string: its label).
   """
+  _check_model(model)
+  if controller is not None and not callable(controller):
+    raise ValueError("controller must be a bound controller"
+                     " (gc.load_controller) or None")
+  if not isinstance(observations, ObservationSet):
+    raise ValueError("observations must be an ObservationSet"
+                     " (gc.observations_from_points or"
+                     f" gc.observations_from_dataset), got"
+                     f" {type(observations).__name__}")
+  if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+    raise ValueError(f"seed must be an integer, got {seed!r}")
+  if members is None:
+    members = (initial.sizes["sample"] if isinstance(initial, xr.Dataset)
+               and "sample" in initial.dims else 8)
+  if not isinstance(members, (int, np.integer)) or members < 1:
+    raise ValueError(f"members must be a positive integer, got {members!r}")
   if first_step is None:
     first_step = int(initial.attrs.get("next_step", 0))
-  x0 = initial_ensemble(initial, observations.variables, model, members)
-  stream = observations.stream
+  layout = observations.layout
+  h = model.history_length
+  x0 = initial_ensemble(initial, layout, h, int(members))
+  run = observations.times
+  history_times = run[0] - layout.timestep * np.arange(h - 1, -1, -1)
+  context = model.context_for(np.concatenate([history_times, run[1:]]))
   horizon = controller.config.horizon if controller is not None else 1
   ensemble = np.asarray(ensemble_rollout(
-      model, x0, observations.num_steps, jax.random.PRNGKey(seed), members,
-      stream if controller is not None else None, controller, horizon,
-      first_step=first_step))
-  coords = {d: observations.coords[d] for d in observations.spatial_dims}
-  coords.update(time=observations.times, sample=np.arange(members))
-  dims = ("sample", "time") + observations.spatial_dims
-  return xr.Dataset(
-      {v: (dims, ensemble[..., c])
-       for c, v in enumerate(observations.variables)},
-      coords=coords,
-      attrs={"method": "controlled" if controller is not None else
-             "unguided", "seed": seed, "first_step": first_step,
+      model, x0, observations.num_steps, jax.random.PRNGKey(seed),
+      int(members), observations.stream if controller is not None else None,
+      controller, horizon, first_step=first_step, context=context,
+      progress=progress))
+  method = "controlled" if controller is not None else "unguided"
+  analysis = layout.unstack(
+      ensemble, {"sample": np.arange(members), "time": run},
+      attrs={"method": method, "seed": seed, "first_step": first_step,
              "next_step": first_step + observations.num_steps})
+  return cf.with_cf_attributes(analysis)
+
+
+def write_analysis(analysis: xr.Dataset, path: str | os.PathLike, *,
+                   naming: str = "gencast", overwrite: bool = False) -> Path:
+  """Writes an analysis (or background) as NetCDF (.nc) or zarr (.zarr),
+  atomically, refusing an existing path unless overwrite. naming "gencast"
+  keeps lat/lon/sample; "weatherbench2" renames them latitude/longitude/
+  realization, as WeatherBench2's evaluation reads them."""
+  if naming not in ("gencast", "weatherbench2"):
+    raise ValueError(f"naming must be 'gencast' or 'weatherbench2', got"
+                     f" {naming!r}")
+  if naming == "weatherbench2":
+    analysis = cf.to_weatherbench2(analysis)
+  cf.write_dataset(analysis, path, overwrite=overwrite)
+  return Path(path)
 
 
 def restart_state(analysis: xr.Dataset, history_length: int = 1
@@ -435,19 +513,38 @@ def restart_state(analysis: xr.Dataset, history_length: int = 1
                             seed=int(analysis.attrs["seed"]))
 
 
+def _on_analysis_grid(truth: xr.DataArray, like: xr.DataArray,
+                      v: str) -> xr.DataArray:
+  """The truth of variable v at the analysis's times and coordinates
+  (reordered where only the order differs); ValueError otherwise."""
+  missing = [t for t in np.asarray(like["time"].values)
+             if t not in set(np.asarray(truth["time"].values))]
+  if missing:
+    raise ValueError(f"the truth does not cover the analysis time"
+                     f" {time_lib.format_time(missing[0])} ({v!r})")
+  truth = truth.sel(time=like["time"].values)
+  for d in like.dims[2:]:
+    if d not in truth.dims:
+      raise ValueError(f"the truth's {v!r} has no dim {d!r}")
+    want = np.asarray(like[d].values)
+    have = np.asarray(truth[d].values)
+    if have.shape == want.shape and np.allclose(np.sort(have), np.sort(want)):
+      truth = truth.sel({d: want}, method="nearest")
+    else:
+      raise ValueError(f"the truth's {d!r} coordinate is not the analysis's")
+  return truth.transpose(*like.dims[1:])
+
+
 def score(analysis: xr.Dataset, truth: xr.Dataset,
           skip_first: bool = True) -> dict[str, dict[str, float]]:
   """RMSE of the ensemble mean, fair CRPS and spread/skill per variable,
-  over space and t_1..t_T (t_0 is given, not assimilated)."""
+  over space (and levels) and t_1..t_T (t_0 is given, not assimilated)."""
   out = {}
   for v in analysis.data_vars:
     if v not in truth:
       raise ValueError(f"the truth has no variable {v!r}")
-    t = truth[v].sel(time=analysis["time"], method="nearest")
-    if not np.allclose(t["time"].values, analysis["time"].values):
-      raise ValueError("the truth does not cover the analysis times")
     ens = analysis[v].values
-    tru = t.transpose("time", *analysis[v].dims[2:]).values
+    tru = _on_analysis_grid(truth[v], analysis[v], v).values
     if skip_first:
       ens, tru = ens[:, 1:], tru[1:]
     out[v] = {"rmse": float(metrics.rmse(ens.mean(0), tru)),
@@ -457,8 +554,7 @@ def score(analysis: xr.Dataset, truth: xr.Dataset,
 
 
 def monitoring(observations: ObservationSet, background: xr.Dataset,
-               analysis: xr.Dataset, periodic: Sequence[bool]
-               ) -> dict[str, dict[str, float]]:
+               analysis: xr.Dataset) -> dict[str, dict[str, float]]:
   """Observation-minus-background and observation-minus-analysis statistics
   per variable (of the ensemble means, at the observations, t_1..t_T).
 
@@ -466,21 +562,15 @@ def monitoring(observations: ObservationSet, background: xr.Dataset,
   y - H(x_true). A consistent system has mean(O-B) and mean(O-A) near 0 and
   RMS(O-A) <= expected_rmse_obs_error <= RMS(O-B) (Desroziers et al. 2005).
   """
-  table = observations.points
-  if table is None:  # gridded: every observed grid value is a point
-    table = _grid_table(observations)
-  table = table[table["step"] > 0]
-  out = {}
+  layout = observations.layout
+  table = _points(observations)
   means = {}
   for name, ds in (("background", background), ("analysis", analysis)):
-    states = np.stack([ds[v].mean("sample").values
-                       for v in observations.variables], axis=-1)
-    means[name] = interpolate_to_points(
-        states, table, observations.spatial_dims, observations.coords,
-        periodic, observations.variables,
-        table["method"].iloc[0] if "method" in table and len(table)
-        else "nearest")
-  for v in observations.variables:
+    states = layout.stack(ds.mean("sample", keep_attrs=True), ("time",),
+                          f"the {name}")
+    means[name] = observation_operator(observations, states)
+  out = {}
+  for v in layout.variables:
     rows = (table["variable"] == v).values
     y = table["value"].values[rows]
     stats = {"count": int(rows.sum()),
@@ -496,18 +586,24 @@ def monitoring(observations: ObservationSet, background: xr.Dataset,
   return out
 
 
-def _grid_table(observations: ObservationSet) -> pd.DataFrame:
+def _points(observations: ObservationSet) -> pd.DataFrame:
+  """The point table of the observations (every observed grid value of a
+  gridded stream is a point), times t_1..t_T."""
+  if observations.points is not None:
+    return observations.points[observations.points["step"] > 0]
+  layout = observations.layout
   mask = np.asarray(observations.stream.mask) > 0
   values = np.asarray(observations.stream.values)
   where = np.nonzero(mask)
+  names = np.asarray([v for v, _ in layout.channels])
   table = {"step": where[0], "time": observations.times[where[0]],
-           "variable": np.asarray(observations.variables)[where[-1]],
+           "channel": where[-1], "variable": names[where[-1]],
            "value": values[where],
-           "error_std": np.asarray(observations.stream.entry_std())[where],
-           "method": "nearest"}
-  for i, d in enumerate(observations.spatial_dims):
-    table[d] = observations.coords[d][where[1 + i]]
-  return pd.DataFrame(table)
+           "error_std": np.asarray(observations.stream.entry_std())[where]}
+  for i, (d, c) in enumerate(zip(layout.dims, layout.coords)):
+    table[d] = c[where[1 + i]]
+  table = pd.DataFrame(table)
+  return table[table["step"] > 0]
 
 
 def monitoring_markdown(stats: dict[str, dict[str, float]]) -> str:

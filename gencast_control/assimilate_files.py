@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from gencast_control import api, pipeline
+from gencast_control.core import times as time_lib
 
 from gencast_control.evaluation import plots
 from gencast_control.core.checkpoint import atomic_write, write_json
@@ -72,50 +73,78 @@ def climatology(config: ExperimentConfig, data_dir, members: int,
 
 def run(config: ExperimentConfig, ardm_path, controller_path, observations,
         out_dir, initial=None, restart=None, data_dir=None, truth=None,
-        members: int = 8, steps: int | None = None, error_std=None,
-        method: str = "linear", seed: int = 0) -> dict:
+        members: int | None = None, steps: int | None = None, error_std=None,
+        method: str = "linear", seed: int = 0, stats=None, example=None,
+        progress: bool = True) -> dict:
   """The `assimilate` command; returns the monitoring statistics (and
-  scores). See the module docstring for the files written."""
-  model, controller_config, params, _, _ = pipeline.load_checkpoints(
-      config, api.checkpoint_path(ardm_path, "ardm"),
-      api.checkpoint_path(controller_path, "controller"))
-  controller = bind_controller(controller_config, model.periodic, params)
-  dt = float(getattr(config.pde, "model_dt", 1.0))
+  scores). See the module docstring for the files written.
+
+  A grid model comes from `ardm_path` and the config (its time step
+  pde.model_dt and its variables); GenCast from `ardm_path` (DeepMind's
+  checkpoint or a name), `stats` and `example` (api.load_model), and starts
+  from the example's input frames unless --initial/--restart is given.
+  """
+  gencast = stats is not None or example is not None
+  if gencast:
+    model = api.load_model(ardm_path, stats=stats, example=example)
+    controller = api.load_controller(controller_path, model)
+    dt = variables = None
+  else:
+    model, controller_config, params, _, _ = pipeline.load_checkpoints(
+        config, api.checkpoint_path(ardm_path, "ardm"),
+        api.checkpoint_path(controller_path, "controller"))
+    controller = bind_controller(controller_config, model.periodic, params)
+    dt = float(getattr(config.pde, "model_dt", 1.0))
   note = ""
   if restart is not None:
     initial_ds = open_dataset(Path(restart) / "restart.nc")
-    members = initial_ds.sizes.get("sample", members)
     seed = int(initial_ds.attrs.get("seed", seed))
   elif initial is not None:
     initial_ds = open_dataset(initial)
-    members = initial_ds.sizes.get("sample", members)
+  elif gencast:
+    from gencast_control.adapters.gencast_assets import load_example
+    source = example if isinstance(example, xr.Dataset) else load_example(
+        example)
+    initial_ds = source.isel(time=slice(0, model.history_length))
+    note = f"members start from the input frames of the example {example}"
   elif data_dir is not None:
-    initial_ds, note = climatology(config, data_dir, members,
+    initial_ds, note = climatology(config, data_dir, members or 8,
                                    model.history_length, seed)
   else:
     raise ValueError("give --initial FILE, --restart DIR or --data DIR (to"
                      " start the members from climatological training states)")
-  variables = state_variables(config) or tuple(initial_ds.data_vars)
-  start = api.start_time(initial_ds)
+  if "sample" in initial_ds.dims:
+    if members is not None and members != initial_ds.sizes["sample"]:
+      raise ValueError(f"--members {members} but the initial ensemble has"
+                       f" {initial_ds.sizes['sample']} members")
+    members = initial_ds.sizes["sample"]
+  members = members or 8
+  if not gencast:
+    variables = state_variables(config) or tuple(initial_ds.data_vars)
   if is_point_table(observations):
     obs = api.observations_from_points(
-        observations, initial_ds, start, dt, variables, steps, model, method)
+        observations, model, initial_ds, variables=variables, dt=dt,
+        num_steps=steps, method=method)
   else:
-    obs = api.observations_from_dataset(open_dataset(observations), variables,
-                                        error_std, start, dt, steps, model)
-  analysis = api.assimilate(model, controller, obs, initial_ds, members, seed)
-  background = api.assimilate(model, None, obs, initial_ds, members, seed)
-  stats = {"monitoring": api.monitoring(obs, background, analysis,
-                                        model.periodic),
-           "start_time": start, "steps": obs.num_steps, "members": members,
-           "initial": note or str(restart or initial),
-           "first_step": analysis.attrs["first_step"]}
-  if truth is not None:
-    truth_ds = open_dataset(truth)
-    stats["scores"] = {"controlled": api.score(analysis, truth_ds),
-                       "unguided": api.score(background, truth_ds)}
-  _write(out_dir, analysis, background, obs, stats, model.history_length)
-  return stats
+    obs = api.observations_from_dataset(
+        open_dataset(observations), model, initial_ds, error_std=error_std,
+        variables=variables, dt=dt, num_steps=steps,
+        where=f"observations {observations}")
+  truth_ds = open_dataset(truth) if truth is not None else None
+  analysis = api.assimilate(model, controller, obs, initial_ds, members, seed,
+                            progress="analysis" if progress else False)
+  background = api.assimilate(model, None, obs, initial_ds, members, seed,
+                              progress="background" if progress else False)
+  stats_out = {"monitoring": api.monitoring(obs, background, analysis),
+               "start_time": time_lib.format_time(obs.times[0]),
+               "steps": obs.num_steps, "members": members,
+               "initial": note or str(restart or initial),
+               "first_step": analysis.attrs["first_step"]}
+  if truth_ds is not None:
+    stats_out["scores"] = {"controlled": api.score(analysis, truth_ds),
+                           "unguided": api.score(background, truth_ds)}
+  _write(out_dir, analysis, background, obs, stats_out, model.history_length)
+  return stats_out
 
 
 def _write(out_dir, analysis, background, obs, stats, history_length):
@@ -123,7 +152,7 @@ def _write(out_dir, analysis, background, obs, stats, history_length):
   out.mkdir(parents=True, exist_ok=True)
   for name, ds in (("analysis", analysis), ("background", background),
                    ("restart", api.restart_state(analysis, history_length))):
-    atomic_write(out / f"{name}.nc", lambda f, ds=ds: f.write(ds.to_netcdf()))
+    api.write_analysis(ds, out / f"{name}.nc", overwrite=True)
   write_json(out / "monitoring.json", stats)
   text = api.monitoring_markdown(stats["monitoring"])
   if "scores" in stats:

@@ -4,6 +4,7 @@
     gencast-control simulate --config ks --out data/ks
     gencast-control train-ardm --config ks --data data/ks --out ks_ardm.npz
     gencast-control train-controller --config ks --data data/ks --ardm ks_ardm.npz --out ks_controller.npz
+    gencast-control train-controller --config gencast_1deg_train --out runs/gencast_1deg/controller.npz [--distributed] [--tiny]
     gencast-control train --config ks --out runs/ks   # all three steps
     gencast-control assimilate --ardm A --controller C --observations obs.csv --initial x0.nc --out results/mine
     gencast-control evaluate --config ks --out results/eval
@@ -82,7 +83,7 @@ def _cmd_demo(args):
 
 
 def _cmd_simulate(args):
-  from gencast_control import pipeline
+  from gencast_control.systems import pipeline
   config = _config(args)
   _check_outputs((args.out, "folder", "--out"))
   paths = pipeline.simulate(config, args.out, args.format)
@@ -91,7 +92,7 @@ def _cmd_simulate(args):
 
 
 def _cmd_train_ardm(args):
-  from gencast_control import pipeline
+  from gencast_control.systems import pipeline
   config = _config(args)
   _check_outputs((args.out, "file", "--out"), inputs=(args.data,))
   pipeline.train_ardm_step(config, args.data, args.out, _workdir(args))
@@ -99,7 +100,7 @@ def _cmd_train_ardm(args):
 
 
 def _cmd_train_controller(args):
-  from gencast_control import pipeline
+  from gencast_control.adapters import gencast_job
   from gencast_control.training import sharding
   if args.distributed:
     sharding.initialize_distributed(force=True)
@@ -107,10 +108,30 @@ def _cmd_train_controller(args):
     args.set = args.set + ["controller_training.shard_batch=True",
                            f"controller_training.num_devices={args.devices}"]
   config = _config(args)
-  _check_outputs((args.out, "file", "--out"), inputs=(args.ardm, args.data))
-  pipeline.train_controller_step(config, args.ardm, args.data, args.out,
-                                 _workdir(args))
-  print(f"wrote {args.out}")
+  if isinstance(config, gencast_job.GenCastJobConfig):
+    # GenCast: the config names the checkpoint and the ERA5 store.
+    if args.ardm or args.data:
+      raise ValueError(
+          f"--ardm and --data are for grid configs; {args.config} names"
+          " GenCast's weights and examples (--set checkpoint=PATH, --set"
+          " stats=DIR, --set store=STORE)")
+    _check_outputs((args.out, "file", "--out"))
+    gencast_job.train_controller_step(config, args.out, _workdir(args),
+                                      tiny=args.tiny)
+  else:
+    from gencast_control.systems import pipeline
+    if args.tiny:
+      raise ValueError(f"--tiny is for GenCast configs (e.g."
+                       f" gencast_1deg_train), not {args.config}")
+    if not (args.ardm and args.data):
+      raise ValueError(f"train-controller --config {args.config} needs"
+                       " --data (training splits) and --ardm (the frozen"
+                       " ARDM checkpoint)")
+    _check_outputs((args.out, "file", "--out"), inputs=(args.ardm, args.data))
+    pipeline.train_controller_step(config, args.ardm, args.data, args.out,
+                                   _workdir(args))
+  if sharding.is_primary():
+    print(f"wrote {args.out}")
 
 
 def _cmd_train(args):
@@ -129,7 +150,8 @@ def _cmd_assimilate(args):
   from gencast_control import assimilate_files
   config = _config(args)
   _check_outputs((args.out, "folder", "--out"),
-                 inputs=(args.observations, args.initial, args.truth))
+                 inputs=(args.observations, args.initial, args.truth,
+                         args.restart, args.example, args.stats))
   error_std = None
   if args.error_std:
     error_std = {}
@@ -145,7 +167,8 @@ def _cmd_assimilate(args):
       config, args.ardm, args.controller, args.observations, args.out,
       initial=args.initial, restart=args.restart, data_dir=args.data,
       truth=args.truth, members=args.members, steps=args.steps,
-      error_std=error_std, method=args.operator, seed=args.seed)
+      error_std=error_std, method=args.operator, seed=args.seed,
+      stats=args.stats, example=args.example)
   from gencast_control import api
   print(api.monitoring_markdown(stats["monitoring"]))
   for method, by_var in stats.get("scores", {}).items():
@@ -172,8 +195,11 @@ def _cmd_benchmark(args):
 
 
 def _cmd_evaluate(args):
-  from gencast_control import demo, pipeline
+  from gencast_control.evaluation import forecasts
   from gencast_control.evaluation import per_regime as evaluation
+  from gencast_control.systems import pipeline
+  from gencast_control.systems.truth import (load_test_window,
+                                             test_trajectories)
   from gencast_control.systems.registry import get_system
   config = _config(args)
   _check_outputs((args.out, "folder", "--out"))
@@ -194,10 +220,10 @@ def _cmd_evaluate(args):
     config = dataclasses.replace(config, regimes=tuple(
         pipeline.regimes_in_state_units(config.regimes, args.data,
                                         state_variables(config))))
-    truth = pipeline.load_test_window(config, args.data)
-    weights = pipeline.spatial_weights(config, args.data)
+    truth = load_test_window(config, args.data)
+    weights = forecasts.spatial_weights(config, args.data)
   else:
-    truth = demo.test_trajectories(config)
+    truth = test_trajectories(config)
   rows = evaluation.evaluate_regimes(config, ardm, controller_config, params,
                                      truth, regimes,
                                      config.assimilation.ensemble_size,
@@ -255,11 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
   _add_fresh(p)
   p.set_defaults(func=_cmd_train_ardm)
 
-  p = sub.add_parser("train-controller", help="train the controller against a"
-                     " frozen ARDM checkpoint")
+  p = sub.add_parser(
+      "train-controller", help="train the controller against a frozen ARDM"
+      " checkpoint, or against GenCast (config gencast_1deg_train)",
+      description="Trains the controller against a frozen ARDM: a grid"
+      " config's checkpoint (--ardm) on its training splits (--data), or, for"
+      " a GenCast config (gencast_1deg_train), GenCast on ERA5 examples"
+      " drawn from a WeatherBench2 store: the cloud training job, on one host"
+      " or many (--distributed). Running it again resumes from the work"
+      " folder; losses go to log.jsonl and, with tensorboardX installed,"
+      " TensorBoard event files in the work folder.")
   _add_config(p)
-  p.add_argument("--data", required=True)
-  p.add_argument("--ardm", required=True, help="ARDM checkpoint (.npz)")
+  p.add_argument("--data", help="folder with the training splits (grid"
+                 " configs)")
+  p.add_argument("--ardm", help="ARDM checkpoint (.npz; grid configs)")
   p.add_argument("--out", required=True, help="controller checkpoint (.npz)")
   p.add_argument("--workdir", help="resumable training state (default:"
                  " OUT.work)")
@@ -275,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
                  " jax.distributed.initialize (cluster auto-detection: Cloud"
                  " TPU, SLURM, mpirun, or JAX_COORDINATOR_ADDRESS,"
                  " JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
+  p.add_argument("--tiny", action="store_true",
+                 help="GenCast configs: an offline smoke test with the tiny"
+                 " random GenCast and synthetic examples instead of the"
+                 " checkpoint and the store")
   p.set_defaults(func=_cmd_train_controller)
 
   p = sub.add_parser("train", help="simulate + train-ardm + train-controller")
@@ -289,13 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
       " monitoring statistics and a plot",
       description="Runs the controlled assimilation and the unguided forecast"
       " from the same initial members and keys. The run starts at the last"
-      " time t_0 of the initial state and advances by the config's"
-      " pde.model_dt; observation times must be t_0 + k dt. No truth needed.")
+      " time t_0 of the initial state and advances by the model's step (the"
+      " config's pde.model_dt for the grid models, 12 h for GenCast);"
+      " observation times must be t_0 + k dt (numbers, or dates for GenCast)."
+      " GenCast: --ardm is DeepMind's checkpoint (a name, path or gs://) with"
+      " --stats and --example. No truth needed.")
   _add_config(p)
   p.add_argument("--ardm", required=True,
-                 help="ARDM checkpoint, or a shipped name (ks, kolmogorov)")
+                 help="ARDM checkpoint, or a shipped name (ks, kolmogorov);"
+                 " with --stats/--example a GenCast checkpoint")
   p.add_argument("--controller", required=True,
                  help="controller checkpoint, or a shipped name")
+  p.add_argument("--stats", help="GenCast: its normalisation statistics (a"
+                 " folder, gs:// folder or 'bucket')")
+  p.add_argument("--example", help="GenCast: an example in DeepMind's layout"
+                 " (NetCDF path or registered name): grid, static inputs,"
+                 " forcings, and the initial state without --initial")
   p.add_argument("--observations", required=True,
                  help="NetCDF/zarr on the model grid (dims time, *spatial;"
                  " NaN = unobserved) or a point table (.csv or NetCDF with"
@@ -309,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
                  " members from random states of DIR's training split")
   p.add_argument("--truth", help="NetCDF with the true states (dims time,"
                  " *spatial): adds RMSE, CRPS and spread/skill")
-  p.add_argument("--members", type=int, default=8)
+  p.add_argument("--members", type=int, help="ensemble size (default: the"
+                 " initial ensemble's, else 8)")
   p.add_argument("--steps", type=int, help="steps to run (default: to the"
                  " last observation time)")
   p.add_argument("--error-std", action="append", metavar="[VAR=]STD",

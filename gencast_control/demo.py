@@ -12,17 +12,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
-
 from gencast_control.core import config as config_lib
-from gencast_control import pipeline
-from gencast_control.evaluation import engine, per_regime
 from gencast_control.core.checkpoint import atomic_write, check_output, write_json
-from gencast_control.systems.experiment import ExperimentConfig, get_system
-from gencast_control.data.trajectories import trajectories_to_array
-
-TEST_SEED_OFFSET = 10_000  # truth trajectories never seen in training
+from gencast_control.evaluation import engine, forecasts, per_regime, plots
+from gencast_control.systems import pipeline
+from gencast_control.systems.experiment import ExperimentConfig, state_variables
+from gencast_control.systems.truth import test_trajectories
 
 
 def build_checkpoints(config: ExperimentConfig, out_dir,
@@ -42,20 +37,6 @@ def build_checkpoints(config: ExperimentConfig, out_dir,
                                  out_dir / "work_controller", progress)
   print(f"trained controller, total {time.perf_counter() - t0:.0f} s")
   return ardm_path, controller_path
-
-
-def test_trajectories(config: ExperimentConfig) -> np.ndarray:
-  """Fresh truth trajectories [K, T+1, *spatial, C] from the solver."""
-  system = get_system(config.system)
-  if system.generate is None:
-    raise ValueError(f"system {config.system!r} has no solver to draw test"
-                     " trajectories from; use `evaluate --data` or `pilot`")
-  a = config.assimilation
-  ds = system.generate(
-      jax.random.PRNGKey(TEST_SEED_OFFSET + a.seed), a.num_trajectories,
-      a.num_steps + config.ardm.history_length - 1, config.pde,
-      burn_in_steps=config.data.burn_in_steps)
-  return trajectories_to_array(ds, system.variables)
 
 
 def format_table(scores: dict, regime: str) -> str:
@@ -88,19 +69,18 @@ def run_demo(config: ExperimentConfig, out_dir="results/demo",
       config, ardm_path, controller_path)
   truth = test_trajectories(config)
   regime = config.regime(config.assimilation.regime)
-  result = pipeline.assimilate_trajectories(
+  result = forecasts.assimilate_trajectories(
       ardm, controller_config, params, truth, regime,
       config.assimilation.ensemble_size, config.assimilation.seed)
-  scores = pipeline.score(result)
+  scores = forecasts.score(result)
   table = format_table(scores, regime.name)
   print(table)
 
-  ds = pipeline.result_dataset(config, result)
+  ds = forecasts.result_dataset(config, result)
   nc_path = out_dir / "assimilation.nc"
   atomic_write(nc_path, lambda f: f.write(ds.to_netcdf()))
-  system = get_system(config.system)
-  plot_path = system.plot(ds, system.variables[0],
-                          out_dir / "assimilation.png")
+  plot_path = plots.plot_assimilation(ds, state_variables(config)[0],
+                                      out_dir / "assimilation.png")
   summary = {"scores": scores, "regime": regime.name,
              "ardm": str(ardm_path), "controller": str(controller_path),
              "total_seconds": round(time.perf_counter() - t_start, 1)}

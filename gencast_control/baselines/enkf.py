@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from gencast_control.core.observations import Observations
-from gencast_control.systems.ks import KSConfig
 from gencast_control.systems.registry import system_for_config
 
 # Fields of EnKFOptions that shape the compiled program (not traced numbers).
@@ -66,7 +65,7 @@ class EnKFOptions:
       observed entries at one time.
   """
   pde_config: Any = None
-  ks_config: KSConfig | None = None
+  ks_config: Any = None
   localization_radius: float = 8.0
   inflation: float = 1.05
   initial_std: float = 0.1

@@ -255,11 +255,13 @@ def baseline_program(method: str, ardm: FrozenARDM | None, history,
   if spec.uses_ardm and not isinstance(ardm, FrozenARDM):
     raise ValueError(f"method {method!r} needs a FrozenARDM, got"
                      f" {type(ardm).__name__}")
-  if context is not None and spec.rule is None:
+  if context is not None and spec.rule is None and spec.options is not None:
     raise ValueError(f"method {method!r} takes no context; only the guidance"
-                     " rules run models with per-step context")
-  if spec.options is None:  # checks the history itself
-    return ensemble_program(ardm, history, num_steps, key, ensemble_size)
+                     " rules and the unguided forecast run models with"
+                     " per-step context")
+  if spec.options is None:  # the unguided forecast checks its inputs itself
+    return ensemble_program(ardm, history, num_steps, key, ensemble_size,
+                            context=context)
   if spec.uses_ardm:
     ardm.check_history(history)
     expected = (ardm.history_length,) + tuple(ardm.state_shape)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gencast_control.core.layout import StateLayout  # noqa: F401
 from gencast_control.core.observations import Preview
 
 
@@ -113,6 +114,20 @@ class FrozenARDM(abc.ABC):
   def conditioning_channels(self) -> int:
     """Channels C_cond of ControllerInputs.conditioning (default h * C)."""
     return self.history_length * self.state_shape[-1]
+
+  @property
+  def layout(self) -> "StateLayout | None":
+    """The state's variables, levels, grid and time step
+    (gencast_control.core.layout), or None where they come from the user's
+    data (the grid models). The public API aligns every input to it."""
+    return None
+
+  def context_for(self, times: np.ndarray) -> Any:
+    """The per-step context over the run's times -h+1..T (leaves
+    [h + T, ...]), for models that need one (GenCast: forcings computed
+    from datetimes); None for models without context."""
+    del times
+    return None
 
   def check_history(self, history: jax.Array) -> None:
     """ValueError unless an initial history [h, *spatial, C] (or one per

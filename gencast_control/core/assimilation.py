@@ -7,13 +7,15 @@ For n = 0..T-1 (Srivastava et al. 2025, arXiv 2510.06637, Sec. 3):
 
 with no adjoint, no gradient of the denoiser and no test-time optimisation.
 Without a controller the same loop is the unguided ARDM forecast. Ensemble
-members use independent noise, key_m = fold_in(key, m), and are vmapped.
+members use independent noise, key_m = fold_in(key, m), and are vmapped; with
+several local devices the members are split over them (a `sample` mesh axis,
+jax.sharding), the model and the observations replicated.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +30,8 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
             key: jax.Array, observations: Observations | None = None,
             controller: ControllerFn | None = None, horizon: int = 1,
             remat: bool = False, first_step: int | jax.Array = 0,
-            context=None) -> tuple[jax.Array, jax.Array]:
+            context=None, on_step: Callable[[jax.Array], None] | None = None
+            ) -> tuple[jax.Array, jax.Array]:
   """One trajectory x_0..x_T from the initial history (traceable).
 
   Args:
@@ -48,6 +51,8 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
       over both periods.
     context: the model's per-step inputs over times -h+1..T (leaves
       [h + T, ...], gencast_control.core.ardm); step n gets times n-h+1..n+1.
+    on_step: a host callback called with n after step n (a progress bar;
+      jax.debug.callback, so it may be called once per vmapped member).
 
   Returns:
     (states [T+1, *spatial, C] with states[0] = history[-1], the control
@@ -68,6 +73,8 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
                                jax.random.fold_in(key, first_step + n),
                                preview, controller, remat, step_context)
     history = jnp.concatenate([history[1:], x_next[None]], axis=0)
+    if on_step is not None:
+      jax.debug.callback(on_step, n)
     return history, (x_next, energy)
 
   _, (states, energies) = jax.lax.scan(forecast_step, history,
@@ -98,30 +105,61 @@ def member_histories(history, ensemble_size: int,
   return history
 
 
-def _check_inputs(ardm, num_steps, observations, controller):
+def _check_inputs(ardm, num_steps, observations, controller, context):
   if num_steps < 1:
     raise ValueError(f"num_steps must be >= 1, got {num_steps}")
   if controller is not None:
     if observations is None:
       raise ValueError("a controlled rollout needs observations")
     observations.check_compatible(ardm.state_shape, num_steps)
+  if context is not None:
+    times = ardm.history_length + num_steps
+    for path, leaf in jax.tree_util.tree_flatten_with_path(context)[0]:
+      if np.shape(leaf)[:1] != (times,):
+        raise ValueError(
+            f"context{jax.tree_util.keystr(path)} has shape {np.shape(leaf)};"
+            f" its leading axis must cover the h + T = {times} times -h+1..T")
 
 
 def ensemble_rollout(ardm: FrozenARDM, history, num_steps: int,
                      key: jax.Array, ensemble_size: int = 1,
                      observations: Observations | None = None,
                      controller: ControllerFn | None = None,
-                     horizon: int = 1, first_step: int = 0) -> jax.Array:
+                     horizon: int = 1, first_step: int = 0, context: Any = None,
+                     progress: bool | str = False) -> jax.Array:
   """Ensemble of rollouts, [M, T+1, *spatial, C]; jit-compiled, vmapped.
 
   history: [h, *spatial, C] shared by the members, or [M, h, *spatial, C]
   (an initial ensemble, see `member_histories`).
-  first_step: see `rollout`.
+  first_step, context: see `rollout`; the context is shared by the members.
+  progress: a tqdm bar over the forecast steps (a string: its label).
   """
   run, arguments = ensemble_program(ardm, history, num_steps, key,
                                     ensemble_size, observations, controller,
-                                    horizon, first_step)
-  return run(*arguments)
+                                    horizon, first_step, context, progress)
+  if not progress:
+    return run(*arguments)
+  from tqdm.auto import tqdm
+  label = progress if isinstance(progress, str) else "forecast steps"
+  with tqdm(total=num_steps, desc=label, unit="step") as bar:
+    _PROGRESS_BARS.append(bar)
+    try:
+      return jax.block_until_ready(run(*arguments))
+    finally:
+      _PROGRESS_BARS.remove(bar)
+
+
+# The bars of the running progress rollouts; the compiled program's host
+# callback advances the newest one to the step it reports.
+_PROGRESS_BARS: list = []
+
+
+def _advance_progress(n) -> None:
+  if _PROGRESS_BARS:
+    bar = _PROGRESS_BARS[-1]
+    done = int(np.max(n)) + 1
+    if done > bar.n:
+      bar.update(done - bar.n)
 
 
 def member_keys(key: jax.Array, ensemble_size: int) -> jax.Array:
@@ -130,34 +168,53 @@ def member_keys(key: jax.Array, ensemble_size: int) -> jax.Array:
       jnp.arange(ensemble_size))
 
 
+def member_sharding(ensemble_size: int):
+  """NamedSharding that splits the member axis over the local devices (mesh
+  axis `sample`), or None with one device or when M does not divide evenly
+  (the members then run on the default device)."""
+  devices = jax.local_devices()
+  if len(devices) < 2 or ensemble_size % len(devices):
+    return None
+  mesh = jax.sharding.Mesh(np.asarray(devices), ("sample",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sample"))
+
+
 def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
                      key: jax.Array, ensemble_size: int = 1,
                      observations: Observations | None = None,
                      controller: ControllerFn | None = None,
-                     horizon: int = 1, first_step: int = 0):
+                     horizon: int = 1, first_step: int = 0,
+                     context: Any = None, progress: bool | str = False):
   """(jitted program, its arguments) of `ensemble_rollout` after its input
   checks: program(*arguments) is the ensemble. For ahead-of-time compilation
-  and timing, e.g. program.lower(*arguments).compile()."""
+  and timing, e.g. program.lower(*arguments).compile(). The members' initial
+  histories and keys are split over the local devices (`member_sharding`)."""
   histories = member_histories(
       history, ensemble_size,
       (ardm.history_length,) + tuple(ardm.state_shape))
   ardm.check_history(histories)
-  _check_inputs(ardm, num_steps, observations, controller)
-  run = _compiled_ensemble(ardm, controller, num_steps, horizon)
-  return run, (histories, observations, member_keys(key, ensemble_size),
-               jnp.asarray(first_step, jnp.int32))
+  _check_inputs(ardm, num_steps, observations, controller, context)
+  run = _compiled_ensemble(ardm, controller, num_steps, horizon,
+                           bool(progress))
+  keys = member_keys(key, ensemble_size)
+  sharding = member_sharding(ensemble_size)
+  if sharding is not None:
+    histories, keys = jax.device_put((histories, keys), sharding)
+  return run, (histories, observations, keys,
+               jnp.asarray(first_step, jnp.int32), context)
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_ensemble(ardm, controller, num_steps, horizon):
+def _compiled_ensemble(ardm, controller, num_steps, horizon, progress=False):
   """One jitted ensemble rollout per (model, controller, length, horizon), so
   repeated calls reuse the compiled program."""
 
   @jax.jit
-  def run(histories, observations, keys, first_step=0):
-    member = lambda h, k: rollout(ardm, h, num_steps, k, observations,
-                                  controller, horizon,
-                                  first_step=first_step)[0]
+  def run(histories, observations, keys, first_step=0, context=None):
+    member = lambda h, k: rollout(
+        ardm, h, num_steps, k, observations, controller, horizon,
+        first_step=first_step, context=context,
+        on_step=_advance_progress if progress else None)[0]
     return jax.vmap(member)(histories, keys)
 
   return run

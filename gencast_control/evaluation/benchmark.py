@@ -1,9 +1,9 @@
 """The DA benchmark: the controller against diffusion and Kalman baselines.
 
 For every PDE config, observation regime and method of METHODS, on the SAME
-held-out truth trajectories (`demo.test_trajectories`, seeds disjoint from
-training), the SAME observations and the SAME PRNG keys as
-`pipeline.assimilate_trajectories` (trajectory k: observations drawn with
+held-out truth trajectories (`systems.truth.test_trajectories`, seeds
+disjoint from training), the SAME observations and the SAME PRNG keys as
+`forecasts.assimilate_trajectories` (trajectory k: observations drawn with
 fold_in(key, 2k), ensemble member m with fold_in(fold_in(key, 2k + 1), m)),
 and the same number of sampler sub-steps:
 
@@ -15,8 +15,9 @@ and the same number of sampler sub-steps:
 
 Starts (`start`): "truth", every member starts from the true state (a twin
 experiment's best case); "cold", member m of trajectory k starts from its own
-random climatological state (`climatological_histories`), as in real DA where
-the state is unknown. Every method gets the same initial ensemble.
+random climatological state (`systems.truth.climatological_histories`), as
+in real DA where the state is unknown. Every method gets the same initial
+ensemble.
 
 Scores (over the assimilated times t = B+1..T after a burn-in of B steps, as
 DAPPER's time-averaged analysis RMSE rmse.a; default B = T // 5), with the
@@ -29,7 +30,9 @@ estimators of `metrics`:
                   member-averaged energy spectrum, averaged over times
   physics_error   relative error of a member's physics diagnostic, averaged
                   over members and times: KS total variation (sharpness),
-                  Kolmogorov enstrophy (= that of the dissipation 2 nu Z)
+                  Kolmogorov enstrophy (= that of the dissipation 2 nu Z);
+                  the spectrum and the diagnostic of each system are
+                  DIAGNOSTICS[system]
   seconds         wall-clock of the compiled program, summed over the
                   trajectories (compilation excluded: each program is
                   compiled ahead of time, then run once per trajectory)
@@ -61,24 +64,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencast_control import pipeline
-
 from gencast_control.baselines import guidance as baselines
-
 from gencast_control.core import assimilation
-
-from gencast_control.evaluation import engine, metrics, plots
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import bind_controller
-from gencast_control.demo import test_trajectories
-from gencast_control.systems.experiment import ExperimentConfig, get_system
 from gencast_control.core.observations import Observations
-from gencast_control.data.trajectories import trajectories_to_array
+from gencast_control.evaluation import engine, metrics, plots
+from gencast_control.systems import pipeline
+from gencast_control.systems.experiment import ExperimentConfig
+from gencast_control.systems.truth import (climatological_histories,
+                                           test_trajectories)
 
 METHODS = ("controlled",) + baselines.METHODS  # unguided, dps, sda, repaint, enkf
 STARTS = ("truth", "cold")
 DIVERGENCE_FACTOR = 5.0
-CLIMATOLOGY_SEED_OFFSET = 20_000
 GRADIENT_GUIDED = ("dps", "sda")
 DEFAULT_CONFIGS = ("ks", "kolmogorov")
 
@@ -142,14 +141,50 @@ def baseline_options(config: ExperimentConfig) -> dict[str, dict]:
 # ------------------------------------------------------------------ scores
 
 
+@dataclasses.dataclass(frozen=True)
+class Diagnostics:
+  """What the benchmark measures of one system's forecasts beyond `engine`.
+
+  spectrum(fields, pde_config) -> (k [K], E [..., C, K]): energy spectra of
+    fields [..., *spatial, C].
+  physics: (name, error(forecast, truth) -> relative error of a physical
+    diagnostic, spatial axes removed).
+  """
+  spectrum: Callable[[np.ndarray, object], tuple[np.ndarray, np.ndarray]]
+  physics: tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+
+# By system name (`systems.registry`); add one to benchmark a system of yours.
+DIAGNOSTICS = {
+    "ks": Diagnostics(  # fields [..., X, C]
+        lambda f, pde: metrics.energy_spectrum_1d(
+            f, axis=-2, domain_length=pde.domain_length),
+        ("total_variation",
+         lambda f, t: metrics.total_variation_error(f, t, axis=-2))),
+    "kolmogorov": Diagnostics(  # fields [..., X, Y, C], 2 pi periodic
+        lambda f, pde: metrics.energy_spectrum_2d(
+            f, axes=(-3, -2), domain_length=2 * np.pi),
+        ("enstrophy",
+         lambda f, t: metrics.enstrophy_error(f, t, axes=(-3, -2)))),
+}
+
+
+def diagnostics(config: ExperimentConfig) -> Diagnostics:
+  if config.system not in DIAGNOSTICS:
+    raise ValueError(f"the benchmark has no spectrum or physics diagnostic"
+                     f" for system {config.system!r} (DIAGNOSTICS has"
+                     f" {', '.join(DIAGNOSTICS)})")
+  return DIAGNOSTICS[config.system]
+
+
 def wavenumbers(config: ExperimentConfig) -> np.ndarray:
   """The wavenumbers of the system's spectra on the config's grid."""
   zeros = np.zeros(tuple(config.ardm.state_shape[:-1]) + (1,))
-  return get_system(config.system).spectrum(zeros, config.pde)[0]
+  return diagnostics(config).spectrum(zeros, config.pde)[0]
 
 
 def physics_metric_name(config: ExperimentConfig) -> str:
-  return get_system(config.system).physics[0]
+  return diagnostics(config).physics[0]
 
 
 def default_burn_in(num_steps: int) -> int:
@@ -174,7 +209,7 @@ def score_ensemble(ensemble: np.ndarray, truth: np.ndarray,
   physics errors, the divergence count and the mean spectra (see the module
   docstring)."""
   out = engine.score(ensemble, truth, burn_in=burn_in)
-  system = get_system(config.system)
+  system = diagnostics(config)
   first = burn_in + 1
   ens = np.moveaxis(np.asarray(ensemble, np.float64)[:, :, first:], 1, 0)
   tru = np.asarray(truth, np.float64)[:, first:]  # ens: [M, K, T', ...]
@@ -222,33 +257,6 @@ def method_program(method: str, models: Models, history: jax.Array,
   return baselines.baseline_program(
       method, models.ardm if method != "enkf" else None, history,
       observations, num_steps, key, ensemble_size, **options.get(method, {}))
-
-
-def climatological_histories(config: ExperimentConfig, count: int,
-                             history_length: int, seed: int = 0
-                             ) -> np.ndarray:
-  """`count` random initial histories [count, h, *spatial, C] of a cold start.
-
-  Random windows of h consecutive states from trajectories simulated like
-  the training split (same solver, burn-in and length, a seed disjoint from
-  the test truth's), so each is a state of the attractor unrelated to the
-  truth: the climatological background of real DA.
-  """
-  system = get_system(config.system)
-  if system.generate is None:
-    raise ValueError(f"system {config.system!r} has no solver to draw"
-                     " climatological states from")
-  num_traj = 2
-  ds = system.generate(
-      jax.random.PRNGKey(CLIMATOLOGY_SEED_OFFSET + config.data.seed + seed),
-      num_traj, config.data.num_steps, config.pde,
-      burn_in_steps=config.data.burn_in_steps)
-  states = trajectories_to_array(ds, system.variables)
-  rng = np.random.default_rng(seed)
-  traj = rng.integers(0, num_traj, count)
-  t0 = rng.integers(0, states.shape[1] - history_length + 1, count)
-  return np.stack([states[i, t:t + history_length]
-                   for i, t in zip(traj, t0)]).astype(np.float32)
 
 
 def control_sizes(models: Models, history: jax.Array,

@@ -10,7 +10,7 @@ validation split, or for the simulated Held-Suarez store one of the
 validation member's model states). On the Held-Suarez store a fourth
 method, "letkf", is the perfect-model reference: a localised ensemble
 transform Kalman filter with dinosaur, the model that made the truth, as
-its model (`systems.held_suarez.PerfectModelFilter`), from the same cold start.
+its model (`baselines.perfect_model`), from the same cold start.
 
 Scores follow WeatherBench2 (Rasp et al. 2024) on the lat/lon grid, over lead
 times t = 1..T (t = 0 is the initial state), with w_i the cell-area latitude
@@ -34,16 +34,19 @@ import jax
 import numpy as np
 import tqdm
 
-from gencast_control import pipeline
 from gencast_control.baselines.guidance import baseline_program
+from gencast_control.baselines.perfect_model import PerfectModelFilter
 from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.controller import bind_controller
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.data import trajectories
 from gencast_control.data.era5_trajectories import channel_stds
-from gencast_control.evaluation import engine, metrics, plots
+from gencast_control.evaluation import engine, forecasts, metrics, plots
+from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import (ExperimentConfig, get_system,
                                                 state_variables)
+from gencast_control.systems.truth import (climatological_start,
+                                           load_test_window)
 
 METHODS = ("unguided", "controlled", "dps", "letkf")
 STARTS = ("cold", "truth")
@@ -101,7 +104,7 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
   rows = {}
   for regime in regimes:
     observations = engine.observe(regime, truth, h, key)
-    programs = pipeline.forecast_programs(
+    programs = forecasts.forecast_programs(
         ardm, controller, controller_config.horizon, starts, observations,
         num_steps, key, ensemble_size)
     programs["dps"] = lambda k: baseline_program(
@@ -206,36 +209,6 @@ def write_pilot(rows: dict[str, dict], out_dir,
   return paths
 
 
-def climatological_start(config: ExperimentConfig, data_dir, count: int,
-                         ensemble_size: int, history_length: int,
-                         seed: int, reference=None
-                         ) -> tuple[np.ndarray, np.ndarray | None]:
-  """Cold-start ensembles [K, M, h, lat, lon, C] and their source indices.
-
-  With a perfect-model filter (`reference`, Held-Suarez) the states are its
-  stored validation-member model states (index [K, max(M, M_letkf)] into
-  them, h = 1; the ensembles are the first M); otherwise random windows of h
-  consecutive validation-split states (index None).
-  """
-  rng = np.random.default_rng(seed)
-  if reference is not None:
-    if history_length != 1:
-      raise ValueError("the perfect-model cold start needs an ARDM with"
-                       f" history_length 1, got {history_length}")
-    size = max(ensemble_size, reference.options.ensemble_size)
-    index = rng.integers(0, reference.num_states, (count, size))
-    states = reference.initial_channels(index[:, :ensemble_size].ravel())
-    return (states.reshape((count, ensemble_size, 1) + states.shape[1:]),
-            index)
-  validation = pipeline.load_split(config, data_dir, "validation")
-  traj = rng.integers(0, validation.shape[0], (count, ensemble_size))
-  first = rng.integers(0, validation.shape[1] - history_length + 1,
-                       (count, ensemble_size))
-  states = np.stack([validation[i, t:t + history_length]
-                     for i, t in zip(traj.ravel(), first.ravel())])
-  return states.reshape((count, ensemble_size) + states.shape[1:]), None
-
-
 def _perfect_model(config: ExperimentConfig, data_dir, ds):
   """The Held-Suarez LETKF for a config on the simulated store, else None."""
   simulation = getattr(config.pde, "simulation", None)
@@ -250,7 +223,7 @@ def _perfect_model(config: ExperimentConfig, data_dir, ds):
         f"{states} (the model states of the Held-Suarez validation member)"
         " is missing: rerun `gencast-control simulate --config heldsuarez`")
   channels = state_variables(config)
-  return held_suarez.PerfectModelFilter(
+  return PerfectModelFilter(
       simulation, states, channels,
       np.asarray([ds[c].attrs[MEAN_ATTR] for c in channels]),
       channel_stds(ds, channels), config.pde.reference)
@@ -274,7 +247,7 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
   ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
       config, ardm_path, controller_path)
   a = config.assimilation
-  truth = pipeline.load_test_window(config, data_dir, split)
+  truth = load_test_window(config, data_dir, split)
   ds = trajectories.open_trajectories(pipeline.find_split(data_dir, split),
                                       load=False)
   channels = state_variables(config)

@@ -13,8 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gencast_control import pipeline
-from gencast_control.evaluation import engine, plots
+from gencast_control.evaluation import engine, forecasts, plots
 from gencast_control.systems.experiment import ExperimentConfig
 
 METHODS = ("unguided", "controlled")
@@ -25,13 +24,13 @@ def evaluate_regimes(config: ExperimentConfig, ardm, controller_config,
                      regimes: Sequence[str], ensemble_size: int,
                      seed: int = 1, weights: np.ndarray | None = None
                      ) -> dict[str, dict]:
-  """{regime: {method: scores}} (`pipeline.score`, with the RMSE curve over
+  """{regime: {method: scores}} (`forecasts.score`, with the RMSE curve over
   t = 0..T).
 
   weights: optional [*spatial] weights of the spatial means (latitude area
-    weights for ERA5, `pipeline.spatial_weights`); None = uniform.
+    weights for ERA5, `forecasts.spatial_weights`); None = uniform.
   """
-  return {name: pipeline.score(pipeline.assimilate_trajectories(
+  return {name: forecasts.score(forecasts.assimilate_trajectories(
               ardm, controller_config, controller_params, truth,
               config.regime(name), ensemble_size, seed), weights)
           for name in regimes}

@@ -73,6 +73,14 @@ def plot_snapshots(ds: xr.Dataset, variable: str, path,
   return path
 
 
+def plot_assimilation(ds: xr.Dataset, variable: str, path) -> Path:
+  """The picture of one assimilation (`forecasts.result_dataset`) for any
+  system: space-time panels on a 1-D grid, snapshots on a 2-D one."""
+  spatial = ds[f"{variable}_truth"].ndim - 1  # dims (time, *spatial)
+  plot = plot_space_time if spatial == 1 else plot_snapshots
+  return plot(ds, variable, path)
+
+
 def plot_error_vs_time(curves: dict[str, np.ndarray], path,
                        title: str = "") -> Path:
   """RMSE against time step, one line per method."""

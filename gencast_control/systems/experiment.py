@@ -15,7 +15,7 @@ import xarray as xr
 
 from gencast_control.core.config import require
 from gencast_control.adapters.grid import GridARDMConfig
-from gencast_control.training.ardm_training import ARDMTrainingConfig
+from gencast_control.adapters.grid_training import ARDMTrainingConfig
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.training.controller_training import ControllerTrainingConfig
 from gencast_control.core.regimes import ObservationRegime

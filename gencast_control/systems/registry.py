@@ -1,8 +1,9 @@
 """The System protocol and the registry of dynamical systems.
 
 A `System` tells the drivers (simulate, demo, benchmark, evaluate, pilot,
-the EnKF) everything they need about one dynamical system, so none of them
-branches on which system it runs:
+the EnKF) what one dynamical system is, so none of them branches on which
+system it runs (how its forecasts are measured and drawn is evaluation's:
+`evaluation.benchmark.DIAGNOSTICS`, `evaluation.plots.plot_assimilation`):
 
   variables, spatial_dims   the state's channels (() = from the config or
                             the data) and the grid's dims
@@ -16,12 +17,6 @@ branches on which system it runs:
                             C] (traceable): the EnKF's model
   solver_state_shape(pde_config)
                             [*spatial, C] of the states model_step takes
-  spectrum(fields, pde_config) -> (k [K], E [..., C, K])
-                            energy spectra of fields [..., *spatial, C]
-  physics                   (name, error(forecast, truth) -> relative error
-                            of a physical diagnostic, spatial axes removed)
-  plot(ds, variable, path)  the picture of one assimilation
-                            (`pipeline.result_dataset`)
   latlon                    scores are latitude-area weighted
 
 Built-in entries: ks, kolmogorov, era5 (also the simulated Held-Suarez
@@ -34,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-import numpy as np
 import xarray as xr
 
 
@@ -49,55 +43,23 @@ class System:
   splits: Callable[[Any], dict[str, xr.Dataset]] | None = None
   model_step: Callable[[Any, Any], Any] | None = None
   solver_state_shape: Callable[[Any], tuple[int, ...]] | None = None
-  spectrum: Callable[[np.ndarray, Any], tuple[np.ndarray, np.ndarray]] | None \
-      = None
-  physics: tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] | None \
-      = None
-  plot: Callable[..., Any] | None = None
   latlon: bool = False
 
 
-def _plot(name: str) -> Callable[..., Any]:
-  def plot(ds, variable, path):
-    from gencast_control.evaluation import plots
-    return getattr(plots, name)(ds, variable, path)
-  return plot
-
-
 def _ks() -> System:
-  from gencast_control.evaluation import metrics
   from gencast_control.systems import ks
-
-  def spectrum(fields, config):  # fields [..., X, C]
-    return metrics.energy_spectrum_1d(fields, axis=-2,
-                                      domain_length=config.domain_length)
-
   return System(
       "ks", ("u",), ("x",), ks.KSConfig, generate=ks.generate_ks_dataset,
-      model_step=ks.ks_state_step, solver_state_shape=ks.state_shape,
-      spectrum=spectrum,
-      physics=("total_variation",
-               lambda f, t: metrics.total_variation_error(f, t, axis=-2)),
-      plot=_plot("plot_space_time"))
+      model_step=ks.ks_state_step, solver_state_shape=ks.state_shape)
 
 
 def _kolmogorov() -> System:
-  from gencast_control.evaluation import metrics
   from gencast_control.systems import kolmogorov
-
-  def spectrum(fields, config):  # fields [..., X, Y, C]
-    del config  # the domain is 2 pi periodic
-    return metrics.energy_spectrum_2d(fields, axes=(-3, -2),
-                                      domain_length=2 * np.pi)
-
   return System(
       "kolmogorov", ("vorticity",), ("x", "y"), kolmogorov.KolmogorovConfig,
       generate=kolmogorov.generate_kolmogorov_dataset,
       model_step=kolmogorov.kolmogorov_state_step,
-      solver_state_shape=kolmogorov.state_shape, spectrum=spectrum,
-      physics=("enstrophy",
-               lambda f, t: metrics.enstrophy_error(f, t, axes=(-3, -2))),
-      plot=_plot("plot_snapshots"))
+      solver_state_shape=kolmogorov.state_shape)
 
 
 def _era5() -> System:
@@ -112,7 +74,7 @@ def _era5() -> System:
          "test": data.num_test}, config.ardm.state_shape)
 
   return System("era5", (), ("latitude", "longitude"), ERA5DataConfig,
-                splits=splits, plot=_plot("plot_snapshots"), latlon=True)
+                splits=splits, latlon=True)
 
 
 def _custom() -> System:

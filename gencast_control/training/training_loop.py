@@ -15,6 +15,11 @@ host batch arrives split over the mesh by its examples (sharding.shard_batch),
 an in-jit one is sharded by loss_fn. Only process 0 writes checkpoints and
 logs.
 
+Beside log.jsonl, the logged scalars (losses, validation scores, seconds per
+step) are written as TensorBoard event files (`tensorboard --logdir WORKDIR`)
+when tensorboardX is installed (training/scalar_writer.py); without it,
+log.jsonl says so once.
+
 With a `validate(params) -> {metric: value}` callback the parameters are
 scored every `validate_every` steps (and at the end); the best ones by
 `best_metric` (lower is better) are kept in workdir/best.npz and returned.
@@ -51,6 +56,7 @@ import optax
 import tqdm
 
 from gencast_control.core import checkpoint
+from gencast_control.training import scalar_writer
 from gencast_control.training import sharding as sharding_lib
 
 # loss_fn(params, key[, batch]) -> (loss, metrics dict of scalars)
@@ -281,11 +287,14 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
       checkpoint.save_training_state(
           state_path, state, dict(metadata or {}, identity=identity, **extra))
 
-  def log(record):
-    history.append(record)
+  def log(record, keep=True):
+    if keep:
+      history.append(record)
     if log_path is not None and primary:
       with open(log_path, "a") as f:
         f.write(json.dumps(record) + "\n")
+    if writer is not None:
+      writer.write(record)
 
   def validation(step):
     nonlocal best
@@ -304,48 +313,57 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
     raise RunMismatchError(
         f"{state_path} is at step {start}, beyond num_steps={num_steps}:"
         " raise num_steps to continue it, or rerun with --fresh")
-  if resumed_with:
-    log({"step": start, "event": "resumed after divergence with another"
-         f" {', '.join(resumed_with)}"})
-  bar = tqdm.trange(start, num_steps, desc=description, disable=not progress,
-                    initial=start, total=num_steps)
-  t0 = time.perf_counter()
-  previous = state  # the state before the last update
-  for i in bar:
-    batch = ()
-    if batches is not None:
-      batch = (batches(jax.random.fold_in(state["key"], i)),)
-      if mesh is not None:
-        batch = sharding_lib.shard_batch(batch, mesh)
-    new_state, metrics, finite = update(state, batch)
-    finite = np.asarray(finite)
-    if not finite.all():
-      what = [w for w, ok in zip(("loss", "gradient", "parameters"), finite)
-              if not ok]
-      # The last good state: the one before, whose loss and gradient were
-      # finite, unless only the update overflowed (then the current one).
-      if not (finite[0] and finite[1]) and i > start:
-        state = previous
-      save(diverged_at_step=i + 1)
-      where = (f"; the last good state (step {int(state['step'])}) is kept in"
-               f" {state_path}" if state_path is not None else "")
-      raise TrainingDivergedError(
-          f"{description} diverged at step {i + 1}: non-finite"
-          f" {' and '.join(what)} (loss {float(metrics['loss']):.4g}){where}."
-          f" {divergence_hint or 'Lower the learning rate'} and rerun:"
-          " training continues from the last good state")
-    previous, state = state, new_state
-    if (i + 1) % log_every == 0 or i + 1 == num_steps:
-      record = {k: float(v) for k, v in metrics.items()}
-      record.update(step=i + 1, seconds=round(time.perf_counter() - t0, 2))
-      bar.set_postfix(loss=f"{record['loss']:.4g}")
-      log(record)
-    if validate is not None and ((i + 1) % validate_every == 0
-                                 or i + 1 == num_steps):
-      validation(i + 1)
-    if (i + 1) % checkpoint_every == 0:
-      save()
-  save()
-  if validate is not None and np.isfinite(float(best["score"])):
-    return best["params"], history
-  return state["params"], history
+  writer = None  # TensorBoard events beside log.jsonl
+  if log_path is not None and primary:
+    writer = scalar_writer.open_writer(workdir, start)
+    if writer is None and not any("note" in r for r in history):
+      log({"step": start, "note": scalar_writer.MISSING}, keep=False)
+  try:
+    if resumed_with:
+      log({"step": start, "event": "resumed after divergence with another"
+           f" {', '.join(resumed_with)}"})
+    bar = tqdm.trange(start, num_steps, desc=description, disable=not progress,
+                      initial=start, total=num_steps)
+    t0 = time.perf_counter()
+    previous = state  # the state before the last update
+    for i in bar:
+      batch = ()
+      if batches is not None:
+        batch = (batches(jax.random.fold_in(state["key"], i)),)
+        if mesh is not None:
+          batch = sharding_lib.shard_batch(batch, mesh)
+      new_state, metrics, finite = update(state, batch)
+      finite = np.asarray(finite)
+      if not finite.all():
+        what = [w for w, ok in zip(("loss", "gradient", "parameters"), finite)
+                if not ok]
+        # The last good state: the one before, whose loss and gradient were
+        # finite, unless only the update overflowed (then the current one).
+        if not (finite[0] and finite[1]) and i > start:
+          state = previous
+        save(diverged_at_step=i + 1)
+        where = (f"; the last good state (step {int(state['step'])}) is kept in"
+                 f" {state_path}" if state_path is not None else "")
+        raise TrainingDivergedError(
+            f"{description} diverged at step {i + 1}: non-finite"
+            f" {' and '.join(what)} (loss {float(metrics['loss']):.4g}){where}."
+            f" {divergence_hint or 'Lower the learning rate'} and rerun:"
+            " training continues from the last good state")
+      previous, state = state, new_state
+      if (i + 1) % log_every == 0 or i + 1 == num_steps:
+        record = {k: float(v) for k, v in metrics.items()}
+        record.update(step=i + 1, seconds=round(time.perf_counter() - t0, 2))
+        bar.set_postfix(loss=f"{record['loss']:.4g}")
+        log(record)
+      if validate is not None and ((i + 1) % validate_every == 0
+                                   or i + 1 == num_steps):
+        validation(i + 1)
+      if (i + 1) % checkpoint_every == 0:
+        save()
+    save()
+    if validate is not None and np.isfinite(float(best["score"])):
+      return best["params"], history
+    return state["params"], history
+  finally:
+    if writer is not None:
+      writer.close()
