@@ -3,8 +3,8 @@
 Trains one KS controller per variant against the same frozen ARDM, with the
 same (short) budget, data and seed, then scores each on the VALIDATION split
 (never the benchmark's test truth) from a cold start: members begin at
-independent climatological states (benchmark.climatological_histories), and
-scores leave out a burn-in. The unguided forecast is scored beside them.
+independent climatological states (systems.truth.climatological_histories),
+and scores leave out a burn-in. The unguided forecast is scored beside them.
 Training is resumable: a variant whose checkpoint exists is not retrained.
 
 Usage:
@@ -22,12 +22,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
-from gencast_control import pipeline  # noqa: E402
-
 from gencast_control.evaluation import benchmark
 from gencast_control.core.checkpoint import atomic_write, write_json  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
 from gencast_control.core.controller import load_controller  # noqa: E402
+from gencast_control.systems import pipeline  # noqa: E402
+from gencast_control.systems.truth import climatological_histories  # noqa: E402
 
 # name -> --set overrides on top of configs/ks.py (the shipped default is
 # "state, H=4, on-policy").
@@ -89,7 +89,7 @@ def main():
     h = models.ardm.history_length
     truth = pipeline.load_split(config, args.data, "validation")[
         :args.trajectories, :h + args.steps]
-    initial = benchmark.climatological_histories(
+    initial = climatological_histories(
         config, args.trajectories * args.members, h).reshape(
             (args.trajectories, args.members, h)
             + tuple(models.ardm.state_shape))

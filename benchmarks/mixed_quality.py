@@ -33,12 +33,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gencast_control import pipeline  # noqa: E402
-
 from gencast_control.evaluation import benchmark, engine  # noqa: E402
 from gencast_control.core.checkpoint import write_json  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
-from gencast_control.demo import test_trajectories  # noqa: E402
+from gencast_control.systems import pipeline  # noqa: E402
+from gencast_control.systems.truth import (  # noqa: E402
+    climatological_histories, test_trajectories)
 
 
 def one_std(observations):
@@ -75,9 +75,8 @@ def main():
   truth = np.asarray(test_trajectories(config), np.float32)
   k, m = truth.shape[0], config.assimilation.ensemble_size
   seed = 1  # the benchmark's default: the same cold start, observations, keys
-  initial = benchmark.climatological_histories(config, k * m, h, seed
-                                               ).reshape((k, m, h)
-                                                         + truth.shape[2:])
+  initial = climatological_histories(config, k * m, h, seed).reshape(
+      (k, m, h) + truth.shape[2:])
   key = jax.random.PRNGKey(seed)
   num_steps = truth.shape[1] - h
   burn_in = benchmark.default_burn_in(num_steps)

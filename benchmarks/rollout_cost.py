@@ -22,12 +22,13 @@ import time
 
 import jax
 
-from gencast_control import pipeline
 from gencast_control.api import checkpoint_path
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import bind_controller
-from gencast_control.evaluation import engine
+from gencast_control.evaluation import engine, forecasts
+from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import state_variables
+from gencast_control.systems.truth import load_test_window
 
 
 def measure(config, data_dir, ardm_path, controller_path, repeats: int,
@@ -35,7 +36,7 @@ def measure(config, data_dir, ardm_path, controller_path, repeats: int,
   """Round-robin wall-clock of the unguided and controlled programs."""
   ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
       config, ardm_path, controller_path)
-  truth = pipeline.load_test_window(config, data_dir)[:1]
+  truth = load_test_window(config, data_dir)[:1]
   a = config.assimilation
   regime, = pipeline.regimes_in_state_units(
       [config.regime(a.regime)], data_dir, state_variables(config))
@@ -43,7 +44,7 @@ def measure(config, data_dir, ardm_path, controller_path, repeats: int,
   h = ardm.history_length
   observations = engine.observe(regime, truth, h, key)
   controller = bind_controller(controller_config, ardm.periodic, params)
-  programs = pipeline.forecast_programs(
+  programs = forecasts.forecast_programs(
       ardm, controller, controller_config.horizon, truth[:, :h], observations,
       a.num_steps, key, a.ensemble_size)
   compiled = {}

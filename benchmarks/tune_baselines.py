@@ -20,11 +20,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gencast_control import pipeline  # noqa: E402
-
 from gencast_control.evaluation import benchmark
 from gencast_control.baselines.guidance import assimilate_baseline  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
+from gencast_control.systems import pipeline  # noqa: E402
 from gencast_control.systems.experiment import get_system  # noqa: E402
 from gencast_control.core.regimes import sample_observations  # noqa: E402
 from gencast_control.data.trajectories import trajectories_to_array  # noqa: E402

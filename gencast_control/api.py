@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gencast_control import pipeline
+from gencast_control.systems import pipeline
 from gencast_control.core import interpolation, times as time_lib
 from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.assimilation import ensemble_rollout
@@ -105,7 +105,9 @@ def load_model(source: Any, *, stats: Any = None, example: Any = None,
   """A frozen ARDM.
 
   source: a shipped grid model ("ks", "kolmogorov"), a grid ARDM checkpoint
-    (.npz written by `gencast-control train-ardm`), or, with `stats`, a
+    (.npz written by `gencast-control train-ardm`), a model of your own as
+    "module:factory" or "path/to/file.py:factory" (factory() returns a
+    FrozenARDM; `plugin_model`), or, with `stats`, a
     GenCast checkpoint: DeepMind's (a registered name such as "1p0deg_mini",
     a local path or gs://) or one in DeepMind's CheckPoint format.
   stats: GenCast's normalisation statistics: "bucket", a local folder or a
@@ -129,8 +131,49 @@ def load_model(source: Any, *, stats: Any = None, example: Any = None,
     return gencast_ardm.GenCastARDM.from_example(model, example)
   if isinstance(source, FrozenARDM):
     return source
+  if is_plugin_spec(source):
+    return plugin_model(source)
   from gencast_control.adapters.grid import load_grid_ardm
   return load_grid_ardm(checkpoint_path(source, "ardm"))[0]
+
+
+def is_plugin_spec(source) -> bool:
+  """Whether `source` names a factory ("module:factory", "file.py:factory")
+  rather than a file."""
+  if not isinstance(source, str) or ":" not in source or Path(source).exists():
+    return False
+  module, _, factory = source.rpartition(":")
+  return bool(module) and factory.isidentifier()
+
+
+def plugin_model(spec: str) -> FrozenARDM:
+  """The FrozenARDM returned by factory() of "module:factory" or
+  "path/to/file.py:factory" (a model of your own, no change to this
+  package)."""
+  import importlib
+  import importlib.util
+  module_name, _, factory_name = spec.rpartition(":")
+  try:
+    if module_name.endswith(".py"):
+      if not Path(module_name).is_file():
+        raise ValueError(f"model file {module_name} does not exist")
+      loader = importlib.util.spec_from_file_location(
+          Path(module_name).stem, module_name)
+      module = importlib.util.module_from_spec(loader)
+      loader.loader.exec_module(module)
+    else:
+      module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ValueError(f"cannot import the model module {module_name!r}: {e}"
+                     ) from e
+  factory = getattr(module, factory_name, None)
+  if not callable(factory):
+    raise ValueError(f"{module_name!r} has no callable {factory_name!r}")
+  model = factory()
+  if not isinstance(model, FrozenARDM):
+    raise ValueError(f"{spec}() returned a {type(model).__name__}, not a"
+                     " FrozenARDM")
+  return model
 
 
 def _check_model(model) -> FrozenARDM:
@@ -340,6 +383,10 @@ def observations_from_points(table, model: FrozenARDM, initial: xr.Dataset,
   channel = layout.channel_index(table["variable"].values, levels, where)
   grid = _grid(layout)
   grid.check_inside({d: table[d].values for d in layout.dims}, where)
+  t0 = _run_start(initial, start)
+  run = time_lib.run_times(t0, layout.timestep, table["time"].values,
+                           num_steps)
+  steps = time_lib.steps_between(table["time"].values, t0, layout.timestep)
   key = ["time", *layout.dims, "variable"] + (["level"] if levels is not None
                                               else [])
   duplicated = table.duplicated(subset=key)
@@ -347,10 +394,6 @@ def observations_from_points(table, model: FrozenARDM, initial: xr.Dataset,
     row = int(np.argmax(duplicated.values))
     raise ValueError(f"{where}: row {row + 1} repeats an earlier observation"
                      " (same time, position, variable and level)")
-  t0 = _run_start(initial, start)
-  run = time_lib.run_times(t0, layout.timestep, table["time"].values,
-                           num_steps)
-  steps = time_lib.steps_between(table["time"].values, t0, layout.timestep)
   table = table.assign(step=steps, channel=channel)
   table = table[(table["step"] > 0) & (table["step"] < len(run))
                 ].reset_index(drop=True)

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from gencast_control import api, pipeline
+from gencast_control import api
 from gencast_control.core import times as time_lib
 
 from gencast_control.evaluation import plots
 from gencast_control.core.checkpoint import atomic_write, write_json
 from gencast_control.core.controller import bind_controller
+from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import ExperimentConfig, state_variables
 
 
@@ -85,15 +86,16 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   from the example's input frames unless --initial/--restart is given.
   """
   gencast = stats is not None or example is not None
-  if gencast:
+  if gencast or api.is_plugin_spec(ardm_path):
     model = api.load_model(ardm_path, stats=stats, example=example)
     controller = api.load_controller(controller_path, model)
-    dt = variables = None
   else:
     model, controller_config, params, _, _ = pipeline.load_checkpoints(
         config, api.checkpoint_path(ardm_path, "ardm"),
         api.checkpoint_path(controller_path, "controller"))
     controller = bind_controller(controller_config, model.periodic, params)
+  dt = variables = None
+  if model.layout is None:
     dt = float(getattr(config.pde, "model_dt", 1.0))
   note = ""
   if restart is not None:
@@ -119,7 +121,7 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
                        f" {initial_ds.sizes['sample']} members")
     members = initial_ds.sizes["sample"]
   members = members or 8
-  if not gencast:
+  if model.layout is None:
     variables = state_variables(config) or tuple(initial_ds.data_vars)
   if is_point_table(observations):
     obs = api.observations_from_points(

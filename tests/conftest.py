@@ -81,7 +81,8 @@ TINY_CLI = ("--set pde.num_points=32 --set pde.domain_length=22.0"
 
 
 def _build_tiny_run(root):
-  from gencast_control import cli, pipeline
+  from gencast_control import cli
+  from gencast_control.systems import pipeline
   from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
                                              save_grid_ardm)
   paths = {"D": str(root / "data"), "A": str(root / "a.npz"),

@@ -229,17 +229,22 @@ def check_gencast(devices=2, num_steps=2):
 
 
 def check_gencast_job(workdir):
-  """The cloud job's entry point on the tiny GenCast, batch over 2 devices."""
-  from gencast_control.adapters import gencast_job
-  out = workdir / "job"
-  args = ["--tiny", "--out", str(out), "--set", "training.num_steps=2",
-          "--set", "training.batch_size=2", "--set", "training.num_devices=2",
-          "--set", "num_examples=4", "--set", "training.log_every=1"]
-  rc = gencast_job.main(args)
-  log = (out / "work" / "log.jsonl").read_text().splitlines()
-  return {"rc": rc, "controller": (out / "controller.npz").is_file(),
-          "state": (out / "work" / "state.npz").is_file(),
-          "steps": [json.loads(line)["step"] for line in log]}
+  """The cloud job (`gencast-control train-controller --config
+  gencast_1deg_train`) on the tiny GenCast, batch over 2 devices."""
+  from gencast_control import cli
+  out = workdir / "job" / "controller.npz"
+  rc = cli.main(["train-controller", "--config", "gencast_1deg_train",
+                 "--tiny", "--out", str(out), "--devices", "2",
+                 "--set", "controller_training.num_steps=2",
+                 "--set", "controller_training.batch_size=2",
+                 "--set", "num_examples=4",
+                 "--set", "controller_training.log_every=1"])
+  work = out.with_suffix(".work")
+  log = [json.loads(line)
+         for line in (work / "log.jsonl").read_text().splitlines()]
+  return {"rc": rc, "controller": out.is_file(),
+          "state": (work / "state.npz").is_file(),
+          "steps": [r["step"] for r in log if "loss" in r]}
 
 
 def main(argv):

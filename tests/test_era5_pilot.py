@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from gencast_control import cli, pipeline
-
-from gencast_control.evaluation import era5_pilot, metrics
+from gencast_control import cli
+from gencast_control.evaluation import era5_pilot, forecasts, metrics
+from gencast_control.systems import pipeline
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import init_controller, save_controller
 from gencast_control.data.era5_store import StoreUnavailableError
@@ -177,10 +177,10 @@ def test_pilot_end_to_end_with_latitude_weighted_scores(store, tmp_path):
       "rmse"]
 
   # The generic evaluate path weights by latitude too.
-  weights = pipeline.spatial_weights(config, data)
+  weights = forecasts.spatial_weights(config, data)
   np.testing.assert_allclose(weights[:, 0], metrics.area_weights(lat))
   assert weights.shape == (NUM_LAT, NUM_LON)
-  assert pipeline.spatial_weights(load_config("ks"), data) is None
+  assert forecasts.spatial_weights(load_config("ks"), data) is None
 
 
 @pytest.mark.parametrize("overrides, match", [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gencast_control.core import config as config_lib
-from gencast_control import pipeline
+from gencast_control.systems import pipeline
 from gencast_control.adapters.grid import load_grid_ardm
 from gencast_control.core.assimilation import ensemble_rollout
 from gencast_control.core.controller import bind_controller, load_controller

@@ -1,6 +1,8 @@
 """Scores, tables and plots.
 
 metrics (RMSE, ACC, fair CRPS, spread-skill, spectra; latitude weights),
-per_regime (controller vs unguided per observation regime), benchmark (every
-method x regime x system), era5_pilot (the sphere / ERA5 pilot), plots.
+engine (keys, timing, scores, reports), forecasts (controller vs unguided
+ensembles of truth trajectories), per_regime (the two per observation
+regime), benchmark (every method x regime x system), era5_pilot (the sphere
+/ ERA5 pilot), plots.
 """

@@ -209,13 +209,13 @@ def score_ensemble(ensemble: np.ndarray, truth: np.ndarray,
   physics errors, the divergence count and the mean spectra (see the module
   docstring)."""
   out = engine.score(ensemble, truth, burn_in=burn_in)
-  system = diagnostics(config)
+  measure = diagnostics(config)
   first = burn_in + 1
   ens = np.moveaxis(np.asarray(ensemble, np.float64)[:, :, first:], 1, 0)
   tru = np.asarray(truth, np.float64)[:, first:]  # ens: [M, K, T', ...]
-  physics = system.physics[1](ens, np.broadcast_to(tru, ens.shape))
-  ens_spectrum = system.spectrum(ens, config.pde)[1].mean(0)  # [K, T, C, k]
-  truth_spectrum = system.spectrum(tru, config.pde)[1]
+  physics = measure.physics[1](ens, np.broadcast_to(tru, ens.shape))
+  ens_spectrum = measure.spectrum(ens, config.pde)[1].mean(0)  # [K, T, C, k]
+  truth_spectrum = measure.spectrum(tru, config.pde)[1]
   return {
       **out,
       "spectrum_error": float(np.mean(metrics.spectrum_error(

@@ -1,8 +1,11 @@
-"""The systems: built-in simulators and the experiment registry.
+"""The systems: built-in simulators, their registry and the experiments on them.
 
 ks (Kuramoto-Sivashinsky), kolmogorov (2-D Kolmogorov flow), etdrk4 (their
 shared time stepper), held_suarez (the Held-Suarez atmosphere with dinosaur),
-experiment (ExperimentConfig and the data step of each system).
+registry (the System protocol: what each system is), experiment
+(ExperimentConfig and the data step of each system), pipeline (the
+experiment's files: simulate, splits, training steps, checkpoints), truth
+(held-out truth and cold starts).
 """
 
 import math
