@@ -11,9 +11,13 @@ DPM-Solver++ 2S sampler written here that adds the controller's correction
     model = g.load_model("1p0deg_mini", stats="bucket")      # or local paths
     predictor = g.GenCastPredictor(model)                    # = upstream GenCast
     ensemble = predictor.sample(rng, inputs, targets * np.nan, forcings, 8)
-    controlled = g.GenCastPredictor(model, controller_config, controller_params)
-    analysis = controlled.rollout(rng, inputs, targets_template, forcings,
-                                  observations, num_samples=8)
+
+    # assimilation: the public API, as for every model (gencast_control.api)
+    import gencast_control as gc
+    ardm = gc.load_model("1p0deg_mini", stats="bucket", example=example)
+    obs = gc.observations_from_points("stations.csv", ardm, initial)
+    analysis = gc.assimilate(ardm, gc.load_controller(path, ardm), obs,
+                             initial, members=8, progress=True)
 
     # training: GenCast as a FrozenARDM, through the project's one training path
     ardm = g.GenCastARDM(model, inputs, targets, forcings)
@@ -27,7 +31,7 @@ DPM-Solver++ 2S sampler written here that adds the controller's correction
 Modules: gencast_upstream (imports, install hint), gencast_assets (checkpoints,
 statistics, attention per backend), gencast_channels (xarray <-> [lat, lon, C],
 input checks), gencast_sampler (the controlled sampler), gencast_predictor
-(ControlledGenCast, GenCastPredictor, rollout), gencast_controller (u_psi on
+(ControlledGenCast, GenCastPredictor: one step, DeepMind's contract), gencast_controller (u_psi on
 the lat/lon grid), gencast_ardm (GenCast as a FrozenARDM: the project's
 rollout, controller checkpoints and training), gencast_tiny (tiny and Mini-architecture random models, synthetic data).
 Importing this module without DeepMind's package raises
@@ -45,15 +49,14 @@ from gencast_control.adapters.gencast_assets import (  # noqa: E402,F401
     attention_type_for_backend, load_checkpoint, load_example, load_model,
     load_stats, model_from_checkpoint, with_attention_for_backend)
 from gencast_control.adapters.gencast_channels import (  # noqa: E402,F401
-    ChannelLayout, ChannelStats, check_call, check_grid,
-    observations_from_dataset)
+    ChannelLayout, ChannelStats, check_call, check_grid)
 from gencast_control.adapters.gencast_ardm import (  # noqa: E402,F401
     GenCastARDM)
 from gencast_control.adapters.gencast_controller import (  # noqa: E402,F401
     controller_transform, gencast_fingerprint, parameter_count)
 from gencast_control.adapters.gencast_predictor import (  # noqa: E402,F401
     ControlledGenCast, GenCastPredictor, construct_predictor,
-    construct_upstream_predictor, forward_transform, next_inputs,
+    construct_upstream_predictor, forward_transform,
     last_input_frame, stack_conditioning, upstream_forward_transform,
     wrap_predictor)
 from gencast_control.adapters.gencast_sampler import (  # noqa: E402,F401

@@ -24,7 +24,6 @@ import pandas as pd
 import xarray as xr
 
 from gencast_control.adapters.gencast_upstream import upstream
-from gencast_control.core.observations import Observations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,26 +266,3 @@ def check_call(inputs: xr.Dataset, targets_template: xr.Dataset,
   _check_nan(inputs, "inputs")
   if forcings is not None:
     _check_nan(forcings, "forcings")
-
-
-def observations_from_dataset(observed: xr.Dataset, layout: ChannelLayout,
-                              noise_std: float | np.ndarray | xr.Dataset = 1.0,
-                              ) -> Observations:
-  """Observations [T+1, lat, lon, C] from an xarray Dataset of observed values.
-
-  `observed` has dims (time, [level,] lat, lon) (optionally batch of size 1)
-  over the rollout times 0..T (time 0 = the last input time), the layout's
-  variables, and NaN wherever a value is not observed. noise_std is a scalar,
-  one value per channel, or a Dataset of per-variable (per-level) stddevs.
-  """
-  if "batch" in observed.dims:
-    if observed.sizes["batch"] != 1:
-      raise ValueError("observations_from_dataset takes one trajectory"
-                       " (batch of size 1)")
-    observed = observed.isel(batch=0)
-  check_grid(observed.coords["lat"].values, observed.coords["lon"].values,
-             "observations", layout.spatial_shape)
-  values = np.asarray(layout.stack(observed, leading=("time",)), np.float32)
-  if isinstance(noise_std, xr.Dataset):
-    noise_std = layout.per_channel(noise_std)
-  return Observations.from_arrays(values, noise_std=noise_std)

@@ -45,7 +45,7 @@ from gencast_control.adapters.gencast_sampler import ControlledSampler
 from gencast_control.adapters.gencast_upstream import upstream
 from gencast_control.core.ardm import (ControllerFn, ControllerInputs,
                                        GuidanceFn, GuidanceInputs)
-from gencast_control.core.observations import Observations, Preview
+from gencast_control.core.observations import Preview
 
 
 _gc = upstream()  # raises GenCastNotInstalledError (an ImportError) if absent
@@ -302,36 +302,16 @@ def upstream_forward_transform(model: GenCastModel) -> hk.TransformedWithState:
   return hk.transform_with_state(forward)
 
 
-def next_inputs(inputs: xr.Dataset, prediction: xr.Dataset,
-                forcings: Optional[xr.Dataset]) -> xr.Dataset:
-  """Inputs of the next step: drop the oldest frame, append the new one.
-
-  Time-dependent inputs come from the prediction or the forcings of the
-  predicted time (as upstream's autoregressive rollouts do); static inputs
-  are kept; the time coordinate is reset to the inputs' lead times.
-  """
-  frame = prediction if forcings is None else xr.merge([prediction, forcings])
-  dynamic = [k for k in inputs.data_vars if "time" in inputs[k].dims]
-  missing = sorted(set(dynamic) - set(frame.data_vars))
-  if missing:
-    raise ValueError(f"time-dependent inputs {missing} are neither predicted"
-                     " nor forcings: cannot roll out")
-  num = inputs.sizes["time"]
-  updated = (xr.concat([inputs[dynamic], frame[dynamic]], dim="time")
-             .tail(time=num).assign_coords(time=inputs.coords["time"]))
-  merged = xr.merge([inputs.drop_vars(dynamic), updated])
-  # Same variable order as `inputs`: the same pytree, so no recompilation.
-  return merged[list(inputs.data_vars)]
-
-
 class GenCastPredictor:
   """Jitted GenCast sampling, optionally controlled: the drop-in replacement.
 
   Without a controller it samples exactly like DeepMind's GenCast (same key,
   same output). With one, every call needs the observation preview. With a
   guidance rule (gencast_control.baselines.guidance, e.g. DPS toward one
-  step's observations) every call is guided by it; guided rollouts over
-  many steps go through `GenCastARDM` and `guidance.assimilate_baseline`.
+  step's observations) every call is guided by it. Rollouts over many steps,
+  plain, controlled or guided, run through `GenCastARDM` and the project's
+  one rollout (gc.assimilate, assimilation.ensemble_rollout,
+  guidance.assimilate_baseline).
   """
 
   def __init__(self, model: GenCastModel, controller_config=None,
@@ -431,55 +411,4 @@ class GenCastPredictor:
       member = self(jax.random.fold_in(rng, m), inputs, targets_template,
                     forcings, preview)
       members.append(jax.device_get(member).assign_coords(sample=m))
-    return xr.concat(members, dim="sample")
-
-  def rollout(self, rng, inputs: xr.Dataset, targets_template: xr.Dataset,
-              forcings: xr.Dataset,
-              observations: Optional[Observations] = None,
-              num_samples: int = 1) -> xr.Dataset:
-    """Autoregressive ensemble over targets_template's times.
-
-    Step n samples time n+1 with key split as in upstream's
-    chunked_prediction_generator (per member fold_in(rng, m)), so without a
-    controller it reproduces upstream's rollout; with one, step n gets the
-    preview observations.preview(n, H) of times n+1..n+H (time 0 = the last
-    input time).
-
-    Returns:
-      predictions with dims (sample, batch, time, ...).
-    """
-    num_steps = targets_template.sizes["time"]
-    horizon = None
-    if self._guided:
-      raise ValueError("a guidance rule holds one step's observations: roll"
-                       " out guided GenCast with GenCastARDM and"
-                       " gencast_control.baselines.guidance.assimilate_baseline")
-    if self.controlled:
-      if observations is None:
-        raise ValueError("a controlled rollout needs observations")
-      layout = ChannelLayout.from_template(targets_template)
-      observations.check_compatible(layout.spatial_shape
-                                    + (layout.num_channels,), num_steps)
-      horizon = (1 if self.controller_config is None
-                 else self.controller_config.horizon)
-    first_time = targets_template.coords["time"].isel(time=[0])
-    members = []
-    for m in range(num_samples):
-      key = jax.random.fold_in(rng, m)
-      current = inputs
-      steps = []
-      for n in range(num_steps):
-        template = targets_template.isel(time=[n]).assign_coords(
-            time=first_time)
-        step_forcings = forcings.isel(time=[n]).assign_coords(time=first_time)
-        key, step_key = jax.random.split(key)
-        preview = (observations.preview(n, horizon) if self.controlled
-                   else None)
-        prediction = self(step_key, current, template, step_forcings,
-                          preview, step=n)
-        if n + 1 < num_steps:
-          current = next_inputs(current, prediction, step_forcings)
-        steps.append(jax.device_get(prediction).assign_coords(
-            time=targets_template.coords["time"].isel(time=[n])))
-      members.append(xr.concat(steps, dim="time").assign_coords(sample=m))
     return xr.concat(members, dim="sample")

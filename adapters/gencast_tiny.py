@@ -16,6 +16,7 @@ coordinate), so the real `data_utils.extract_inputs_targets_forcings` runs on it
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import haiku as hk
 import jax
@@ -28,6 +29,7 @@ from gencast_control.adapters.gencast_assets import (GenCastModel,
                                                      NormalizationStats,
                                                      attention_type_for_backend)
 from gencast_control.adapters.gencast_upstream import upstream
+from gencast_control.configs import gencast_assets as assets_config
 
 TINY_SURFACE = ("2m_temperature", "sea_surface_temperature",
                 "total_precipitation_12hr")
@@ -271,3 +273,29 @@ def synthetic_example(task_config, resolution_deg: float = 10.0,
       data, coords={"lat": lat, "lon": lon, "level": levels, "time": times,
                     "datetime": (("batch", "time"),
                                  np.broadcast_to(datetime, (batch, num_times)))})
+
+
+def write_assets(model: GenCastModel, example: xr.Dataset, directory
+                 ) -> tuple[Path, Path, Path]:
+  """Writes a model and an example as DeepMind publishes them: the
+  checkpoint (checkpoint.dump of a gencast.CheckPoint), the statistics folder
+  (one NetCDF per STATS_FILES entry) and the example NetCDF. Returns their
+  paths, for `load_model(checkpoint, stats=, example=)` offline."""
+  gc = upstream()
+  directory = Path(directory)
+  stats_dir = directory / "stats"
+  stats_dir.mkdir(parents=True, exist_ok=True)
+  checkpoint = gc.gencast.CheckPoint(
+      description=model.description, license="test only",
+      params=jax.device_get(model.params), task_config=model.task_config,
+      denoiser_architecture_config=model.denoiser_architecture_config,
+      sampler_config=model.sampler_config, noise_config=model.noise_config,
+      noise_encoder_config=model.noise_encoder_config)
+  path = directory / "gencast_tiny_10deg.npz"
+  with open(path, "wb") as f:
+    gc.checkpoint.dump(f, checkpoint)
+  for name in assets_config.STATS_FILES:
+    getattr(model.stats, name).to_netcdf(stats_dir / f"{name}.nc")
+  example_path = directory / "example.nc"
+  example.to_netcdf(example_path)
+  return path, stats_dir, example_path

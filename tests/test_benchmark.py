@@ -19,8 +19,7 @@ from gencast_control.core.controller import (ControllerConfig, init_controller,
                                              save_controller)
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.regimes import sample_observations
-from gencast_control.systems.truth import (climatological_histories,
-                                           test_trajectories)
+from gencast_control.systems import truth as held_out
 from tests.conftest import TINY_ARDM
 
 CONTROLLER = ControllerConfig(horizon=2, network=ConvNetConfig(
@@ -117,7 +116,7 @@ def test_table_matches_a_brute_force_recomputation(run):
   config = load_config("ks", TINY[1::2] + [
       "assimilation.num_trajectories=1", "assimilation.num_steps=3",
       "assimilation.ensemble_size=3"])
-  truth = test_trajectories(config)[0]  # [T + 1, 32, 1]
+  truth = held_out.test_trajectories(config)[0]  # [T + 1, 32, 1]
   key = jax.random.PRNGKey(1)
   obs = sample_observations(config.regime("stations_10pct"),
                             jax.random.fold_in(key, 0), jnp.asarray(truth))
@@ -197,8 +196,8 @@ def test_cold_start_runs_from_climatological_states(checkpoints, tmp_path):
   assert all(rows[m]["diverged"] == 0 for m in rows)
   # Members start apart from each other and from the truth.
   config = load_config("ks", TINY[1::2])
-  initial = climatological_histories(config, 3, 1)
-  truth = test_trajectories(config)[0]
+  initial = held_out.climatological_histories(config, 3, 1)
+  truth = held_out.test_trajectories(config)[0]
   assert initial.shape == (3, 1, 32, 1)
   assert np.abs(initial[0] - initial[1]).max() > 0.5
   assert np.abs(initial[:, 0] - truth[0]).max() > 0.5

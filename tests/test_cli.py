@@ -125,3 +125,34 @@ def test_held_suarez_without_dinosaur_is_a_one_line_error(monkeypatch, tmp_path,
                    str(tmp_path / "hs")]) == 2
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and 'pip install -e ".[sphere]"' in err
+
+
+def test_train_controller_runs_the_gencast_job_for_a_gencast_config(
+    monkeypatch, tmp_path, capsys):
+  """`train-controller --config gencast_1deg_train` is GenCast's training job
+  (its run: tests/test_gencast_adapter.py, needs DeepMind's code); a grid
+  config keeps needing --data and --ardm."""
+  from gencast_control.adapters import gencast_job
+  calls = []
+  monkeypatch.setattr(gencast_job, "train_controller_step",
+                      lambda *a, **k: calls.append((a, k)))
+  out = tmp_path / "run" / "controller.npz"
+  assert cli.main(["train-controller", "--config", "gencast_1deg_train",
+                   "--tiny", "--out", str(out), "--devices", "2",
+                   "--set", "controller_training.num_steps=3"]) == 0
+  (config, out_path, workdir), kwargs = calls[0]
+  assert isinstance(config, gencast_job.GenCastJobConfig)
+  assert (config.controller_training.num_steps,
+          config.controller_training.num_devices) == (3, 2)
+  assert (Path(out_path), Path(workdir), kwargs) == (
+      out, tmp_path / "run" / "controller.work", {"tiny": True})
+  for argv, message in [
+      (["--config", "gencast_1deg_train", "--ardm", "a.npz"],
+       "--ardm and --data are for grid configs"),
+      (["--config", "ks"], "needs --data (training splits) and --ardm"),
+      (["--config", "ks", "--data", "d", "--ardm", "a.npz", "--tiny"],
+       "--tiny is for GenCast configs")]:
+    capsys.readouterr()
+    assert cli.main(["train-controller", "--out", str(out)] + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
