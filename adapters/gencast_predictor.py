@@ -401,13 +401,17 @@ class GenCastPredictor:
                                inputs, targets_template, forcings, preview)
 
   def sample(self, rng, inputs, targets_template, forcings,
-             num_samples: int, preview: Optional[Preview] = None
-             ) -> xr.Dataset:
-    """An ensemble on a `sample` dim, member m drawn with fold_in(rng, m)."""
+             num_samples: int, preview: Optional[Preview] = None,
+             progress: bool = False) -> xr.Dataset:
+    """An ensemble on a `sample` dim, member m drawn with fold_in(rng, m);
+    progress: a tqdm bar over the members (each takes GenCast's 20
+    sub-steps of two denoiser calls)."""
     if num_samples < 1:
       raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    from tqdm.auto import tqdm
     members = []
-    for m in range(num_samples):
+    for m in tqdm(range(num_samples), desc="GenCast members",
+                  disable=not progress):
       member = self(jax.random.fold_in(rng, m), inputs, targets_template,
                     forcings, preview)
       members.append(jax.device_get(member).assign_coords(sample=m))

@@ -182,3 +182,54 @@ def test_the_evaluation_engine_runs_it(toy):
     scores = engine.score(run.ensembles, truth)
     assert run.ensembles.shape == (1, 2, STEPS + 1, 9, 12, 3)
     assert np.isfinite(scores["rmse"]) and scores["rmse"] > 0
+
+
+MEMBERS_SCRIPT = """
+import json, sys
+import jax, numpy as np, xarray as xr
+import gencast_control as gc
+from gencast_control.core import assimilation
+from tests.toy_ardm import ToyARDM
+root = sys.argv[1]
+model = ToyARDM()
+controller = gc.load_controller(root + "/controller.npz", model)
+initial = xr.open_dataset(root + "/initial.nc")
+obs = gc.observations_from_points(root + "/stations.csv", model, initial)
+out = {"devices": jax.local_device_count()}
+for members in (4, 3):
+  sharding = assimilation.member_sharding(members)
+  out[f"spread_{members}"] = (None if sharding is None else
+                              len(sharding.device_set))
+  analysis = gc.assimilate(model, controller, obs, initial, members=members)
+  np.save(root + f"/members_{members}.npy", analysis["temperature"].values)
+print(json.dumps(out))
+"""
+
+
+def test_members_spread_over_local_devices(toy):
+  """4 forced CPU devices: 4 members are split over them (the `sample` mesh
+  axis), 3 members run unsplit; the analyses equal one device's."""
+  import os
+  import subprocess
+  import sys
+  root = str(toy["root"])
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(filter(
+      None, [os.environ.get("XLA_FLAGS", ""),
+             "--xla_force_host_platform_device_count=4"])))
+  proc = subprocess.run([sys.executable, "-c", MEMBERS_SCRIPT, root], env=env,
+                        capture_output=True, text=True, timeout=600,
+                        cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert report == {"devices": 4, "spread_4": 4, "spread_3": None}
+  model = ToyARDM()
+  controller = gc.load_controller(toy["root"] / "controller.npz", model)
+  initial = xr.open_dataset(toy["root"] / "initial.nc")
+  obs = gc.observations_from_points(toy["root"] / "stations.csv", model,
+                                    initial)
+  for members in (4, 3):
+    one_device = gc.assimilate(model, controller, obs, initial,
+                               members=members)["temperature"].values
+    np.testing.assert_allclose(
+        np.load(toy["root"] / f"members_{members}.npy"), one_device,
+        rtol=1e-5, atol=1e-6)
