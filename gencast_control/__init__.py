@@ -3,10 +3,12 @@
 The public API. Assimilating your own observations (gencast_control.api and
 the README, "Assimilating your own observations"):
 
-    load_model, load_controller          frozen ARDM and its controller
+    load_model, load_controller          any frozen ARDM (grid, GenCast, yours)
+                                         and its controller
     observations_from_dataset            gridded observations, NaN = unobserved
-    observations_from_points             a table of point observations
+    observations_from_points             a station table (lat/lon/level, dates)
     assimilate                           the analysis ensemble (xarray)
+    write_analysis                       NetCDF/zarr with CF attributes
     restart_state                        the initial ensemble of the next cycle
     score, monitoring                    scores against a truth; O-B, O-A
 
@@ -23,10 +25,11 @@ Everything is imported on first use, so `import gencast_control` is light.
 """
 
 _API = ("load_model", "load_controller", "observations_from_dataset",
-        "observations_from_points", "assimilate", "restart_state", "score",
-        "monitoring", "ObservationSet")
+        "observations_from_points", "assimilate", "write_analysis",
+        "restart_state", "score", "monitoring", "ObservationSet")
 _BUILDING_BLOCKS = {
     "FrozenARDM": "core.ardm", "ControllerInputs": "core.ardm",
+    "StateLayout": "core.layout",
     "ControllerConfig": "core.controller",
     "init_controller": "core.controller", "bind_controller": "core.controller",
     "save_controller": "core.controller",

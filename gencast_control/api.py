@@ -118,6 +118,9 @@ def load_model(source: Any, *, stats: Any = None, example: Any = None,
     grid, the static inputs and the forcings.
   timeout_s: the deadline of every network read.
   """
+  if not isinstance(timeout_s, (int, float)) or isinstance(
+      timeout_s, bool) or not timeout_s > 0:
+    raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
   if stats is not None or example is not None:
     if stats is None or example is None:
       raise ValueError("a GenCast model needs both stats= (its normalisation"
@@ -131,6 +134,9 @@ def load_model(source: Any, *, stats: Any = None, example: Any = None,
     return gencast_ardm.GenCastARDM.from_example(model, example)
   if isinstance(source, FrozenARDM):
     return source
+  if not isinstance(source, (str, os.PathLike)):
+    raise ValueError("load_model takes a shipped name, a checkpoint path or"
+                     f" 'module:factory', got {type(source).__name__}")
   if is_plugin_spec(source):
     return plugin_model(source)
   from gencast_control.adapters.grid import load_grid_ardm
@@ -174,6 +180,41 @@ def plugin_model(spec: str) -> FrozenARDM:
     raise ValueError(f"{spec}() returned a {type(model).__name__}, not a"
                      " FrozenARDM")
   return model
+
+
+def _check_int(value, name: str, low: int = 1, none: bool = False):
+  """A one-line error unless value is an int >= low (or None when allowed)."""
+  if value is None and none:
+    return None
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+      value, (int, np.integer)):
+    raise ValueError(f"{name} must be an integer, got {value!r}")
+  if value < low:
+    raise ValueError(f"{name} must be >= {low}, got {value}")
+  return int(value)
+
+
+def open_dataset(path: str | os.PathLike) -> xr.Dataset:
+  """A NetCDF file or zarr store, loaded; one-line errors naming the path."""
+  path = Path(path)
+  if not path.exists():
+    raise FileNotFoundError(f"{path} does not exist")
+  try:
+    ds = (xr.open_zarr(path) if path.suffix == ".zarr" or path.is_dir()
+          else xr.open_dataset(path))
+    return ds.load()
+  except (OSError, ValueError, KeyError) as e:
+    raise ValueError(f"cannot read {path} as NetCDF or zarr: {e}") from e
+
+
+def _check_dataset(value, name: str) -> xr.Dataset:
+  """value as a Dataset: a Dataset, or a NetCDF/zarr path opened."""
+  if isinstance(value, (str, os.PathLike)):
+    return open_dataset(value)
+  if not isinstance(value, xr.Dataset):
+    raise ValueError(f"{name} must be an xarray Dataset or a NetCDF/zarr"
+                     f" path, got {type(value).__name__}")
+  return value
 
 
 def _check_model(model) -> FrozenARDM:
@@ -310,9 +351,9 @@ def observations_from_dataset(ds: xr.Dataset, model: FrozenARDM,
     dims; a network of mixed quality).
   variables, dt: the grid models' channels and time step (model_layout).
   """
-  if not isinstance(ds, xr.Dataset):
-    raise ValueError(f"{where} must be an xarray Dataset, got"
-                     f" {type(ds).__name__}")
+  ds = _check_dataset(ds, where)
+  initial = _check_dataset(initial, "initial")
+  num_steps = _check_int(num_steps, "num_steps", none=True)
   layout = model_layout(model, initial, variables, dt)
   if "time" not in ds.dims:
     raise ValueError(f"{where}: gridded observations need a `time` dim")
@@ -375,6 +416,8 @@ def observations_from_points(table, model: FrozenARDM, initial: xr.Dataset,
   """
   if method not in interpolation.METHODS:
     raise ValueError(f"method must be 'linear' or 'nearest', got {method!r}")
+  initial = _check_dataset(initial, "initial")
+  num_steps = _check_int(num_steps, "num_steps", none=True)
   layout = model_layout(model, initial, variables, dt)
   where = (f"observation table {table}" if isinstance(table, (str, Path))
            else "the observation table")
@@ -500,15 +543,21 @@ def assimilate(model: FrozenARDM, controller: BoundController | None,
                      " (gc.observations_from_points or"
                      f" gc.observations_from_dataset), got"
                      f" {type(observations).__name__}")
-  if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-    raise ValueError(f"seed must be an integer, got {seed!r}")
+  initial = _check_dataset(initial, "initial")
+  seed = _check_int(seed, "seed", low=0)
   if members is None:
-    members = (initial.sizes["sample"] if isinstance(initial, xr.Dataset)
-               and "sample" in initial.dims else 8)
-  if not isinstance(members, (int, np.integer)) or members < 1:
-    raise ValueError(f"members must be a positive integer, got {members!r}")
+    members = initial.sizes.get("sample", 8)
+  members = _check_int(members, "members")
   if first_step is None:
     first_step = int(initial.attrs.get("next_step", 0))
+  first_step = _check_int(first_step, "first_step", low=0)
+  if not isinstance(progress, (bool, str)):
+    raise ValueError(f"progress must be True/False or a label, got"
+                     f" {progress!r}")
+  if model.state_shape != observations.layout.shape:
+    raise ValueError(f"the observations lie on a grid of shape"
+                     f" {observations.layout.shape}; the model's state is"
+                     f" {tuple(model.state_shape)}")
   layout = observations.layout
   h = model.history_length
   x0 = initial_ensemble(initial, layout, h, int(members))
@@ -547,6 +596,15 @@ def write_analysis(analysis: xr.Dataset, path: str | os.PathLike, *,
 def restart_state(analysis: xr.Dataset, history_length: int = 1
                   ) -> xr.Dataset:
   """The initial ensemble of the next cycle: the analysis's last h times."""
+  analysis = _check_dataset(analysis, "analysis")
+  history_length = _check_int(history_length, "history_length")
+  missing = [a for a in ("next_step", "seed") if a not in analysis.attrs]
+  if missing:
+    raise ValueError(f"the analysis lacks the attribute(s) {missing}: give"
+                     " the Dataset that gc.assimilate returned (or its file)")
+  if analysis.sizes.get("time", 0) < history_length:
+    raise ValueError(f"the analysis has {analysis.sizes.get('time', 0)}"
+                     f" time(s); the next cycle needs {history_length}")
   state = analysis.isel(time=slice(-history_length, None))
   return state.assign_attrs(next_step=int(analysis.attrs["next_step"]),
                             seed=int(analysis.attrs["seed"]))
@@ -578,6 +636,11 @@ def score(analysis: xr.Dataset, truth: xr.Dataset,
           skip_first: bool = True) -> dict[str, dict[str, float]]:
   """RMSE of the ensemble mean, fair CRPS and spread/skill per variable,
   over space (and levels) and t_1..t_T (t_0 is given, not assimilated)."""
+  analysis = _check_dataset(analysis, "analysis")
+  truth = _check_dataset(truth, "truth")
+  if "sample" not in analysis.dims:
+    raise ValueError("the analysis has no `sample` dim: give the ensemble"
+                     " that gc.assimilate returned")
   out = {}
   for v in analysis.data_vars:
     if v not in truth:
@@ -601,6 +664,15 @@ def monitoring(observations: ObservationSet, background: xr.Dataset,
   y - H(x_true). A consistent system has mean(O-B) and mean(O-A) near 0 and
   RMS(O-A) <= expected_rmse_obs_error <= RMS(O-B) (Desroziers et al. 2005).
   """
+  if not isinstance(observations, ObservationSet):
+    raise ValueError("observations must be the ObservationSet of the run,"
+                     f" got {type(observations).__name__}")
+  background = _check_dataset(background, "background")
+  analysis = _check_dataset(analysis, "analysis")
+  for name, ds in (("background", background), ("analysis", analysis)):
+    if "sample" not in ds.dims:
+      raise ValueError(f"the {name} has no `sample` dim: give the ensemble"
+                       " that gc.assimilate returned")
   layout = observations.layout
   table = _points(observations)
   means = {}

@@ -32,24 +32,11 @@ from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import ExperimentConfig, state_variables
 
 
-def open_dataset(path) -> xr.Dataset:
-  """A NetCDF file or zarr store, loaded; one-line errors."""
-  path = Path(path)
-  if not path.exists():
-    raise FileNotFoundError(f"{path} does not exist")
-  try:
-    ds = xr.open_zarr(path) if path.suffix == ".zarr" or path.is_dir() \
-        else xr.open_dataset(path)
-    return ds.load()
-  except (OSError, ValueError, KeyError) as e:
-    raise ValueError(f"cannot read {path} as NetCDF or zarr: {e}") from e
-
-
 def is_point_table(path) -> bool:
   path = Path(path)
   if path.suffix == ".csv":
     return True
-  return "variable" in open_dataset(path).variables
+  return "variable" in api.open_dataset(path).variables
 
 
 def climatology(config: ExperimentConfig, data_dir, members: int,
@@ -57,7 +44,7 @@ def climatology(config: ExperimentConfig, data_dir, members: int,
                 ) -> tuple[xr.Dataset, str]:
   """Random training states as an initial ensemble, and which ones."""
   path = pipeline.find_split(data_dir, "train")
-  ds = open_dataset(path)
+  ds = api.open_dataset(path)
   rng = np.random.default_rng(seed)
   traj = rng.integers(0, ds.sizes["trajectory"], members)
   t0 = rng.integers(0, ds.sizes["time"] - history_length + 1, members)
@@ -99,10 +86,10 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
     dt = float(getattr(config.pde, "model_dt", 1.0))
   note = ""
   if restart is not None:
-    initial_ds = open_dataset(Path(restart) / "restart.nc")
+    initial_ds = api.open_dataset(Path(restart) / "restart.nc")
     seed = int(initial_ds.attrs.get("seed", seed))
   elif initial is not None:
-    initial_ds = open_dataset(initial)
+    initial_ds = api.open_dataset(initial)
   elif gencast:
     from gencast_control.adapters.gencast_assets import load_example
     source = example if isinstance(example, xr.Dataset) else load_example(
@@ -129,10 +116,10 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
         num_steps=steps, method=method)
   else:
     obs = api.observations_from_dataset(
-        open_dataset(observations), model, initial_ds, error_std=error_std,
+        api.open_dataset(observations), model, initial_ds, error_std=error_std,
         variables=variables, dt=dt, num_steps=steps,
         where=f"observations {observations}")
-  truth_ds = open_dataset(truth) if truth is not None else None
+  truth_ds = api.open_dataset(truth) if truth is not None else None
   analysis = api.assimilate(model, controller, obs, initial_ds, members, seed,
                             progress="analysis" if progress else False)
   background = api.assimilate(model, None, obs, initial_ds, members, seed,

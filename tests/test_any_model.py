@@ -233,3 +233,54 @@ def test_members_spread_over_local_devices(toy):
     np.testing.assert_allclose(
         np.load(toy["root"] / f"members_{members}.npy"), one_device,
         rtol=1e-5, atol=1e-6)
+
+
+def test_the_public_api_checks_its_arguments(toy):
+  """Wrong types, ranges, paths and swapped arguments: one-line ValueErrors
+  that name the argument, before any compiled step."""
+  model = ToyARDM()
+  root = toy["root"]
+  initial = toy["initial"]
+  obs = gc.observations_from_points(toy["table"], model, initial)
+  controller = gc.load_controller(root / "controller.npz", model)
+  cases = [
+      (lambda: gc.load_model(3), "load_model takes"),
+      (lambda: gc.load_model("ks", timeout_s=-1), "timeout_s"),
+      (lambda: gc.load_model("nowhere/model.npz"), "does not exist"),
+      (lambda: gc.load_model("tests.toy_ardm:nothing"), "no callable"),
+      (lambda: gc.load_controller(root / "controller.npz", "ks"),
+       "model must be a FrozenARDM"),
+      (lambda: gc.observations_from_points(model, toy["table"], initial),
+       "model must be a FrozenARDM"),
+      (lambda: gc.observations_from_points(toy["table"], model, 3),
+       "initial must be an xarray Dataset or a NetCDF/zarr path"),
+      (lambda: gc.observations_from_points(toy["table"], model,
+                                           root / "missing.nc"),
+       "does not exist"),
+      (lambda: gc.observations_from_points(toy["table"], model, initial,
+                                           num_steps=0), "num_steps"),
+      (lambda: gc.observations_from_points(toy["table"], model, initial,
+                                           method="cubic"), "method"),
+      (lambda: gc.observations_from_points(toy["table"], model, initial,
+                                           dt="3h"), "differs from the"),
+      (lambda: gc.assimilate(model, obs, controller, initial),
+       "controller must be a bound controller"),
+      (lambda: gc.assimilate(model, controller, initial, obs),
+       "observations must be an ObservationSet"),
+      (lambda: gc.assimilate(model, None, obs, initial, members=0),
+       "members must be >= 1"),
+      (lambda: gc.assimilate(model, None, obs, initial, members=2.5),
+       "members must be an integer"),
+      (lambda: gc.assimilate(model, None, obs, initial, seed=-1), "seed"),
+      (lambda: gc.assimilate(model, None, obs, initial.expand_dims(
+          sample=3), members=2), "3 members"),
+      (lambda: gc.restart_state(initial), "lacks the attribute"),
+      (lambda: gc.score(initial, initial), "no `sample` dim"),
+      (lambda: gc.monitoring(initial, initial, obs),
+       "must be the ObservationSet"),
+      (lambda: gc.write_analysis(initial, root / "analysis.txt"),
+       "unsupported output kind"),
+  ]
+  for call, message in cases:
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+      call()

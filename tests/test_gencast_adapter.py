@@ -512,3 +512,54 @@ def test_bucket_reads_time_out_with_a_clear_error(monkeypatch):
     g.load_checkpoint("1p0deg_mini", timeout_s=5)
   with pytest.raises(ValueError, match="timeout_s must be positive"):
     g.load_stats("bucket", timeout_s=0)
+
+
+def test_train_controller_job_on_the_tiny_gencast_resumes_with_tensorboard(
+    tmp_path, monkeypatch, capsys):
+  """`gencast-control train-controller --config gencast_1deg_train --tiny`:
+  interrupted after its first step, the same command continues from the
+  saved state; log.jsonl and the TensorBoard events hold steps 1 and 2."""
+  import importlib.util
+  import json
+  from gencast_control import cli
+  from gencast_control.core.checkpoint import load_checkpoint
+  from gencast_control.training import sharding
+  from tests.test_tensorboard import read_scalars
+  out = tmp_path / "run" / "controller.npz"
+  argv = ["train-controller", "--config", "gencast_1deg_train", "--tiny",
+          "--out", str(out)] + [
+              a for s in ("controller_training.num_steps=2",
+                          "controller_training.batch_size=2",
+                          "controller_training.checkpoint_every=1",
+                          "controller_training.log_every=1",
+                          "num_examples=4", "controller.horizon=1",
+                          "controller.network.width=8",
+                          "controller.network.num_blocks=1",
+                          "controller.network.dilations=(1,)",
+                          "controller.network.embedding_size=8")
+              for a in ("--set", s)]
+  calls = []
+  real_shard_batch = sharding.shard_batch
+
+  def killed_at_step_2(batch, mesh):
+    calls.append(1)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return real_shard_batch(batch, mesh)
+
+  monkeypatch.setattr(sharding, "shard_batch", killed_at_step_2)
+  assert cli.main(argv) == 130 and not out.exists()
+  monkeypatch.setattr(sharding, "shard_batch", real_shard_batch)
+  assert cli.main(argv) == 0
+  assert f"wrote {out}" in capsys.readouterr().out
+  work = out.with_suffix(".work")
+  log = [json.loads(line) for line in (work / "log.jsonl").read_text()
+         .splitlines()]
+  assert [r["step"] for r in log if "loss" in r] == [1, 2]
+  _, meta = load_checkpoint(out)
+  assert meta["tiny"] is True and meta["final_loss"] == log[-1]["loss"]
+  assert meta["job"]["controller_training"]["num_steps"] == 2
+  if importlib.util.find_spec("tensorboardX") is not None:
+    scalars = read_scalars(work)
+    assert scalars["loss"] == pytest.approx(
+        {r["step"]: r["loss"] for r in log if "loss" in r}, rel=1e-6)
