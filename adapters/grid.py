@@ -8,6 +8,14 @@ al. 2024). The denoiser uses the EDM preconditioning (Karras et al. 2022, eq. 7)
     D(z, sigma) = c_skip z + c_out F_theta(c_in z, c_noise; x_n..x_{n-h+1}),
     c_skip = sd^2/(sigma^2+sd^2), c_out = sigma sd/sqrt(sigma^2+sd^2),
     c_in = 1/sqrt(sigma^2+sd^2), c_noise = log(sigma)/4,   sd = 1.
+
+A checkpoint written by `train-ardm` also records the state's layout (metadata
+"state": the variable names in channel order, the spatial dims and their
+coordinates, the time step model_dt, read off the training data), so every
+input is aligned to the model's own names, grid and step
+(gencast_control.core.layout). Checkpoints without it (written before) have
+`layout` None: the grid and step then come from the user's initial state and
+the config, as before.
 """
 
 from __future__ import annotations
@@ -19,11 +27,14 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
+from gencast_control.core import times as time_lib
 from gencast_control.core.config import require
 from gencast_control.core.ardm import (ControllerInputs, FrozenARDM,
                                        GuidanceInputs, model_fingerprint)
 from gencast_control.core.networks import ConvNet, ConvNetConfig, fourier_embedding
+from gencast_control.core.layout import StateLayout
 from gencast_control.core.observations import Preview
 from gencast_control.core.samplers import (SamplerConfig, noise_levels,
                                            sample, solver_move)
@@ -97,14 +108,19 @@ def edm_denoise(network_apply, params, z, sigma, conditioning):
 
 
 class GridARDM(FrozenARDM):
-  """A frozen grid ARDM: config + parameters + normalisation."""
+  """A frozen grid ARDM: config + parameters + normalisation, and the
+  state's layout (names, grid, step) where it is known."""
 
   def __init__(self, config: GridARDMConfig, params: hk.Params,
-               normalization: Normalization):
+               normalization: Normalization,
+               layout: StateLayout | None = None):
     self.config = config
     self.params = jax.tree.map(jnp.asarray, params)
     self.normalization = normalization
     self._network = _denoiser_network(config)
+    if layout is not None:
+      check_layout(layout, config)
+    self._layout = layout
 
   @staticmethod
   def init_params(config: GridARDMConfig, key: jax.Array) -> hk.Params:
@@ -129,7 +145,19 @@ class GridARDM(FrozenARDM):
 
   @functools.cached_property
   def fingerprint(self) -> str:
+    # config and parameters only: recording the layout in an older
+    # checkpoint keeps its fingerprint (and the controllers trained for it)
     return model_fingerprint("grid", [self.config], self.params)
+
+  @property
+  def layout(self) -> StateLayout | None:
+    """The variables, grid and time step the model was trained on (from its
+    checkpoint), or None for a checkpoint that does not record them."""
+    return self._layout
+
+  def with_layout(self, layout: StateLayout | None) -> "GridARDM":
+    """The same model with `layout` (checked against the config)."""
+    return GridARDM(self.config, self.params, self.normalization, layout)
 
   def normalize(self, x: jax.Array) -> jax.Array:
     return (x - self.normalization.mean) / self.normalization.std
@@ -222,14 +250,81 @@ class GridARDM(FrozenARDM):
     return self.to_state(z, last), energy
 
 
+def check_layout(layout: StateLayout, config: GridARDMConfig) -> None:
+  """ValueError unless `layout` describes states of config's shape and
+  periodicity, one single-level channel per variable, with distinct names
+  and strictly ascending, finite coordinates."""
+  if not isinstance(layout, StateLayout):
+    raise ValueError(f"layout must be a StateLayout, got"
+                     f" {type(layout).__name__}")
+  if layout.shape != tuple(config.state_shape):
+    raise ValueError(f"the layout's variables {list(layout.variables)} on"
+                     f" dims {list(layout.dims)} give states of shape"
+                     f" {layout.shape}; the ARDM's are"
+                     f" {tuple(config.state_shape)}")
+  if any(layout.levels):
+    raise ValueError("a grid ARDM's variables are single fields (no levels)")
+  if len(set(layout.variables)) != len(layout.variables):
+    raise ValueError(f"the layout repeats a variable: {list(layout.variables)}")
+  if len(set(layout.dims)) != len(layout.dims):
+    raise ValueError(f"the layout repeats a dim: {list(layout.dims)}")
+  if tuple(layout.periodic) != tuple(config.periodic):
+    raise ValueError(f"the layout's periodic {layout.periodic} is not the"
+                     f" ARDM's {tuple(config.periodic)}")
+  for d, c in zip(layout.dims, layout.coords):
+    c = np.asarray(c)
+    if c.ndim != 1 or not np.isfinite(c).all() or (
+        c.size > 1 and not (np.diff(c) > 0).all()):
+      raise ValueError(f"the layout's {d!r} coordinate must be finite and"
+                       " strictly ascending")
+  step = layout.timestep
+  if not (isinstance(step, np.timedelta64)
+          and step > np.timedelta64(0, "ns")):
+    time_lib.as_timestep(step, "the layout's time step")
+
+
+def layout_to_dict(layout: StateLayout) -> dict:
+  """The checkpoint's "state" metadata: JSON numbers and strings (floats
+  round-trip exactly; a timedelta step as text such as "0 days 12:00:00")."""
+  step = layout.timestep
+  return {
+      "variables": list(layout.variables),
+      "dims": list(layout.dims),
+      "coords": {d: [float(x) for x in c]
+                 for d, c in zip(layout.dims, layout.coords)},
+      "model_dt": (str(pd.Timedelta(step)) if isinstance(step, np.timedelta64)
+                   else float(step)),
+      "sphere": bool(layout.sphere),
+  }
+
+
+def layout_from_dict(state: dict, config: GridARDMConfig) -> StateLayout:
+  """Inverse of layout_to_dict (periodic from the config); checked."""
+  variables = tuple(str(v) for v in state["variables"])
+  dims = tuple(str(d) for d in state["dims"])
+  step = state["model_dt"]
+  layout = StateLayout(
+      variables=variables, levels=((),) * len(variables), dims=dims,
+      coords=tuple(np.asarray(state["coords"][d], np.float64) for d in dims),
+      periodic=tuple(bool(p) for p in config.periodic),
+      timestep=time_lib.as_timestep(step, "model_dt"),
+      sphere=bool(state.get("sphere", False)))
+  check_layout(layout, config)
+  return layout
+
+
 def save_grid_ardm(path, ardm: GridARDM, metadata: dict | None = None):
-  """Saves a grid ARDM as a self-describing checkpoint (kind "grid_ardm")."""
+  """Saves a grid ARDM as a self-describing checkpoint (kind "grid_ardm");
+  its layout, where known, as the metadata "state"."""
   from gencast_control.core import checkpoint, config as config_lib
   meta = dict(metadata or {}, kind="grid_ardm",
               config=config_lib.to_dict(ardm.config),
               normalization={k: np.asarray(v).tolist() for k, v in
                              dataclasses.asdict(ardm.normalization).items()},
               fingerprint=ardm.fingerprint)
+  meta.pop("state", None)
+  if ardm.layout is not None:
+    meta["state"] = layout_to_dict(ardm.layout)
   return checkpoint.save_checkpoint(path, ardm.params, meta)
 
 
@@ -245,9 +340,17 @@ def load_grid_ardm(path) -> tuple[GridARDM, dict]:
   except (KeyError, TypeError, ValueError) as e:
     raise checkpoint.CheckpointError(
         f"grid ARDM checkpoint {path} has invalid metadata: {e}") from e
+  layout = None
+  if meta.get("state") is not None:  # checkpoints before it have none
+    try:
+      layout = layout_from_dict(meta["state"], config)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+      raise checkpoint.CheckpointError(
+          f"grid ARDM checkpoint {path} has an invalid state layout"
+          f" (metadata 'state'): {e}") from e
   checkpoint.check_params(path, params, jax.eval_shape(
       lambda: GridARDM.init_params(config, jax.random.PRNGKey(0))))
-  ardm = GridARDM(config, params, normalization)
+  ardm = GridARDM(config, params, normalization, layout)
   if meta.get("fingerprint") not in (None, ardm.fingerprint):
     raise checkpoint.CheckpointError(
         f"grid ARDM checkpoint {path} is corrupt: parameter fingerprint"

@@ -31,6 +31,11 @@ from gencast_control.core.controller import bind_controller
 from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import ExperimentConfig, state_variables
 
+# The files `run` writes into its output folder (see the module docstring);
+# the CLI refuses a folder holding any of them unless --overwrite.
+OUTPUT_FILES = ("analysis.nc", "background.nc", "restart.nc",
+                "monitoring.json", "monitoring.md", "analysis.png")
+
 
 def is_point_table(path) -> bool:
   path = Path(path)
@@ -79,7 +84,8 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   else:
     model, controller_config, params, _, _ = pipeline.load_checkpoints(
         config, api.checkpoint_path(ardm_path, "ardm"),
-        api.checkpoint_path(controller_path, "controller"))
+        api.checkpoint_path(controller_path, "controller"),
+        check_time_step=False)  # the checkpoint's step (model.layout)
     controller = bind_controller(controller_config, model.periodic, params)
   dt = variables = None
   if model.layout is None:

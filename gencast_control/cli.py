@@ -19,13 +19,26 @@ Expected failures (bad input, unwritable outputs, a diverged or mismatched
 training run) print one line `gencast-control CMD: error: ...` and exit 2
 (GENCAST_CONTROL_TRACEBACK=1 shows the traceback); an interrupted command
 exits 130 and keeps its finished work.
+
+Finished work is never replaced or mixed: a command whose outputs exist (a
+checkpoint, or any of the files it writes into its results folder) refuses
+before any work unless given --overwrite (an unfinished training run resumes
+from its work folder without it); no output may be, contain or lie inside
+an input (--data, --restart, --initial, --observations, --truth,
+checkpoints); every file is written atomically (temporary file, then
+rename), figures included; and the folder a command writes into (results,
+or a training work folder) is locked while it runs: a second run into it
+fails naming the first (pid, host, command line). The lock is an flock on
+FOLDER/.lock, so a killed run leaves no stale lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -44,25 +57,55 @@ def _config(args):
   return load_config(args.config, args.set)
 
 
-def _check_outputs(*outputs, inputs=()):
+def _inputs(args, *flags: str) -> tuple[tuple[str, str], ...]:
+  """(flag, path) of the given input flags that the command was given."""
+  return tuple((flag, getattr(args, flag.lstrip("-").replace("-", "_")))
+               for flag in flags
+               if getattr(args, flag.lstrip("-").replace("-", "_"), None))
+
+
+def _check_outputs(args, *outputs, inputs=()):
   """Fails before any work on outputs that cannot be written.
 
-  outputs: (path, "file" | "folder", flag) triples; None paths are skipped.
+  outputs: (path, "file" | "folder", flag[, writes]); None paths are
+    skipped. A file that exists, or a folder holding any of `writes` (the
+    names the command writes there), is refused unless --overwrite; a folder
+    with `writes` is locked for the rest of the command (a second run into
+    it fails naming this one), and created.
+  inputs: (flag, path) pairs the command reads (see _inputs): no output may
+    be, contain or lie inside one (checkpoint.check_output).
   """
+  from gencast_control.core import workdir_lock
   from gencast_control.core.checkpoint import check_output
-  for path, kind, flag in outputs:
-    if path is not None:
-      check_output(path, kind, inputs, flag)
+  for path, kind, flag, *writes in outputs:
+    if path is None:
+      continue
+    check_output(path, kind, inputs, flag, overwrite=True)  # all but exists
+    if writes:
+      args.held.enter_context(workdir_lock.locked(path, args.command_line))
+    check_output(path, kind, inputs, flag, writes=writes[0] if writes else None,
+                 overwrite=getattr(args, "overwrite", False))
 
 
-def _workdir(args):
-  """--workdir, or OUT.work; emptied of any earlier state with --fresh."""
-  from gencast_control.training import training_loop
+def _workdir(args, inputs=()):
+  """--workdir, or OUT.work, locked for the rest of the command; emptied of
+  any earlier state with --fresh."""
+  from gencast_control.core import workdir_lock
+  from gencast_control.training import sharding, training_loop
   workdir = args.workdir or Path(args.out).with_suffix(".work")
-  _check_outputs((workdir, "folder", "--workdir"))
+  _check_outputs(args, (workdir, "folder", "--workdir"), inputs=inputs)
+  if sharding.is_primary():  # the others share process 0's folder
+    args.held.enter_context(workdir_lock.locked(workdir, args.command_line))
   if args.fresh:
     training_loop.clear_workdir(workdir)
   return workdir
+
+
+def _add_overwrite(p: argparse.ArgumentParser, what: str = "the results"
+                   " of an earlier run in --out"):
+  p.add_argument("--overwrite", action="store_true",
+                 help=f"replace {what}; without it the command refuses"
+                 " before any work when they exist")
 
 
 def _add_fresh(p: argparse.ArgumentParser):
@@ -78,14 +121,21 @@ def _cmd_demo(args):
     if not (args.ardm and args.controller):
       raise ValueError("give both --ardm and --controller, or neither")
     checkpoints = (Path(args.ardm), Path(args.controller))
-  demo.run_demo(_config(args), args.out, retrain=args.retrain,
+  config = _config(args)
+  writes = demo.OUTPUT_FILES + ((
+      f"retrained/{config.name}_controller.npz",) if args.retrain else ())
+  _check_outputs(args, (args.out, "folder", "--out", writes),
+                 inputs=_inputs(args, "--ardm", "--controller"))
+  demo.run_demo(config, args.out, retrain=args.retrain,
                 checkpoints=checkpoints)
 
 
 def _cmd_simulate(args):
   from gencast_control.systems import pipeline
   config = _config(args)
-  _check_outputs((args.out, "folder", "--out"))
+  splits = [f"{split}{suffix}" for split in ("train", "validation", "test")
+            for suffix in (".nc", ".zarr")]
+  _check_outputs(args, (args.out, "folder", "--out", splits))
   paths = pipeline.simulate(config, args.out, args.format)
   for split, path in paths.items():
     print(f"{split}: {path}")
@@ -94,8 +144,10 @@ def _cmd_simulate(args):
 def _cmd_train_ardm(args):
   from gencast_control.systems import pipeline
   config = _config(args)
-  _check_outputs((args.out, "file", "--out"), inputs=(args.data,))
-  pipeline.train_ardm_step(config, args.data, args.out, _workdir(args))
+  inputs = _inputs(args, "--data")
+  _check_outputs(args, (args.out, "file", "--out"), inputs=inputs)
+  pipeline.train_ardm_step(config, args.data, args.out,
+                           _workdir(args, inputs))
   print(f"wrote {args.out}")
 
 
@@ -115,7 +167,7 @@ def _cmd_train_controller(args):
           f"--ardm and --data are for grid configs; {args.config} names"
           " GenCast's weights and examples (--set checkpoint=PATH, --set"
           " stats=DIR, --set store=STORE)")
-    _check_outputs((args.out, "file", "--out"))
+    _check_outputs(args, (args.out, "file", "--out"))
     gencast_job.train_controller_step(config, args.out, _workdir(args),
                                       tiny=args.tiny)
   else:
@@ -127,20 +179,27 @@ def _cmd_train_controller(args):
       raise ValueError(f"train-controller --config {args.config} needs"
                        " --data (training splits) and --ardm (the frozen"
                        " ARDM checkpoint)")
-    _check_outputs((args.out, "file", "--out"), inputs=(args.ardm, args.data))
+    inputs = _inputs(args, "--ardm", "--data")
+    _check_outputs(args, (args.out, "file", "--out"), inputs=inputs)
     pipeline.train_controller_step(config, args.ardm, args.data, args.out,
-                                   _workdir(args))
+                                   _workdir(args, inputs))
   if sharding.is_primary():
     print(f"wrote {args.out}")
 
 
 def _cmd_train(args):
   from gencast_control import demo
+  from gencast_control.core import workdir_lock
   from gencast_control.training import training_loop
   config = _config(args)
-  _check_outputs((args.out, "folder", "--out"))
+  # Resumable like the training steps: only the final checkpoint, a
+  # finished run's, needs --overwrite.
+  _check_outputs(args, (args.out, "folder", "--out",
+                        (f"{config.name}_controller.npz",)))
   if args.fresh:
     for work in ("work_ardm", "work_controller"):
+      args.held.enter_context(workdir_lock.locked(Path(args.out) / work,
+                                                  args.command_line))
       training_loop.clear_workdir(Path(args.out) / work)
   ardm, controller = demo.build_checkpoints(config, args.out)
   print(f"wrote {ardm} and {controller}")
@@ -149,9 +208,11 @@ def _cmd_train(args):
 def _cmd_assimilate(args):
   from gencast_control import assimilate_files
   config = _config(args)
-  _check_outputs((args.out, "folder", "--out"),
-                 inputs=(args.observations, args.initial, args.truth,
-                         args.restart, args.example, args.stats))
+  _check_outputs(args, (args.out, "folder", "--out",
+                        assimilate_files.OUTPUT_FILES),
+                 inputs=_inputs(args, "--observations", "--initial",
+                                "--truth", "--restart", "--data", "--example",
+                                "--stats", "--ardm", "--controller"))
   error_std = None
   if args.error_std:
     error_std = {}
@@ -181,7 +242,8 @@ def _cmd_assimilate(args):
 
 def _cmd_benchmark(args):
   from gencast_control.evaluation import benchmark
-  _check_outputs((args.out, "folder", "--out"))
+  _check_outputs(args, (args.out, "folder", "--out", benchmark.OUTPUT_FILES),
+                 inputs=_inputs(args, "--checkpoints"))
   size = {k: v for k, v in (("num_trajectories", args.trajectories),
                             ("num_steps", args.steps),
                             ("ensemble_size", args.members)) if v is not None}
@@ -202,7 +264,8 @@ def _cmd_evaluate(args):
                                              test_trajectories)
   from gencast_control.systems.registry import get_system
   config = _config(args)
-  _check_outputs((args.out, "folder", "--out"))
+  _check_outputs(args, (args.out, "folder", "--out", evaluation.OUTPUT_FILES),
+                 inputs=_inputs(args, "--ardm", "--controller", "--data"))
   regimes = args.regime or [r.name for r in config.regimes]
   for name in regimes:
     config.regime(name)  # fails early on an unknown name
@@ -235,7 +298,8 @@ def _cmd_evaluate(args):
 
 def _cmd_pilot(args):
   from gencast_control.evaluation import era5_pilot
-  _check_outputs((args.out, "folder", "--out"))
+  _check_outputs(args, (args.out, "folder", "--out", era5_pilot.OUTPUT_FILES),
+                 inputs=_inputs(args, "--data", "--ardm", "--controller"))
   era5_pilot.run_pilot(_config(args), args.data, args.ardm, args.controller,
                        args.out, args.regime, start=args.start,
                        split=args.split, methods=args.method)
@@ -262,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="rebuild the ARDM and controller from scratch first")
   p.add_argument("--ardm", help="use this ARDM checkpoint instead")
   p.add_argument("--controller", help="use this controller checkpoint instead")
+  _add_overwrite(p)
   p.set_defaults(func=_cmd_demo)
 
   p = sub.add_parser("simulate", help="generate train/validation/test"
@@ -269,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_config(p)
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--format", choices=("netcdf", "zarr"), default="netcdf")
+  _add_overwrite(p, "the splits in --out")
   p.set_defaults(func=_cmd_simulate)
 
   p = sub.add_parser("train-ardm", help="pretrain the grid ARDM (EDM loss) on"
@@ -279,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", help="resumable training state (default:"
                  " OUT.work)")
   _add_fresh(p)
+  _add_overwrite(p, "an existing --out checkpoint (a finished run's; an"
+                 " unfinished run resumes from its work folder without it)")
   p.set_defaults(func=_cmd_train_ardm)
 
   p = sub.add_parser(
@@ -299,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", help="resumable training state (default:"
                  " OUT.work)")
   _add_fresh(p)
+  _add_overwrite(p, "an existing --out checkpoint (a finished run's; an"
+                 " unfinished run resumes from its work folder without it)")
   p.add_argument("--devices", type=int, metavar="N",
                  help="split each batch over N devices (0: all devices, of"
                  " every process); the same as --set"
@@ -320,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
   _add_config(p)
   p.add_argument("--out", required=True, help="run folder")
   _add_fresh(p)
+  _add_overwrite(p, "a finished run's checkpoints in --out (an unfinished"
+                 " run resumes without it)")
   p.set_defaults(func=_cmd_train)
 
   p = sub.add_parser(
@@ -371,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                  " point at its nearest grid point)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default="results/assimilate")
+  _add_overwrite(p)
   p.set_defaults(func=_cmd_assimilate)
 
   p = sub.add_parser(
@@ -413,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--members", type=int, help="override the mode's ensemble"
                  " size (>= 2)")
   p.add_argument("--out", default="results/benchmark")
+  _add_overwrite(p)
   p.set_defaults(func=_cmd_benchmark)
 
   p = sub.add_parser("evaluate", help="controller vs unguided ARDM for every"
@@ -427,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--regime", action="append",
                  help="regime name (repeatable; default: all of the config's)")
   p.add_argument("--out", default="results/evaluate")
+  _add_overwrite(p)
   p.set_defaults(func=_cmd_evaluate)
 
   p = sub.add_parser("pilot", help="ERA5 / Held-Suarez pilot: controller vs"
@@ -451,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
                  " (to choose settings without touching the test data; its"
                  " cold starts come from the same split)")
   p.add_argument("--out", default="results/era5_pilot")
+  _add_overwrite(p)
   p.set_defaults(func=_cmd_pilot)
 
   p = sub.add_parser("data", help="data utilities (WeatherBench2 stores)")
@@ -474,8 +550,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
+  args.command_line = shlex.join(  # names this run in its folder locks
+      ["gencast-control"] + list(sys.argv[1:] if argv is None else argv))
   try:
-    args.func(args)
+    with contextlib.ExitStack() as args.held:  # folder locks, released here
+      args.func(args)
   except KeyboardInterrupt:
     print(f"gencast-control {args.command}: interrupted; finished work is"
           " kept (training resumes from its work folder)", file=sys.stderr)

@@ -19,6 +19,10 @@ from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import ExperimentConfig, state_variables
 from gencast_control.systems.truth import test_trajectories
 
+# The files run_demo writes into its results folder.
+OUTPUT_FILES = ("assimilation.nc", "assimilation.png", "metrics.json",
+                "metrics.csv", "metrics.md", "config.json")
+
 
 def build_checkpoints(config: ExperimentConfig, out_dir,
                       progress: bool = True) -> tuple[Path, Path]:

@@ -192,9 +192,15 @@ def test_bad_point_tables(case, change, message):
 def test_outside_a_non_periodic_domain_and_a_wrong_initial_shape(case):
   table = pd.read_csv(case["root"] / "stations.csv")
   grid = case["truth"].isel(time=[0])
-  model = gc.load_model(case["A"])
+  # B records no grid (a checkpoint from before): the initial state's is
+  # checked against the model's state shape
   with pytest.raises(ValueError, match="the model's is"):
-    api.model_layout(model, grid.isel(x=slice(0, 16)), ("u",), 1.0)
+    api.model_layout(gc.load_model(case["B"]), grid.isel(x=slice(0, 16)),
+                     ("u",), 1.0)
+  # A (train-ardm) records its grid: the initial state is aligned to it
+  layout = api.model_layout(gc.load_model(case["A"]), grid, ("u",), 1.0)
+  with pytest.raises(ValueError, match="'x' coordinate .* is not the model's"):
+    api.initial_ensemble(grid.isel(x=slice(0, 16)), layout, 1, 2)
 
 
 def test_a_custom_system_with_its_own_names(tmp_path):

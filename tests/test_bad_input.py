@@ -42,23 +42,27 @@ class Case:
 CASES = [
     # -- results that were lost or mislabelled
     Case("train-controller again, against another ARDM",
-         "train-controller --data {D} --ardm {B} --out {C}",
+         "train-controller --data {D} --ardm {B} --out {C} --overwrite",
          "belongs to another run (other frozen ARDM)"),
     Case("train-ardm rerun with another learning rate",
-         "train-ardm --data {D} --out {A} --set ardm_training.learning_rate=1e-5",
+         "train-ardm --data {D} --out {A} --overwrite"
+         " --set ardm_training.learning_rate=1e-5",
          "belongs to another run (other learning rate)"),
     Case("train-ardm rerun with another seed",
-         "train-ardm --data {D} --out {A} --set ardm_training.seed=7",
+         "train-ardm --data {D} --out {A} --overwrite"
+         " --set ardm_training.seed=7",
          "belongs to another run (other config)"),
     Case("train-controller rerun on other training data",
-         "train-controller --data {T}/other_data --ardm {A} --out {C}",
+         "train-controller --data {T}/other_data --ardm {A} --out {C}"
+         " --overwrite",
          "belongs to another run (other training data)", prepare="other_data"),
     Case("train-ardm whose learning rate makes it diverge (1e10)",
          "train-ardm --data {D} --out {T}/nan.npz"
          " --set ardm_training.num_steps=3 --set ardm_training.learning_rate=1e10",
          "diverged at step"),
     Case("a resumed state beyond the new num_steps",
-         "train-ardm --data {D} --out {A} --set ardm_training.num_steps=1",
+         "train-ardm --data {D} --out {A} --overwrite"
+         " --set ardm_training.num_steps=1",
          "beyond num_steps=1"),
     Case("train-controller --out the --ardm checkpoint",
          "train-controller --data {D} --ardm {A} --out {A}",
@@ -185,6 +189,33 @@ CASES = [
          "https:// stores are not supported", tiny=False),
     Case("data probe of an s3:// store", "data probe s3://bucket/era5.zarr",
          "s3:// stores are not supported", tiny=False),
+    # -- finished work: never overwritten, never mixed with a running run
+    Case("assimilate again into a folder holding an earlier run's results",
+         "assimilate --ardm {A} --controller {C} --observations {T}/obs.nc"
+         " --initial {T}/initial.nc --out {T}/run",
+         "already holds analysis.nc of an earlier run; give another folder,"
+         " or --overwrite to replace it", prepare="earlier_run"),
+    Case("cycling with --restart DIR --out DIR",
+         "assimilate --ardm {A} --controller {C} --observations {T}/obs.nc"
+         " --restart {T}/run --out {T}/run --overwrite",
+         "is also an input of this run (--restart {T}/run)",
+         prepare="earlier_run"),
+    Case("--out a folder that holds an input",
+         "assimilate --ardm {A} --controller {C} --observations"
+         " {T}/run/obs.nc --initial {T}/initial.nc --out {T}/run --overwrite",
+         "contains an input of this run (--observations {T}/run/obs.nc)",
+         prepare="earlier_run"),
+    Case("train-ardm --out inside the --data folder",
+         "train-ardm --data {D} --out {D}/train.nc",
+         "lies inside the input folder --data {D}"),
+    Case("train-ardm --out the checkpoint of a finished run",
+         "train-ardm --data {D} --out {A}",
+         "exists already (finished work is not replaced)"),
+    Case("simulate into a folder holding splits", "simulate --out {D}",
+         "already holds train.nc of an earlier run"),
+    Case("a work folder in use by another run",
+         "train-ardm --data {D} --out {T}/x.npz --workdir {T}/busy",
+         "{T}/busy is in use by another run (pid", prepare="busy"),
 ]
 
 # Fault tolerance tested elsewhere: (situation, what happens, test).
@@ -211,7 +242,23 @@ FAULTS = [
      "test_checkpoint.py::test_failed_write_leaves_previous_file_intact"),
     ("NaN scores", "written as null: metrics.json and co. are strict JSON",
      "test_bad_input.py::test_json_outputs_are_strict"),
+    ("a second `assimilate` into the same --out",
+     "refused; the first run's files stay byte-identical; --overwrite"
+     " replaces them",
+     "test_outputs.py::test_a_second_assimilate_refuses_and_keeps_the_first_"
+     "run"),
+    ("a run holding a work folder is killed",
+     "no stale lock: the kernel drops the flock, the next run takes it",
+     "test_outputs.py::test_a_locked_work_folder_names_the_other_run"),
+    ("an error or Ctrl-C inside a locked folder",
+     "the lock is released (and a folder made only for it removed)",
+     "test_outputs.py::test_the_lock_is_released_on_errors_and_interrupts"),
+    ("a figure write that fails midway",
+     "no partial image; the previous figure stays intact",
+     "test_outputs.py::test_figure_writes_are_atomic"),
 ]
+
+_BACKGROUND = []  # processes started by _prepare, ended after each case
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str]:
@@ -247,6 +294,22 @@ def _prepare(name: str, paths: dict[str, str]) -> None:
     checkpoint.save_checkpoint(t / "bad_shape.npz", bad, meta)
   elif name == "garbage":
     (t / "garbage.npz").write_bytes(np.random.default_rng(0).bytes(256))
+  elif name == "earlier_run":  # a finished assimilate run in {T}/run
+    (t / "run").mkdir(exist_ok=True)
+    test = xr.open_dataset(Path(paths["D"]) / "test.nc").load()
+    for path in (t / "run" / "analysis.nc", t / "run" / "restart.nc",
+                 t / "run" / "obs.nc", t / "obs.nc", t / "initial.nc"):
+      test.to_netcdf(path)
+  elif name == "busy":  # another process holds {T}/busy's lock
+    import subprocess
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from gencast_control.core import workdir_lock\n"
+         "with workdir_lock.locked(sys.argv[1]):\n"
+         "  print('locked', flush=True)\n  time.sleep(120)\n",
+         str(t / "busy")], stdout=subprocess.PIPE, text=True)
+    _BACKGROUND.append(proc)
+    assert proc.stdout.readline().strip() == "locked"
   elif name == "empty_dir":
     (t / "empty").mkdir(exist_ok=True)
   elif name in ("nan_data", "huge_data", "other_data"):
@@ -269,11 +332,18 @@ def _prepare(name: str, paths: dict[str, str]) -> None:
 def test_bad_input_is_one_line_and_exit_code_2(case, tiny_run, tmp_path,
                                               capsys):
   paths = dict(tiny_run, T=str(tmp_path))
-  if case.prepare:
-    _prepare(case.prepare, paths)
-  argv = [a.format(**paths) for a in case.args.split()]
-  # The case's own --set come last, so they win over TINY's.
-  code, err = _run(argv[:1] + (TINY if case.tiny else []) + argv[1:], capsys)
+  try:
+    if case.prepare:
+      _prepare(case.prepare, paths)
+    argv = [a.format(**paths) for a in case.args.split()]
+    # The case's own --set come last, so they win over TINY's.
+    code, err = _run(argv[:1] + (TINY if case.tiny else []) + argv[1:],
+                     capsys)
+  finally:
+    while _BACKGROUND:
+      proc = _BACKGROUND.pop()
+      proc.kill()
+      proc.wait()
   lines = [l for l in err.splitlines() if "error:" in l or "Traceback" in l]
   assert code == 2, err
   assert len(lines) == 1 and "Traceback" not in err, err
@@ -288,7 +358,8 @@ def test_nothing_diverged_or_mismatched_reaches_disk(tiny_run, tmp_path, capsys)
   assert code == 2 and not out.exists()
   before = Path(tiny_run["C"]).read_bytes()
   code, _ = _run(["train-controller", "--data", tiny_run["D"], "--ardm",
-                  tiny_run["B"], "--out", tiny_run["C"]] + TINY, capsys)
+                  tiny_run["B"], "--out", tiny_run["C"], "--overwrite"]
+                 + TINY, capsys)
   assert code == 2 and Path(tiny_run["C"]).read_bytes() == before
 
 
@@ -312,8 +383,9 @@ def test_fresh_starts_afresh(tiny_run, tmp_path, capsys):
   out = tmp_path / "a.npz"
   argv = ["train-ardm", "--data", tiny_run["D"], "--out", str(out)] + TINY
   assert _run(argv, capsys)[0] == 0
-  other = argv + ["--set", "ardm_training.seed=5"]
-  assert _run(other, capsys)[0] == 2
+  assert "exists already" in _run(argv, capsys)[1]  # a finished run
+  other = argv + ["--overwrite", "--set", "ardm_training.seed=5"]
+  assert "belongs to another run" in _run(other, capsys)[1]
   assert _run(other + ["--fresh"], capsys)[0] == 0
 
 

@@ -43,7 +43,8 @@ def test_train_pipeline_end_to_end(tiny_run, tmp_path, capsys):
 
 
 def test_errors_are_reported_without_traceback(tmp_path, capsys):
-  assert cli.main(["train-ardm", "--data", str(tmp_path), "--out",
+  (tmp_path / "empty").mkdir()
+  assert cli.main(["train-ardm", "--data", str(tmp_path / "empty"), "--out",
                    str(tmp_path / "a.npz")]) == 2
   assert "no train.nc or train.zarr" in capsys.readouterr().err
   assert cli.main(["demo", "--set", "nope=1"]) == 2

@@ -81,12 +81,43 @@ class OutputPathError(ValueError):
   """An output location cannot be written."""
 
 
+class OutputExistsError(OutputPathError):
+  """An output exists already and replacing it was not asked for."""
+
+
+def _inputs(inputs) -> list[tuple[str, Path]]:
+  """[(flag, path)] of the existing inputs; items are paths or (flag, path)."""
+  out = []
+  for item in inputs:
+    flag, other = item if isinstance(item, tuple) else ("", item)
+    if other is None or not isinstance(other, (str, os.PathLike)):
+      continue
+    other = Path(other)
+    if other.exists():  # a name (shipped model, gs://) is no path here
+      out.append((flag, other))
+  return out
+
+
 def check_output(path: str | os.PathLike, kind: str = "file",
-                 inputs: tuple = (), flag: str = "--out") -> Path:
+                 inputs: tuple = (), flag: str = "--out",
+                 writes: tuple[str, ...] | None = None,
+                 overwrite: bool = False,
+                 overwrite_hint: str = "--overwrite") -> Path:
   """Fails before any work if `path` cannot be written as a `kind`.
 
-  kind: "file" or "folder". inputs: paths the run reads, which the output
-  must not overwrite.
+  kind: "file" or "folder".
+  inputs: what the run reads: paths, or (flag, path) pairs (the flag names
+    it in the error). No output may be an input, an output folder may not
+    contain one, and an output file may not lie inside an input folder
+    (a checkpoint among the training splits). Inputs that do not exist
+    (names of shipped models, URLs) are skipped.
+  writes: for a folder, the names (or glob patterns) of the files the run
+    writes there; unless `overwrite`, a folder holding any of them is
+    refused (files of other names are left alone). For a file: an existing
+    file is refused unless `overwrite`.
+  overwrite_hint: how the caller asks to replace outputs (in the message).
+
+  Raises OutputPathError (OutputExistsError for existing outputs).
   """
   path = Path(path)
   if kind == "file" and path.is_dir():
@@ -94,11 +125,34 @@ def check_output(path: str | os.PathLike, kind: str = "file",
                           f" e.g. {path / 'model.npz'}")
   if kind == "folder" and path.exists() and not path.is_dir():
     raise OutputPathError(f"{flag} {path} is a file; give a folder")
-  for other in inputs:
-    if other is not None and Path(other).exists() and path.exists() and (
-        path.resolve() == Path(other).resolve()):
-      raise OutputPathError(f"{flag} {path} is also an input of this run;"
-                            " choose another path")
+  out = path.resolve()
+  for input_flag, other in _inputs(inputs):
+    named = f"{input_flag} {other}".strip()
+    resolved = other.resolve()
+    if resolved == out:
+      raise OutputPathError(f"{flag} {path} is also an input of this run"
+                            f" ({named}); choose another path")
+    if kind == "folder" and resolved.is_relative_to(out):
+      raise OutputPathError(f"{flag} {path} contains an input of this run"
+                            f" ({named}); write the results to another"
+                            " folder")
+    if kind == "file" and other.is_dir() and out.is_relative_to(resolved):
+      raise OutputPathError(f"{flag} {path} lies inside the input folder"
+                            f" {named}; write it outside that folder")
+  if not overwrite:
+    if kind == "file" and path.exists():
+      raise OutputExistsError(
+          f"{flag} {path} exists already (finished work is not replaced);"
+          f" give another path, or {overwrite_hint} to replace it")
+    if kind == "folder" and path.is_dir():
+      for name in writes or ():
+        found = sorted(path.glob(name)) if any(c in name for c in "*?[") \
+            else [path / name] if os.path.lexists(path / name) else []
+        if found:
+          raise OutputExistsError(
+              f"{flag} {path} already holds {found[0].name} of an earlier"
+              f" run; give another folder, or {overwrite_hint} to replace"
+              " it")
   existing = path if kind == "folder" else path.parent
   while not existing.exists():
     existing = existing.parent

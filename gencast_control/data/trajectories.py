@@ -2,7 +2,9 @@
 
 A trajectory dataset is an xarray Dataset (NetCDF file or zarr store) whose
 data variables all have dims ("trajectory", "time", *spatial), a strictly
-increasing `time` coordinate (model time) and finite values. The splits of
+increasing `time` coordinate (model time) and finite values. Training reads
+the time coordinate as the model's step: it must be regular, without gaps or
+repeats (`time_step` names the first that is not). The splits of
 one experiment live in one folder as train / validation / test with suffix .nc
 (NetCDF) or .zarr. In memory, the variables are stacked as channels:
 [trajectory, time, *spatial, C] float32 (the core's channel-last layout).
@@ -23,6 +25,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
+
+from gencast_control.core import times as time_lib
 
 SPLITS = ("train", "validation", "test")
 LEADING_DIMS = ("trajectory", "time")
@@ -243,8 +247,61 @@ def validate_trajectories(ds: xr.Dataset,
       i = int(bad[0])
       raise TrajectoryDatasetError(
           f"the time coordinate is not strictly increasing: time[{i}] ="
-          f" {t[i]} is followed by time[{i + 1}] = {t[i + 1]}")
+          f" {t[i]} is followed by time[{i + 1}] = {t[i + 1]}"
+          + (" (a repeated time)" if t[i] == t[i + 1] else ""))
   return spatial_dims
+
+
+def time_step(ds: xr.Dataset, where: str):
+  """The time between consecutive states of a trajectory dataset: its `time`
+  coordinate checked strictly increasing, without repeated times and
+  regular (every step equal to the first); TrajectoryDatasetError naming
+  `where` (the file) and the first repeat or gap. A float (np.float64) for
+  numeric times, a np.timedelta64 for dates; None without a time coordinate
+  or with a single time."""
+  if "time" not in ds.coords:
+    return None
+  t = np.asarray(ds["time"].values)
+  if t.ndim != 1 or t.dtype.kind not in "fiumM":
+    raise TrajectoryDatasetError(
+        f"{where}: the time coordinate must be 1-D numeric or datetime, got"
+        f" dims {ds['time'].dims} and dtype {t.dtype}")
+  if t.dtype.kind in "iuf":
+    t = t.astype(np.float64)
+    if not np.isfinite(t).all():
+      raise TrajectoryDatasetError(f"{where}: the time coordinate has NaN or"
+                                   " inf values")
+  elif np.isnat(t).any():
+    raise TrajectoryDatasetError(f"{where}: the time coordinate has missing"
+                                 " (NaT) values")
+  if t.size < 2:
+    return None
+  try:
+    time_lib.check_time_axis(t, None, where)
+  except ValueError as e:
+    raise TrajectoryDatasetError(
+        f"{e}: the states of a trajectory must be one model step apart")
+  step = t[1] - t[0]
+  off = np.abs(np.asarray(np.diff(t) / step, np.float64) - 1.0) > 1e-6
+  if off.any():
+    i = int(np.argmax(off))
+    fmt = time_lib.format_time
+    raise TrajectoryDatasetError(
+        f"{where}: the time coordinate has a gap: the step from {fmt(t[i])}"
+        f" to {fmt(t[i + 1])} is {_format_step(t[i + 1] - t[i])}, the first"
+        f" step {_format_step(step)}: the states of a trajectory"
+        " must be one model step apart (drop or fill the gap, or cut the"
+        " trajectory there)")
+  if t.dtype.kind == "f":
+    return np.float64(step)
+  return np.timedelta64(step, "ns")
+
+
+def _format_step(step) -> str:
+  if isinstance(step, np.timedelta64):
+    import pandas as pd
+    return str(pd.Timedelta(step))
+  return f"{float(step):g}"
 
 
 # --------------------------------------------------------- array conversions

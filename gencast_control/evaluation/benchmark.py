@@ -538,6 +538,12 @@ def markdown_report(results: dict) -> str:
   return "\n".join(lines).rstrip() + "\n"
 
 
+# The files run_benchmark writes (glob patterns; the plots are named by
+# config and regime).
+OUTPUT_FILES = ("benchmark.json", "benchmark.csv", "benchmark.md",
+                "*_rmse_vs_time_*.png", "*_spectra.png", "*_fields.png")
+
+
 def write_plots(name: str, result: dict, examples: dict, config,
                 out_dir: Path) -> list[Path]:
   """Error vs time per regime, spectra per regime, example fields."""

@@ -186,6 +186,11 @@ def plot_maps(arrays: dict, regime: str, channel: int, channel_name: str,
                            f" step {t}", columns=len(means) + 2)
 
 
+# The files write_pilot writes (glob patterns).
+OUTPUT_FILES = ("pilot.json", "pilot.csv", "pilot.md",
+                "pilot_rmse_vs_time.png", "pilot_map_*.png")
+
+
 def write_pilot(rows: dict[str, dict], out_dir,
                 channels: Sequence[str] = ()) -> dict[str, Path]:
   """Writes pilot.json, .csv, .md, an RMSE-vs-lead-time plot and, where the

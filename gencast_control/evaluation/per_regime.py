@@ -63,6 +63,11 @@ def markdown_table(rows: dict[str, dict]) -> str:
        for name, s in rows.items()))
 
 
+# The files write_evaluation writes.
+OUTPUT_FILES = ("evaluation.json", "evaluation.csv", "evaluation.md",
+                "rmse_vs_time.png")
+
+
 def write_evaluation(rows: dict[str, dict], out_dir) -> dict[str, Path]:
   """Writes evaluation.json, .csv, .md and one error-vs-time plot."""
   paths = engine.write_report(out_dir, "evaluation", rows, flat_rows(rows),

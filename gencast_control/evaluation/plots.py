@@ -1,4 +1,9 @@
-"""Figures of assimilation results (matplotlib, written as PNG)."""
+"""Figures of assimilation results (matplotlib, written as PNG).
+
+Every figure is written atomically (`save_figure`): to a temporary file in
+the target folder, then renamed into place, so a failed or interrupted
+write never leaves a truncated image or replaces a good one.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+
+from gencast_control.core.checkpoint import atomic_write  # noqa: E402
+
+
+def save_figure(fig, path, dpi: int = 100) -> Path:
+  """Writes `fig` to `path` atomically (format from the suffix, PNG by
+  default) and closes it."""
+  path = Path(path)
+  fmt = path.suffix.lstrip(".").lower() or "png"
+  try:
+    return atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=fmt))
+  finally:
+    plt.close(fig)
 
 
 def plot_space_time(ds: xr.Dataset, variable: str, path) -> Path:
@@ -38,10 +56,7 @@ def plot_space_time(ds: xr.Dataset, variable: str, path) -> Path:
   axes[0].set_ylabel("time step")
   fig.suptitle(f"{ds.attrs.get('system', '')}: regime "
                f"{ds.attrs.get('regime', '')}")
-  path = Path(path)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, dpi=110)
 
 
 def plot_snapshots(ds: xr.Dataset, variable: str, path,
@@ -67,10 +82,7 @@ def plot_snapshots(ds: xr.Dataset, variable: str, path,
       axes[row, col].set_title(f"{name}, t={ds.time.values[t]}", fontsize=9)
       axes[row, col].set_xticks([])
       axes[row, col].set_yticks([])
-  path = Path(path)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, dpi=100)
 
 
 def plot_assimilation(ds: xr.Dataset, variable: str, path) -> Path:
@@ -92,10 +104,7 @@ def plot_error_vs_time(curves: dict[str, np.ndarray], path,
   ax.set_yscale("log")
   ax.set_title(title)
   ax.legend()
-  path = Path(path)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, dpi=110)
 
 
 def plot_spectra(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
@@ -119,10 +128,7 @@ def plot_spectra(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
   axes[0, 0].set_ylabel("E(k)")
   axes[0, 0].legend(fontsize=7)
   fig.suptitle(title)
-  path = Path(path)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, dpi=100)
 
 
 def plot_fields(panels: dict[str, np.ndarray], path, title: str = "",
@@ -152,10 +158,7 @@ def plot_fields(panels: dict[str, np.ndarray], path, title: str = "",
     ax.set_xticks([])
     ax.set_yticks([])
   fig.suptitle(title)
-  path = Path(path)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, dpi=100)
 
 
 def plot_analysis(analysis: xr.Dataset, observations, path) -> Path:
@@ -197,7 +200,4 @@ def plot_analysis(analysis: xr.Dataset, observations, path) -> Path:
     for ax in axes:
       ax.set_xlabel(f"{observations.spatial_dims[0]} (grid index)")
   fig.suptitle(f"{variable}: {analysis.attrs.get('method', '')} analysis")
-  path = Path(path)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, dpi=110)

@@ -4,6 +4,14 @@ Each step reads and writes files (trajectory splits data_dir/{train,
 validation,test}.{nc,zarr}, checkpoints), so the CLI, the demo, the
 evaluation and the notebooks run the same code. The truths and cold starts
 an evaluation runs from are in `truth`.
+
+Splits are read by name and coordinate, never by position (`load_split`):
+train-ardm reads the state's layout off the train split (the variables in
+channel order, the grid's coordinates, the time step of its regular time
+axis) and records it in the ARDM checkpoint; later reads align to the
+checkpoint's layout, so a split with its variables in another order or a
+coordinate running the other way gives the same states, and one on another
+grid or at another time step is refused naming the file.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
                                            save_grid_ardm)
 from gencast_control.adapters.grid_training import train_ardm
 from gencast_control.core import config as config_lib
+from gencast_control.core import times as time_lib
 from gencast_control.core.checkpoint import CheckpointError
+from gencast_control.core.layout import StateLayout
 from gencast_control.core.controller import load_controller, save_controller
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.data import trajectories
@@ -59,13 +69,140 @@ def find_split(data_dir, split: str) -> Path:
       " simulate` first or point --data at your own trajectory splits")
 
 
-def load_split(config: ExperimentConfig, data_dir, split: str) -> np.ndarray:
-  """Loads and validates a split as [trajectory, time, *spatial, C]."""
-  variables = state_variables(config) or None  # None: the data's
+def config_time_step(config: ExperimentConfig) -> tuple[str, float] | None:
+  """(field, value) of the config's model step in the data's time units:
+  pde.model_dt (the PDEs, your own data) or pde.step_hours (ERA5, whose
+  splits count time in hours); None for a config without one."""
+  for field in ("model_dt", "step_hours"):
+    value = getattr(config.pde, field, None)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      return f"pde.{field}", float(value)
+  return None
+
+
+def same_step(a, b) -> bool | None:
+  """Whether two time steps are equal (floats to 1e-9 relative); None when
+  one is a number and the other a timedelta."""
+  if isinstance(a, np.timedelta64) != isinstance(b, np.timedelta64):
+    return None
+  if isinstance(a, np.timedelta64):
+    return bool(np.timedelta64(a, "ns") == np.timedelta64(b, "ns"))
+  return bool(abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)),
+                                                      abs(float(b))))
+
+
+def _format_step(step) -> str:
+  if isinstance(step, np.timedelta64):
+    import pandas as pd
+    return str(pd.Timedelta(step))
+  return f"{float(step):g}"
+
+
+def _as_step(step):
+  """np.float64, or np.timedelta64[ns] for dates."""
+  if isinstance(step, np.timedelta64):  # (an np.integer subclass)
+    return np.timedelta64(step, "ns")
+  return time_lib.as_timestep(float(step), "the data's time step")
+
+
+def _is_sphere(dims, coords, periodic) -> bool:
+  """(lat, lon) in degrees, periodic in longitude only."""
+  if len(dims) != 2 or tuple(periodic) != (False, True):
+    return False
+  if (dims[0].lower() not in ("lat", "latitude")
+      or dims[1].lower() not in ("lon", "longitude")):
+    return False
+  lat, lon = coords
+  return bool(lat[0] >= -90.0 and lat[-1] <= 90.0
+              and lon[-1] - lon[0] < 360.0)
+
+
+def data_layout(config: ExperimentConfig, ds, where) -> StateLayout | None:
+  """The layout of the states of a trajectory split, to record in the ARDM
+  trained on it: the config's variables (default: the split's) in channel
+  order, the grid's dims with their coordinates (ascending: a split whose
+  coordinate runs the other way is reindexed), the config's periodicity and
+  the step of the split's time axis (checked regular; ValueError naming
+  the file and both steps where the config's model step differs). None where
+  a spatial dim has no coordinate: the grid is then unknown and the model's
+  layout comes from the user's initial state, as for older checkpoints."""
+  variables = state_variables(config) or None
+  try:
+    dims = trajectories.validate_trajectories(ds, variables,
+                                              spatial_dims(config))
+  except trajectories.TrajectoryDatasetError as e:
+    raise trajectories.TrajectoryDatasetError(f"{where}: {e}") from None
+  variables = tuple(variables or ds.data_vars)
+  step = trajectories.time_step(ds, str(where))
+  expected = config_time_step(config)
+  if step is None:
+    step = expected[1] if expected is not None else 1.0
+  elif expected is not None and same_step(step, expected[1]) is False:
+    field, value = expected
+    raise ValueError(
+        f"{where}: its states are {_format_step(step)} apart but the config's"
+        f" {field} is {value:g}: give --set {field}={_format_step(step)}, or"
+        " data at the config's step")
+  if any(d not in ds.coords for d in dims):
+    return None
+  coords = []
+  for d in dims:
+    c = np.asarray(ds[d].values)
+    if c.dtype.kind not in "iuf" or not np.isfinite(c).all():
+      raise ValueError(f"{where}: the {d!r} coordinate must be finite"
+                       f" numbers, got dtype {c.dtype}")
+    c = np.sort(c.astype(np.float64))
+    if c.size > 1 and not (np.diff(c) > 0).all():
+      i = int(np.argmax(np.diff(c) <= 0))
+      raise ValueError(f"{where}: the {d!r} coordinate repeats {c[i]:g}")
+    coords.append(c)
+  periodic = tuple(bool(p) for p in config.ardm.periodic)
+  if len(periodic) != len(dims):
+    raise ValueError(f"{where}: the states have spatial dims {dims} but the"
+                     f" config's ARDM has {len(periodic)}"
+                     f" (ardm.periodic={periodic})")
+  return StateLayout(variables, ((),) * len(variables), dims, tuple(coords),
+                     periodic, _as_step(step),
+                     sphere=_is_sphere(dims, coords, periodic))
+
+
+def load_split(config: ExperimentConfig, data_dir, split: str,
+               layout: StateLayout | None = None) -> np.ndarray:
+  """Loads and validates a split as [trajectory, time, *spatial, C].
+
+  layout: the ARDM's (recorded in its checkpoint): the variables are taken
+  by name in its channel order, the grid is aligned to its coordinates
+  (reindexed where only the order differs, refused otherwise) and the time
+  axis must be regular at its step. Default: the layout read off the split
+  (`data_layout`). Every error names the file.
+  """
   path = find_split(data_dir, split)
-  ds = trajectories.open_trajectories(path)
-  trajectories.validate_trajectories(ds, variables, spatial_dims(config))
-  array = trajectories.trajectories_to_array(ds, variables)
+  return split_states(config, trajectories.open_trajectories(path), path,
+                      layout)
+
+
+def split_states(config: ExperimentConfig, ds, path,
+                 layout: StateLayout | None = None) -> np.ndarray:
+  """[trajectory, time, *spatial, C] of the split `ds` read from `path`
+  (load_split)."""
+  if layout is None:
+    layout = data_layout(config, ds, path)
+  else:
+    try:
+      trajectories.validate_trajectories(ds, layout.variables, layout.dims)
+    except trajectories.TrajectoryDatasetError as e:
+      raise trajectories.TrajectoryDatasetError(f"{path}: {e}") from None
+    step = trajectories.time_step(ds, str(path))
+    if step is not None and not same_step(step, layout.timestep):
+      raise ValueError(
+          f"{path}: its states are {_format_step(step)} apart but the ARDM"
+          f" steps {_format_step(layout.timestep)} (the model_dt it was"
+          " trained with)")
+  if layout is None:  # no spatial coordinates: the variables by name only
+    array = trajectories.trajectories_to_array(
+        ds, state_variables(config) or None)
+  else:
+    array = layout.stack(ds, ("trajectory", "time"), str(path))
   if tuple(array.shape[2:]) != tuple(config.ardm.state_shape):
     raise ValueError(
         f"{path}: states have shape {array.shape[2:]} but the config's ARDM"
@@ -89,22 +226,41 @@ def regimes_in_state_units(regimes, data_dir, channels
 
 
 def load_checkpoints(config: ExperimentConfig, ardm_path,
-                     controller_path=None):
+                     controller_path=None, check_time_step: bool = True):
   """(ARDM, controller config, params, ARDM metadata, controller metadata).
 
   Checks that the checkpoints are for the config's system and that the
   config's `ardm` and `controller` sections are the checkpoints' (they fix
   the architecture and the sampler the controller was trained with), so a
   result is never labelled with settings it did not use.
+  check_time_step: also that the config's model step (pde.model_dt) is the
+  one the ARDM was trained with, where its checkpoint records it: the
+  commands that simulate or read truths at the config's step need it;
+  `assimilate` takes the checkpoint's step and passes False.
   """
   ardm, ardm_meta = load_grid_ardm(ardm_path)
   _check_sections(config, "ardm", ardm.config, ardm_meta, ardm_path)
+  if check_time_step:
+    _check_time_step(config, ardm, ardm_path)
   if controller_path is None:
     return ardm, None, None, ardm_meta, None
   controller_config, params, meta = load_controller(controller_path, ardm)
   _check_sections(config, "controller", controller_config, meta,
                   controller_path)
   return ardm, controller_config, params, ardm_meta, meta
+
+
+def _check_time_step(config, ardm: GridARDM, path):
+  expected = config_time_step(config)
+  if ardm.layout is None or expected is None:
+    return
+  field, value = expected
+  if same_step(value, ardm.layout.timestep) is False:
+    raise CheckpointError(
+        f"the config sets {field}={value:g} but {path} was trained with"
+        f" model_dt {_format_step(ardm.layout.timestep)}: --set"
+        f" {field}={_format_step(ardm.layout.timestep)} or use a checkpoint"
+        " trained at the config's step")
 
 
 def _check_sections(config, section, checkpoint_config, meta, path):
@@ -127,11 +283,17 @@ def _check_sections(config, section, checkpoint_config, meta, path):
 
 def train_ardm_step(config: ExperimentConfig, data_dir, out_path,
                     workdir=None, progress: bool = True) -> GridARDM:
-  """Pretrains the ARDM on the train split and saves its checkpoint."""
-  data = load_split(config, data_dir, "train")
+  """Pretrains the ARDM on the train split and saves its checkpoint, with
+  the split's layout (`data_layout`: variables, grid, time step)."""
+  path = find_split(data_dir, "train")
+  ds = trajectories.open_trajectories(path)
+  layout = data_layout(config, ds, path)
+  data = split_states(config, ds, path, layout)
+  del ds
   t0 = time.perf_counter()
   ardm, history = train_ardm(data, config.ardm, config.ardm_training, workdir,
                              progress)
+  ardm = ardm.with_layout(layout)
   save_grid_ardm(out_path, ardm, {
       "system": config.system, "experiment": config_lib.to_dict(config),
       "train_seconds": round(time.perf_counter() - t0, 1),
@@ -145,10 +307,10 @@ def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
                           out_path, workdir=None, progress: bool = True):
   """Trains the controller against a saved ARDM and saves its checkpoint."""
   ardm = load_checkpoints(config, ardm_path)[0]
-  data = load_split(config, data_dir, "train")
+  data = load_split(config, data_dir, "train", ardm.layout)
   validation = None
   if config.controller_training.validate_every > 0:
-    validation = load_split(config, data_dir, "validation")
+    validation = load_split(config, data_dir, "validation", ardm.layout)
   initial = None
   if config.controller_training.warm_start:
     warm_config, initial, _ = load_controller(

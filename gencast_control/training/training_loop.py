@@ -37,10 +37,15 @@ Nothing is lost or mislabelled:
   continues from that state.
 * After a resume, log.jsonl drops the records of replayed steps, and stale
   temporary files of killed writes are removed.
+* The work folder is locked while a run uses it (core/workdir_lock.py, taken
+  by process 0): a second run on it fails with a FolderInUseError naming the
+  first (pid, host, command line, start time). A killed run leaves no stale
+  lock (flock dies with its process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -56,6 +61,7 @@ import optax
 import tqdm
 
 from gencast_control.core import checkpoint
+from gencast_control.core import workdir_lock
 from gencast_control.training import scalar_writer
 from gencast_control.training import sharding as sharding_lib
 
@@ -258,67 +264,73 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
   identity = dict(identity or {})
   state_path = log_path = best_path = None
   primary = sharding_lib.is_primary()
+  lock = contextlib.ExitStack()  # the work folder's, held by process 0
+  writer = None  # TensorBoard events beside log.jsonl
   if workdir is not None:
     workdir = Path(workdir)
     if workdir.exists() and not workdir.is_dir():
       raise NotADirectoryError(f"work folder {workdir} is a file")
     workdir.mkdir(parents=True, exist_ok=True)
-    state_path, log_path = workdir / "state.npz", workdir / "log.jsonl"
-    best_path = workdir / "best.npz"
     if primary:
-      for stale in workdir.glob(".*.tmp"):  # left by a killed write
-        stale.unlink(missing_ok=True)
-  state, meta = initial_state(params, optimizer, key, state_path, mesh)
-  history = []
-  resumed_with = []
-  if meta:
-    resumed_with = _check_identity(state_path, meta, identity)
-    if log_path is not None and primary:
-      history = _replayed_log(log_path, int(state["step"]))
-  best = {"params": state["params"], "score": jnp.asarray(np.inf, jnp.float32),
-          "step": jnp.zeros((), jnp.int32)}
-  if validate is not None and best_path is not None and best_path.exists():
-    best, best_meta = checkpoint.load_training_state(best_path, best)
-    _check_identity(best_path, best_meta, identity)
-  update = _update_fn(loss_fn, optimizer, mesh)
-
-  def save(**extra):
-    if state_path is not None and primary:
-      checkpoint.save_training_state(
-          state_path, state, dict(metadata or {}, identity=identity, **extra))
-
-  def log(record, keep=True):
-    if keep:
-      history.append(record)
-    if log_path is not None and primary:
-      with open(log_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    if writer is not None:
-      writer.write(record)
-
-  def validation(step):
-    nonlocal best
-    scores = validate(state["params"])
-    log(dict(scores, step=step))
-    if scores[best_metric] < float(best["score"]):
-      best = {"params": state["params"],
-              "score": jnp.asarray(scores[best_metric], jnp.float32),
-              "step": jnp.asarray(step, jnp.int32)}
-      if best_path is not None and primary:
-        checkpoint.save_training_state(best_path, best, {
-            "metric": best_metric, "identity": identity})
-
-  start = int(state["step"])
-  if start > num_steps:
-    raise RunMismatchError(
-        f"{state_path} is at step {start}, beyond num_steps={num_steps}:"
-        " raise num_steps to continue it, or rerun with --fresh")
-  writer = None  # TensorBoard events beside log.jsonl
-  if log_path is not None and primary:
-    writer = scalar_writer.open_writer(workdir, start)
-    if writer is None and not any("note" in r for r in history):
-      log({"step": start, "note": scalar_writer.MISSING}, keep=False)
+      lock.enter_context(workdir_lock.locked(workdir))
   try:
+    if workdir is not None:
+      state_path, log_path = workdir / "state.npz", workdir / "log.jsonl"
+      best_path = workdir / "best.npz"
+      if primary:
+        for stale in workdir.glob(".*.tmp"):  # left by a killed write
+          stale.unlink(missing_ok=True)
+    state, meta = initial_state(params, optimizer, key, state_path, mesh)
+    history = []
+    resumed_with = []
+    if meta:
+      resumed_with = _check_identity(state_path, meta, identity)
+      if log_path is not None and primary:
+        history = _replayed_log(log_path, int(state["step"]))
+    best = {"params": state["params"],
+            "score": jnp.asarray(np.inf, jnp.float32),
+            "step": jnp.zeros((), jnp.int32)}
+    if validate is not None and best_path is not None and best_path.exists():
+      best, best_meta = checkpoint.load_training_state(best_path, best)
+      _check_identity(best_path, best_meta, identity)
+    update = _update_fn(loss_fn, optimizer, mesh)
+
+    def save(**extra):
+      if state_path is not None and primary:
+        checkpoint.save_training_state(
+            state_path, state,
+            dict(metadata or {}, identity=identity, **extra))
+
+    def log(record, keep=True):
+      if keep:
+        history.append(record)
+      if log_path is not None and primary:
+        with open(log_path, "a") as f:
+          f.write(json.dumps(record) + "\n")
+      if writer is not None:
+        writer.write(record)
+
+    def validation(step):
+      nonlocal best
+      scores = validate(state["params"])
+      log(dict(scores, step=step))
+      if scores[best_metric] < float(best["score"]):
+        best = {"params": state["params"],
+                "score": jnp.asarray(scores[best_metric], jnp.float32),
+                "step": jnp.asarray(step, jnp.int32)}
+        if best_path is not None and primary:
+          checkpoint.save_training_state(best_path, best, {
+              "metric": best_metric, "identity": identity})
+
+    start = int(state["step"])
+    if start > num_steps:
+      raise RunMismatchError(
+          f"{state_path} is at step {start}, beyond num_steps={num_steps}:"
+          " raise num_steps to continue it, or rerun with --fresh")
+    if log_path is not None and primary:
+      writer = scalar_writer.open_writer(workdir, start)
+      if writer is None and not any("note" in r for r in history):
+        log({"step": start, "note": scalar_writer.MISSING}, keep=False)
     if resumed_with:
       log({"step": start, "event": "resumed after divergence with another"
            f" {', '.join(resumed_with)}"})
@@ -367,3 +379,4 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
   finally:
     if writer is not None:
       writer.close()
+    lock.close()
