@@ -36,7 +36,6 @@ Measured here (CPU, 2 cores shared with a training job, jax 0.8.1, graphcast
 """
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -49,6 +48,7 @@ import numpy as np  # noqa: E402
 
 from gencast_control.adapters import gencast as g  # noqa: E402
 from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
+from gencast_control.core.checkpoint import write_json  # noqa: E402
 from gencast_control.core.controller import ControllerConfig  # noqa: E402
 from gencast_control.baselines.guidance import DPSOptions, dps_rule  # noqa: E402
 from gencast_control.core.observations import Preview  # noqa: E402
@@ -111,8 +111,7 @@ def main():
   if args.flops:
     result = _count_flops(args.arch, args.horizon, args.fraction)
     if args.json:
-      with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
+      write_json(args.json, result)
     return
 
   t0 = time.perf_counter()
@@ -210,8 +209,7 @@ def main():
           f" remat): {result['grad_s']:.3f} s,"
           f" peak memory {result.get('peak_gib')} GiB")
   if args.json:
-    with open(args.json, "w") as f:
-      json.dump(result, f, indent=2)
+    write_json(args.json, result)
 
 
 def _time_gradient(model, config, params, inputs, targets, forcings):

@@ -34,7 +34,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gencast_control.evaluation import benchmark, engine  # noqa: E402
-from gencast_control.core.checkpoint import write_json  # noqa: E402
+from gencast_control.core.checkpoint import (  # noqa: E402
+    atomic_write, write_json)
 from gencast_control.core.config import load_config  # noqa: E402
 from gencast_control.systems import pipeline  # noqa: E402
 from gencast_control.systems.truth import (  # noqa: E402
@@ -122,7 +123,8 @@ def main():
            "|---|---|---|---|"]
   lines += [f"| {n} | {r['rmse']:.4f} | {r['crps']:.4f} |"
             f" {r['spread_skill']:.3f} |" for n, r in rows.items()]
-  (out / "mixed_quality.md").write_text("\n".join(lines) + "\n")
+  text = "\n".join(lines) + "\n"
+  atomic_write(out / "mixed_quality.md", lambda f: f.write(text.encode()))
   print("\n".join(lines))
   print(json.dumps({"seconds": round(result["seconds"], 1)}))
 
