@@ -310,11 +310,11 @@ def diff_observations(a, b) -> str | None:
   """Two ObservationSets: same times, grid values, mask and stds."""
   if len(a.times) != len(b.times) or not np.array_equal(a.times, b.times):
     return "other run times"
-  if a.layout.variables != b.layout.variables:
-    # channels by name
-    order = [a.layout.variables.index(v) for v in b.layout.variables]
-  else:
-    order = list(range(len(b.layout.variables)))
+  channels = [tuple(c) for c in a.layout.channels]
+  if sorted(channels, key=str) != sorted(map(tuple, b.layout.channels),
+                                         key=str):
+    return f"other channels {channels}"
+  order = [channels.index(tuple(c)) for c in b.layout.channels]  # by name
   mask = np.asarray(b.stream.mask) > 0
   for name in ("values", "mask", "std"):
     if name == "std":

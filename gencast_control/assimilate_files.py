@@ -45,9 +45,14 @@ def is_point_table(path) -> bool:
 
 
 def climatology(config: ExperimentConfig, data_dir, members: int,
-                history_length: int, seed: int = 0
+                history_length: int, seed: int = 0, timestep=1.0
                 ) -> tuple[xr.Dataset, str]:
-  """Random training states as an initial ensemble, and which ones."""
+  """Random training states as an initial ensemble, and which ones; their
+  history times are (-h+1..0) * timestep (model times: the run starts at
+  0)."""
+  if isinstance(timestep, np.timedelta64):
+    raise ValueError("climatological members have no date: give --initial"
+                     " FILE (with the run's start date) or --restart DIR")
   path = pipeline.find_split(data_dir, "train")
   ds = api.open_dataset(path)
   rng = np.random.default_rng(seed)
@@ -55,8 +60,9 @@ def climatology(config: ExperimentConfig, data_dir, members: int,
   t0 = rng.integers(0, ds.sizes["time"] - history_length + 1, members)
   states = xr.concat(
       [ds.isel(trajectory=int(i), time=slice(int(t), int(t) + history_length))
-       .drop_vars("time").assign_coords(time=np.arange(history_length)
-                                        - history_length + 1.0)
+       .drop_vars("time").assign_coords(
+           time=(np.arange(history_length) - history_length + 1.0)
+           * float(timestep))
        for i, t in zip(traj, t0)], dim="sample")
   which = ", ".join(f"(trajectory {i}, time index {t})"
                     for i, t in zip(traj, t0))
@@ -72,8 +78,9 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   """The `assimilate` command; returns the monitoring statistics (and
   scores). See the module docstring for the files written.
 
-  A grid model comes from `ardm_path` and the config (its time step
-  pde.model_dt and its variables); GenCast from `ardm_path` (DeepMind's
+  A grid model comes from `ardm_path` (its checkpoint records its
+  variables, grid and time step; older checkpoints take them from the
+  config's pde.model_dt and the data); GenCast from `ardm_path` (DeepMind's
   checkpoint or a name), `stats` and `example` (api.load_model), and starts
   from the example's input frames unless --initial/--restart is given.
   """
@@ -103,8 +110,9 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
     initial_ds = source.isel(time=slice(0, model.history_length))
     note = f"members start from the input frames of the example {example}"
   elif data_dir is not None:
-    initial_ds, note = climatology(config, data_dir, members or 8,
-                                   model.history_length, seed)
+    initial_ds, note = climatology(
+        config, data_dir, members or 8, model.history_length, seed,
+        model.layout.timestep if model.layout is not None else dt)
   else:
     raise ValueError("give --initial FILE, --restart DIR or --data DIR (to"
                      " start the members from climatological training states)")

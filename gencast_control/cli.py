@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
       description="Runs the controlled assimilation and the unguided forecast"
       " from the same initial members and keys. The run starts at the last"
       " time t_0 of the initial state and advances by the model's step (the"
-      " config's pde.model_dt for the grid models, 12 h for GenCast);"
+      " one its checkpoint records, else the config's pde.model_dt; 12 h for"
+      " GenCast);"
       " observation times must be t_0 + k dt (numbers, or dates for GenCast)."
       " GenCast: --ardm is DeepMind's checkpoint (a name, path or gs://) with"
       " --stats and --example. No truth needed.")

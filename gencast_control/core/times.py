@@ -27,7 +27,8 @@ def as_time(value, what: str = "time") -> Time:
   Timestamps, datetimes and datetime64 become naive-UTC datetime64[ns]."""
   if isinstance(value, (bool, np.bool_)):
     raise ValueError(f"{what} must be a number or a date, got {value!r}")
-  if isinstance(value, (int, float, np.integer, np.floating)):
+  if isinstance(value, (int, float, np.integer, np.floating)) and not \
+      isinstance(value, (np.timedelta64, np.datetime64)):
     return np.float64(value)
   try:
     stamp = pd.Timestamp(value)
@@ -44,7 +45,7 @@ def as_timestep(value, what: str = "dt") -> TimeStep:
   """A positive step: a float, or a timedelta (timedelta64, pandas or
   datetime.timedelta, or a string such as "12h")."""
   if isinstance(value, (int, float, np.integer, np.floating)) and not \
-      isinstance(value, (bool, np.bool_)):
+      isinstance(value, (bool, np.bool_, np.timedelta64)):
     if not np.isfinite(value) or value <= 0:
       raise ValueError(f"{what} must be positive, got {value!r}")
     return np.float64(value)
