@@ -7,26 +7,29 @@ DPM-Solver++ 2S sampler written here that adds the controller's correction
 (sigma_hat - sigma_next) u in every sub-step (Srivastava et al. 2025, arXiv
 2510.06637). With u = 0 it reproduces upstream's samples bit for bit.
 
-    from gencast_control.adapters import gencast as g
-    model = g.load_model("1p0deg_mini", stats="bucket")      # or local paths
-    predictor = g.GenCastPredictor(model)                    # = upstream GenCast
-    ensemble = predictor.sample(rng, inputs, targets * np.nan, forcings, 8)
+    >>> import jax, numpy as np
+    >>> import gencast_control as gc
+    >>> from gencast_control.adapters import gencast as g
+    >>> from gencast_control.adapters import gencast_tiny as tiny
+    >>> # offline: a tiny random GenCast; DeepMind's: g.load_model("1p0deg_mini",
+    >>> # stats="bucket") and g.load_example("era5_1p0deg_2019-03-29_30steps")
+    >>> model, example = tiny.offline_assets(num_steps=1)
+    >>> inputs, targets, forcings = tiny.split_example(model.task_config,
+    ...                                                example, 1)
+    >>> predictor = g.GenCastPredictor(model)                # = DeepMind's GenCast
+    >>> ensemble = predictor.sample(jax.random.PRNGKey(0), inputs,
+    ...                             targets * np.nan, forcings, num_samples=2)
+    >>> ensemble.sizes["sample"]
+    2
+    >>> # assimilation: GenCast as a FrozenARDM, through the public API
+    >>> ardm = g.GenCastARDM.from_example(model, example)
+    >>> str(ardm.layout.timestep.astype("timedelta64[h]"))
+    '12 hours'
 
-    # assimilation: the public API, as for every model (gencast_control.api)
-    import gencast_control as gc
-    ardm = gc.load_model("1p0deg_mini", stats="bucket", example=example)
-    obs = gc.observations_from_points("stations.csv", ardm, initial)
-    analysis = gc.assimilate(ardm, gc.load_controller(path, ardm), obs,
-                             initial, members=8, progress=True)
-
-    # training: GenCast as a FrozenARDM, through the project's one training path
-    ardm = g.GenCastARDM(model, inputs, targets, forcings)
-    states, context = ardm.trajectories(inputs, targets, forcings)
-    params, history = g.train_controller(
-        ardm, states, ardm.in_physical_units(regimes), controller_config,
-        g.ControllerTrainingConfig(objective="state", window=1, spinup=0),
-        context=context)
-    g.save_controller("controller.npz", params, controller_config, ardm)
+Training the controller goes through the project's one training path
+(`g.train_controller` on `ardm.trajectories(...)`), assimilation through
+`gc.load_model(checkpoint, stats=, example=)`, `gc.observations_from_points`
+and `gc.assimilate` (README, "GenCast on your station data").
 
 Modules: gencast_upstream (imports, install hint), gencast_assets (checkpoints,
 statistics, attention per backend), gencast_channels (xarray <-> [lat, lon, C],

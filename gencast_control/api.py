@@ -1,11 +1,22 @@
 """Assimilate your own observations: the public API, one path for every model.
 
-    import gencast_control as gc
-    model = gc.load_model("ks")                      # a shipped name or a path
-    controller = gc.load_controller("ks", model)
-    initial = truth.isel(time=[0])                   # state(s) with coordinates
-    obs = gc.observations_from_points("stations.csv", model, initial, dt=1.0)
-    analysis = gc.assimilate(model, controller, obs, initial, members=8)
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> import gencast_control as gc
+    >>> model = gc.load_model("ks")            # a shipped name, .npz, "module:factory"
+    >>> controller = gc.load_controller("ks", model)
+    >>> x = model.layout.coords[0]             # the grid it was trained on
+    >>> initial = xr.Dataset({"u": (("time", "x"), np.cos(x / 16)[None])},
+    ...                      coords={"time": [0.0], "x": x})
+    >>> stations = pd.DataFrame({"time": [1.0, 2.0, 3.0], "x": [5.3, 40.1, 77.7],
+    ...                          "variable": "u", "value": [0.9, -0.6, 0.2],
+    ...                          "error_std": 0.1})
+    >>> obs = gc.observations_from_points(stations, model, initial)
+    >>> analysis = gc.assimilate(model, controller, obs, initial, members=2)
+    >>> analysis["u"].dims, analysis.sizes["time"]
+    (('sample', 'time', 'x'), 4)
+    >>> background = gc.assimilate(model, None, obs, initial, members=2)
+    >>> gc.monitoring(obs, background, analysis)["u"]["count"]
+    3
 
 GenCast runs the same calls: `gc.load_model(checkpoint, stats=..., example=...)`
 gives DeepMind's GenCast as a FrozenARDM, station tables carry lat, lon, an

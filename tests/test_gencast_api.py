@@ -174,3 +174,9 @@ def test_bad_station_tables_name_the_problem(files, change, message):
 def test_load_model_needs_stats_and_example_together(files):
   with pytest.raises(ValueError, match="both stats= .* and example="):
     gc.load_model(files["checkpoint"], stats=files["stats"])
+
+
+def test_the_gencast_module_docstring_example_runs():
+  import doctest
+  result = doctest.testmod(g, optionflags=doctest.ELLIPSIS)
+  assert result.attempted > 0 and result.failed == 0
