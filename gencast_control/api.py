@@ -565,6 +565,7 @@ def assimilate(model: FrozenARDM, controller: BoundController | None,
   if not isinstance(progress, (bool, str)):
     raise ValueError(f"progress must be True/False or a label, got"
                      f" {progress!r}")
+  _check_memory(members, observations.num_steps, model.state_shape)
   if model.state_shape != observations.layout.shape:
     raise ValueError(f"the observations lie on a grid of shape"
                      f" {observations.layout.shape}; the model's state is"
@@ -587,6 +588,40 @@ def assimilate(model: FrozenARDM, controller: BoundController | None,
       attrs={"method": method, "seed": seed, "first_step": first_step,
              "next_step": first_step + observations.num_steps})
   return cf.with_cf_attributes(analysis)
+
+
+def _check_memory(members: int, num_steps: int, shape) -> None:
+  """Refuses, before any compiled step, an ensemble whose analysis alone
+  (float32 [M, T+1, *spatial, C], held on the host and the device) needs
+  more than half of this machine's memory."""
+  need = 2 * 4 * members * (num_steps + 1) * int(np.prod(shape))
+  try:
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (ValueError, OSError, AttributeError):  # not on this platform
+    return
+  if need > have / 2:
+    raise ValueError(
+        f"{members} members x {num_steps + 1} times of a state {tuple(shape)}"
+        f" need about {need / 2**30:.1f} GiB, more than half of this"
+        f" machine's {have / 2**30:.1f} GiB: fewer members or steps (cycle"
+        " with restart_state)")
+
+
+def check_truth(truth: xr.Dataset, observations: ObservationSet) -> None:
+  """Refuses, before the run, a truth that lacks a variable, a time of the
+  run or the model's grid (the scores would fail after the run)."""
+  layout = observations.layout
+  truth = _check_dataset(truth, "the truth")
+  if "time" not in truth.coords:
+    raise ValueError("the truth has no `time` coordinate")
+  have = set(np.asarray(truth["time"].values).tolist())
+  missing = [t for t in observations.times[1:] if t.item() not in have]
+  if missing:
+    raise ValueError(f"the truth does not cover the run's time"
+                     f" {time_lib.format_time(missing[0])} (it has"
+                     f" {truth.sizes['time']} times)")
+  layout.stack(truth.sel(time=observations.times[1:2]), ("time",),
+               "the truth", allow_missing=True)
 
 
 def write_analysis(analysis: xr.Dataset, path: str | os.PathLike, *,

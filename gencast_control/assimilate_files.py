@@ -134,6 +134,8 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
         variables=variables, dt=dt, num_steps=steps,
         where=f"observations {observations}")
   truth_ds = api.open_dataset(truth) if truth is not None else None
+  if truth_ds is not None:
+    api.check_truth(truth_ds, obs)
   analysis = api.assimilate(model, controller, obs, initial_ds, members, seed,
                             progress="analysis" if progress else False)
   background = api.assimilate(model, None, obs, initial_ds, members, seed,

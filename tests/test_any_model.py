@@ -284,3 +284,24 @@ def test_the_public_api_checks_its_arguments(toy):
   for call, message in cases:
     with pytest.raises((ValueError, FileNotFoundError), match=message):
       call()
+
+
+def test_checks_before_work(toy, tmp_path, capsys):
+  """A truth that does not cover the run, and an ensemble that does not fit
+  in memory, are refused before the first compiled step; nothing written."""
+  root = toy["root"]
+  short = toy["initial"].copy()
+  short.to_netcdf(tmp_path / "short_truth.nc")  # one time only
+  out = tmp_path / "out"
+  assert cli.main(["assimilate", "--ardm", "tests.toy_ardm:make_model",
+                   "--controller", str(root / "controller.npz"),
+                   "--observations", str(root / "stations.csv"),
+                   "--initial", str(root / "initial.nc"), "--truth",
+                   str(tmp_path / "short_truth.nc"), "--out", str(out)]) == 2
+  assert "does not cover the run's time 2024-01-01T06:00" in \
+      capsys.readouterr().err
+  assert not out.exists() or not any(out.iterdir())
+  model = ToyARDM()
+  obs = gc.observations_from_points(toy["table"], model, toy["initial"])
+  with pytest.raises(ValueError, match="more than half of this machine"):
+    gc.assimilate(model, None, obs, toy["initial"], members=10**8)
