@@ -67,6 +67,7 @@ from gencast_control.core.controller import BoundController, bind_controller
 from gencast_control.core.controller import load_controller as _load_controller
 from gencast_control.core.layout import StateLayout
 from gencast_control.core.observations import Observations
+from gencast_control.core.plugins import is_plugin_spec, plugin_model
 from gencast_control.data import cf, point_tables
 from gencast_control.evaluation import metrics
 
@@ -154,45 +155,6 @@ def load_model(source: Any, *, stats: Any = None, example: Any = None,
   return load_grid_ardm(checkpoint_path(source, "ardm"))[0]
 
 
-def is_plugin_spec(source) -> bool:
-  """Whether `source` names a factory ("module:factory", "file.py:factory")
-  rather than a file."""
-  if not isinstance(source, str) or ":" not in source or Path(source).exists():
-    return False
-  module, _, factory = source.rpartition(":")
-  return bool(module) and factory.isidentifier()
-
-
-def plugin_model(spec: str) -> FrozenARDM:
-  """The FrozenARDM returned by factory() of "module:factory" or
-  "path/to/file.py:factory" (a model of your own, no change to this
-  package)."""
-  import importlib
-  import importlib.util
-  module_name, _, factory_name = spec.rpartition(":")
-  try:
-    if module_name.endswith(".py"):
-      if not Path(module_name).is_file():
-        raise ValueError(f"model file {module_name} does not exist")
-      loader = importlib.util.spec_from_file_location(
-          Path(module_name).stem, module_name)
-      module = importlib.util.module_from_spec(loader)
-      loader.loader.exec_module(module)
-    else:
-      module = importlib.import_module(module_name)
-  except ImportError as e:
-    raise ValueError(f"cannot import the model module {module_name!r}: {e}"
-                     ) from e
-  factory = getattr(module, factory_name, None)
-  if not callable(factory):
-    raise ValueError(f"{module_name!r} has no callable {factory_name!r}")
-  model = factory()
-  if not isinstance(model, FrozenARDM):
-    raise ValueError(f"{spec}() returned a {type(model).__name__}, not a"
-                     " FrozenARDM")
-  return model
-
-
 def _check_int(value, name: str, low: int = 1, none: bool = False):
   """A one-line error unless value is an int >= low (or None when allowed)."""
   if value is None and none:
@@ -250,6 +212,8 @@ def checkpoint_path(name_or_path, kind: str) -> Path:
   if not isinstance(name_or_path, (str, os.PathLike)):
     raise ValueError(f"a {kind} checkpoint must be a name or a path, got"
                      f" {type(name_or_path).__name__}")
+  if kind == "ardm" and is_plugin_spec(name_or_path):
+    return name_or_path  # a model of one's own (core.plugins)
   path = Path(name_or_path)
   if path.suffix == ".npz" or path.exists():
     if not path.is_file():

@@ -85,7 +85,7 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   from the example's input frames unless --initial/--restart is given.
   """
   gencast = stats is not None or example is not None
-  if gencast or api.is_plugin_spec(ardm_path):
+  if gencast:
     model = api.load_model(ardm_path, stats=stats, example=example)
     controller = api.load_controller(controller_path, model)
   else:

@@ -29,6 +29,7 @@ from gencast_control.core import config as config_lib
 from gencast_control.core import times as time_lib
 from gencast_control.core.checkpoint import CheckpointError
 from gencast_control.core.layout import StateLayout
+from gencast_control.core.plugins import is_plugin_spec, plugin_model
 from gencast_control.core.controller import load_controller, save_controller
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.data import trajectories
@@ -229,6 +230,9 @@ def load_checkpoints(config: ExperimentConfig, ardm_path,
                      controller_path=None, check_time_step: bool = True):
   """(ARDM, controller config, params, ARDM metadata, controller metadata).
 
+  ardm_path: a grid ARDM checkpoint, or a model of one's own
+  ("module:factory", core.plugins).
+
   Checks that the checkpoints are for the config's system and that the
   config's `ardm` and `controller` sections are the checkpoints' (they fix
   the architecture and the sampler the controller was trained with), so a
@@ -238,15 +242,19 @@ def load_checkpoints(config: ExperimentConfig, ardm_path,
   commands that simulate or read truths at the config's step need it;
   `assimilate` takes the checkpoint's step and passes False.
   """
-  ardm, ardm_meta = load_grid_ardm(ardm_path)
-  _check_sections(config, "ardm", ardm.config, ardm_meta, ardm_path)
-  if check_time_step:
-    _check_time_step(config, ardm, ardm_path)
+  if is_plugin_spec(ardm_path):  # a model of one's own: no grid config
+    ardm, ardm_meta = plugin_model(ardm_path), {}
+  else:
+    ardm, ardm_meta = load_grid_ardm(ardm_path)
+    _check_sections(config, "ardm", ardm.config, ardm_meta, ardm_path)
+    if check_time_step:
+      _check_time_step(config, ardm, ardm_path)
   if controller_path is None:
     return ardm, None, None, ardm_meta, None
   controller_config, params, meta = load_controller(controller_path, ardm)
-  _check_sections(config, "controller", controller_config, meta,
-                  controller_path)
+  if ardm_meta:  # the config describes the grid models, not one's own
+    _check_sections(config, "controller", controller_config, meta,
+                    controller_path)
   return ardm, controller_config, params, ardm_meta, meta
 
 
