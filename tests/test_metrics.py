@@ -370,3 +370,21 @@ def test_xarray_metric_uses_names_and_area_weights():
                          time_axis=0)))
   with pytest.raises(ValueError, match="not in truth"):
     metrics.xarray_metric(metrics.rmse, y_da, y_da, dims=("level",))
+
+
+def test_engine_scores_rmse_a_and_spread_a_as_dapper_defines_them():
+  """rmse.a and spread.a (DAPPER): per trajectory and analysis time the
+  root over space, then the time mean after the burn-in; brute force."""
+  from gencast_control.evaluation import engine
+  rng = np.random.default_rng(0)
+  ensembles = rng.normal(size=(2, 4, 6, 5, 3, 2))  # [K, M, T+1, x, y, C]
+  truth = rng.normal(size=(2, 6, 5, 3, 2))
+  scores = engine.score(ensembles, truth, burn_in=2)
+  rmse, spread = [], []
+  for k in range(2):
+    for t in range(3, 6):
+      mean = ensembles[k, :, t].mean(0)
+      rmse.append(np.sqrt(np.mean((mean - truth[k, t])**2)))
+      spread.append(np.sqrt(np.mean(ensembles[k, :, t].var(0, ddof=1))))
+  assert scores["rmse_a"] == pytest.approx(np.mean(rmse), rel=1e-12)
+  assert scores["spread_a"] == pytest.approx(np.mean(spread), rel=1e-12)

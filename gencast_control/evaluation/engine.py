@@ -22,6 +22,10 @@ weights on a lat/lon grid, WeatherBench2's; uniform otherwise):
   crps          the weighted mean of the fair CRPS (Ferro 2014)
   spread_skill  the unbiased spread-skill ratio (1 = reliable)
   rmse_per_time the RMSE of xbar at each t = 0..T
+  rmse_a        DAPPER's rmse.a: mean over trajectories and t = B+1..T of
+                sqrt( sum w (xbar - y)^2 / sum w ) over space and channels
+  spread_a      DAPPER's spread.a: the same mean of sqrt( sum w s^2 / sum w ),
+                s^2 the unbiased member variance (M >= 2)
   per_channel   with channel names: RMSE_c and CRPS_c, times channel_std[c]
                 (physical units when the states are standardised)
 
@@ -147,6 +151,13 @@ def score(ensembles: np.ndarray, truth: np.ndarray,
       "rmse_per_time": np.asarray(metrics.rmse(
           ensembles.mean(1), truth, weights=w, axes=(0,) + spatial)).tolist(),
   }
+  # DAPPER's rmse.a / spread.a: the root per trajectory and time over space
+  # and channels, then the mean over trajectories and times t > B.
+  out["rmse_a"] = float(np.mean(metrics.rmse(mean, target, weights=w,
+                                             axes=spatial)))
+  if members.shape[0] >= 2:
+    out["spread_a"] = float(np.mean(np.sqrt(metrics.ensemble_variance(
+        members, weights=w, axes=spatial))))
   if channels:
     per_point = tuple(range(truth.ndim - 1))  # all but the channel
     rmse_c = metrics.rmse(mean, target, weights=w, axes=per_point)
