@@ -13,9 +13,9 @@ Builds a small valid world in a temporary folder (no network):
   custom a two-variable system (h, v on a dim s, config custom) with its
          ARDM and controller;
 
-runs the valid baselines once, then several hundred generated mutations of
-those files and command lines (flipped, scaled and shifted coordinates,
-permuted and renamed variables, dropped, repeated, unsorted and gapped times,
+runs the valid baselines once, then 295 generated mutations of those files
+and command lines (flipped, scaled and shifted coordinates, permuted and
+renamed variables, dropped, repeated, unsorted and gapped times,
 blank cells and strings in each column, wrong dtypes and file kinds, NaN/inf,
 bad error stds, times off the model step, dates where numbers are expected
 and the other way round, out-of-domain positions, wrong member counts,
@@ -37,6 +37,7 @@ Each case is classified automatically:
 
 Usage:
     python benchmarks/bad_input_probe.py [--out probe.md [--overwrite]]
+                                # every case: ~4 min on 2 CPU cores
     python benchmarks/bad_input_probe.py --only 'ks-csv|api-'   # a subset
     python benchmarks/bad_input_probe.py --list                 # the cases
     python benchmarks/bad_input_probe.py --root DIR  # keep the world in DIR
@@ -1199,6 +1200,10 @@ def ks_grid_cases() -> list[Case]:
   case("error-std-var-equal", "u_error_std = 0.1 everywhere, no --error-std",
        lambda g: g.assign(u_error_std=xr.full_like(g["u"], 0.1).fillna(0.1)),
        error_std=(), expect="equal", level="obs")
+  case("error-std-var-nan-unobserved", "u_error_std = 0.1, NaN where"
+       " unobserved, no --error-std",
+       lambda g: g.assign(u_error_std=xr.full_like(g["u"], 0.1).where(
+           g["u"].notnull())), error_std=(), expect="equal", level="obs")
   case("no-error-std", "no --error-std and no u_error_std", lambda g: g,
        ["error std", "error_std", "--error-std"], error_std=())
   for cid, value, kws in (("negative", "-1", ["error", "std"]),
@@ -1274,6 +1279,8 @@ def ks_initial_cases() -> list[Case]:
        ["inf", "finite"])
   case("members-3-vs-2", "an ensemble of 3 with --members 2",
        lambda s: s.expand_dims(sample=3), ["members", "sample"])
+  case("member-dim", "an ensemble on a dim `member` (not `sample`)",
+       lambda s: s.expand_dims(member=2), ["member"])
   case("two-equal-members", "an ensemble of 2 equal members (= one state)",
        lambda s: s.expand_dims(sample=2), expect="equal", level="state")
   case("time-as-date", "a date where the model counts in numbers",
@@ -1325,6 +1332,8 @@ def ks_truth_cases() -> list[Case]:
        lambda t: t.assign_coords(x=t["x"] * 2), ["x", "grid"])
   case("variable-renamed", "a truth of v instead of u",
        lambda t: t.rename(u="v"), ["'u'"])
+  case("ensemble", "an ensemble (sample dim) as the truth",
+       lambda t: t.expand_dims(sample=2), ["sample", "truth"])
   case("time-off-step", "truth times t + 0.5",
        lambda t: t.assign_coords(time=t["time"] + 0.5), ["truth", "time"])
   cases.append(Case("ks-truth-txt", "a .txt file as the truth",
@@ -1404,6 +1413,24 @@ def ks_flag_cases() -> list[Case]:
 
 
 # --- existing outputs ---------------------------------------------------------
+
+
+def tiny_cases() -> list[Case]:
+  """The CLI-trained tiny ARDM (32 points, 22 units) with the inputs of
+  another grid: its checkpoint's grid decides."""
+  def argv(w, d, scale):
+    test = xr.open_dataset(w.p("D") / "test.nc").isel(trajectory=0,
+                                                      drop=True).load()
+    initial = test.isel(time=[0]).assign_coords(x=test["x"] * scale)
+    rows = [{"time": float(k), "x": float(x), "variable": "u", "value": 0.5,
+             "error_std": 0.1} for k in (1, 2) for x in initial["x"][::4]]
+    return (["assimilate", "--ardm", w.p("A.npz"), "--controller",
+             w.p("C.npz"), "--members", "2", "--observations",
+             write_table(pd.DataFrame(rows), d / "obs.csv"), "--initial",
+             nc(initial, d / "initial.nc"), "--out", d / "out"] + TINY)
+  return [Case("tiny-init-x-scaled", "the tiny ARDM with an initial state"
+               " and stations on x scaled by 2 (another domain)",
+               lambda w, d: argv(w, d, 2.0), "refuse", ("x", "grid"))]
 
 
 def output_cases() -> list[Case]:
@@ -1575,6 +1602,18 @@ def training_cases() -> list[Case]:
   case("gap", "controller training data with a gap",
        lambda ds: drop(ds, 5), ["gap", "step", "apart", "regular"],
        command="controller")
+  case("x-scaled", "controller training data on another grid than the"
+       " ARDM's (x scaled by 2)", lambda ds: ds.assign_coords(x=ds["x"] * 2),
+       ["x", "grid"], command="controller")
+  case("variable-renamed", "controller training data of w instead of u",
+       lambda ds: ds.rename(u="w"), ["'u'"], command="controller")
+  cases.append(Case(
+      "train-controller-other-system", "train-controller --ardm the shipped"
+      " Kolmogorov ARDM on KS data", lambda w, d: [
+          "train-controller", "--data", w.p("D"), "--ardm",
+          REPO / "gencast_control" / "checkpoints" / "kolmogorov_ardm.npz",
+          "--out", d / "c.npz"] + TINY,
+      "refuse", ("kolmogorov", "system", "shape", "grid")))
   return cases
 
 
@@ -1599,6 +1638,21 @@ def custom_cases() -> list[Case]:
                lambda s: s.rename(s="x"), ["'s'", "s"])
   initial_case("s-reversed", "an initial state with s running the other way",
                lambda s: s.isel(s=slice(None, None, -1)), expect="equal")
+  def cust_grid(w, d, order):
+    from gencast_control import api
+    truth = xr.open_dataset(w.p("cust_data") / "test.nc").isel(
+        trajectory=0, drop=True).load().isel(time=slice(0, 5))
+    ds = truth.where(truth["s"] % 3 == 0)[list(order)]
+    return api.observations_from_dataset(
+        api.open_dataset(nc(ds, d / f"grid_{''.join(order)}.nc")),
+        w.cust_model, w.cust_initial, error_std={"h": 0.1, "v": 0.3},
+        dt=1.0)
+  cases.append(Case(
+      "custom-grid-order-v-h", "gridded observations with the variables"
+      " stored (v, h)" + READ_ONLY, call=lambda w, d: cust_grid(
+          w, d, ("v", "h")), expect="equal",
+      compare=lambda w, d, r: diff_observations(r, cust_grid(w, d,
+                                                             ("h", "v")))))
   cases.append(Case(
       "custom-config-variables-v-h", "assimilate --set pde.variables=(v, h)"
       " for an ARDM trained on (h, v)",
@@ -1705,6 +1759,17 @@ def toy_cases() -> list[Case]:
            lambda t: with_cell(t, "variable", "humidity"), ["humidity"])
   csv_case("rows-shuffled", "rows in another order",
            lambda t: t.sample(frac=1.0, random_state=1), expect="equal")
+
+  def timestamps(w, d):
+    import gencast_control as gc
+    stamps = pd.to_datetime(w.toy_table["time"], utc=True)
+    return gc.observations_from_points(
+        w.toy_table.assign(time=stamps.dt.tz_convert("Europe/Paris")),
+        w.toy_model, w.toy_initial)
+  cases.append(Case(
+      "toy-points-timestamps", "a DataFrame with tz-aware pandas Timestamps"
+      " (Europe/Paris)" + READ_ONLY, expect="equal", call=timestamps,
+      compare=lambda w, d, r: diff_observations(r, w.toy_points())))
 
   def init_case(cid, what, fn, keywords=(), expect="refuse", level="cli"):
     if level == "state":
@@ -2241,7 +2306,8 @@ def process_cases() -> list[Case]:
 
 def all_cases() -> list[Case]:
   cases = (ks_csv_cases() + ks_grid_cases() + ks_initial_cases()
-           + ks_truth_cases() + ks_flag_cases() + custom_cases()
+           + ks_truth_cases() + ks_flag_cases() + tiny_cases()
+           + custom_cases()
            + toy_cases() + output_cases() + training_cases()
            + process_cases() + api_cases())
   ids = [c.id for c in cases]

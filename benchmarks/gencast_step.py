@@ -47,7 +47,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gencast_control.adapters import gencast as g  # noqa: E402
-from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
+from gencast_control.adapters.gencast import tiny  # noqa: E402
 from gencast_control.core.checkpoint import write_json  # noqa: E402
 from gencast_control.core.controller import ControllerConfig  # noqa: E402
 from gencast_control.baselines.guidance import DPSOptions, dps_rule  # noqa: E402

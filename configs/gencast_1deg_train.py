@@ -9,11 +9,11 @@ DeepMind's bucket (configs/gencast_assets.py) or local copies.
 
 Training is the project's one controller training
 (gencast_control.training.controller_training) on GenCast as a FrozenARDM
-(adapters/gencast_ardm.py), with the "state" objective: the fair CRPS of
+(adapters/gencast/ardm.py), with the "state" objective: the fair CRPS of
 `members` controlled rollouts against the ERA5 truth, which does not reward
 copying observation noise (README, "Controller objectives").
 
-Memory (adapters/gencast_ardm.py, estimated, not measured on an
+Memory (adapters/gencast/ardm.py, estimated, not measured on an
 accelerator): one member of one 12 h window keeps ~1.2 GiB of rematerialised
 sub-step states plus one sub-step's backward of two GenCast denoiser calls;
 an example has 2 members, so each device holds one example: batch_size =
@@ -21,10 +21,10 @@ number of devices (8 on an 8-GPU VM or a TPU slice with 8 chips of >= 40 GiB
 each).
 
 A config for another GenCast checkpoint or store is a file like this one
-returning a GenCastJobConfig (adapters/gencast_job.py) with other fields.
+returning a GenCastJobConfig (adapters/gencast/job.py) with other fields.
 """
 
-from gencast_control.adapters.gencast_job import GenCastJobConfig
+from gencast_control.adapters.gencast.job import GenCastJobConfig
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.regimes import ObservationRegime

@@ -123,7 +123,7 @@ def load_model(source: Any, *, stats: Any = None, example: Any = None,
     GenCast checkpoint: DeepMind's (a registered name such as "1p0deg_mini",
     a local path or gs://) or one in DeepMind's CheckPoint format.
   stats: GenCast's normalisation statistics: "bucket", a local folder or a
-    gs:// folder (gencast_assets.load_stats).
+    gs:// folder (adapters.gencast.assets.load_stats).
   example: GenCast's data structure: a Dataset in DeepMind's example layout
     (batch, time, lat, lon, level, with static inputs and a `datetime`
     coordinate), a NetCDF path or a registered example name; it fixes the
@@ -137,7 +137,8 @@ def load_model(source: Any, *, stats: Any = None, example: Any = None,
     if stats is None or example is None:
       raise ValueError("a GenCast model needs both stats= (its normalisation"
                        " statistics) and example= (its data layout)")
-    from gencast_control.adapters import gencast_ardm, gencast_assets
+    from gencast_control.adapters.gencast import ardm as gencast_ardm
+    from gencast_control.adapters.gencast import assets as gencast_assets
     model = source
     if not isinstance(source, gencast_assets.GenCastModel):
       model = gencast_assets.load_model(source, stats, timeout_s=timeout_s)
@@ -293,7 +294,12 @@ def _error_std(error_std, variables) -> np.ndarray:
     if missing:
       raise ValueError(f"error_std has no entry for variable(s) {missing}")
     error_std = [error_std[v] for v in variables]
-  std = np.broadcast_to(np.asarray(error_std, np.float64), (len(variables),))
+  try:
+    std = np.broadcast_to(np.asarray(error_std, np.float64),
+                          (len(variables),))
+  except (TypeError, ValueError):
+    raise ValueError(f"error_std must be a number or {{variable: number}},"
+                     f" got {error_std!r}") from None
   if not (np.isfinite(std).all() and (std > 0).all()):
     raise ValueError(f"error std must be positive and finite, got {std}")
   return std.astype(np.float32)
@@ -330,8 +336,9 @@ def observations_from_dataset(ds: xr.Dataset, model: FrozenARDM,
   initial = _check_dataset(initial, "initial")
   num_steps = _check_int(num_steps, "num_steps", none=True)
   layout = model_layout(model, initial, variables, dt)
-  if "time" not in ds.dims:
-    raise ValueError(f"{where}: gridded observations need a `time` dim")
+  if "time" not in ds.dims or "time" not in ds.coords:
+    raise ValueError(f"{where}: gridded observations need a `time` dim with"
+                     " a coordinate (the observation times)")
   obs_times = np.asarray(ds["time"].values)
   time_lib.check_time_axis(obs_times, None, where)
   t0 = _run_start(initial, start)
@@ -352,9 +359,16 @@ def observations_from_dataset(ds: xr.Dataset, model: FrozenARDM,
         {error_std_name(v): v for v in layout.variables})
     std = np.ones_like(values)
     std[steps[keep]] = layout.stack(renamed, ("time",), where)[keep]
-    if np.isnan(std[np.isfinite(values)]).any():
+    observed = np.isfinite(values)
+    if np.isnan(std[observed]).any():
       raise ValueError(f"{where}: an observed value has no error std (NaN in"
                        " <variable>_error_std)")
+    bad = observed & ~(std > 0)
+    if bad.any() or not np.isfinite(std[observed]).all():
+      c = int(np.nonzero(bad)[-1][0]) if bad.any() else 0
+      raise ValueError(f"{where}: {error_std_name(layout.channels[c][0])}"
+                       " must be positive and finite where a value is"
+                       " observed")
   else:
     per_variable = _error_std(error_std, layout.variables)
     std = np.concatenate([np.full(len(levels) or 1, s, np.float32) for s,
@@ -484,6 +498,17 @@ def initial_ensemble(initial: xr.Dataset, layout: StateLayout,
   return layout.stack(initial, ("sample", "time"), where, allow_missing=True)
 
 
+def check_written_by(initial: xr.Dataset, model: FrozenARDM,
+                     where: str = "the initial state") -> None:
+  """Refuses a restart state that another model wrote (the analysis records
+  the fingerprint of the model that made it)."""
+  written_by = initial.attrs.get("model_fingerprint")
+  if written_by and written_by != model.fingerprint:
+    raise ValueError(f"{where} was written by another model ({written_by});"
+                     f" this model is {model.fingerprint}: restart a run of"
+                     " the same model")
+
+
 def _dataset_times(ds: xr.Dataset) -> np.ndarray | None:
   for name in ("datetime", "time"):
     if name in ds.coords:
@@ -534,6 +559,7 @@ def assimilate(model: FrozenARDM, controller: BoundController | None,
     raise ValueError(f"the observations lie on a grid of shape"
                      f" {observations.layout.shape}; the model's state is"
                      f" {tuple(model.state_shape)}")
+  check_written_by(initial, model)
   layout = observations.layout
   h = model.history_length
   x0 = initial_ensemble(initial, layout, h, int(members))
@@ -550,7 +576,8 @@ def assimilate(model: FrozenARDM, controller: BoundController | None,
   analysis = layout.unstack(
       ensemble, {"sample": np.arange(members), "time": run},
       attrs={"method": method, "seed": seed, "first_step": first_step,
-             "next_step": first_step + observations.num_steps})
+             "next_step": first_step + observations.num_steps,
+             "model_fingerprint": model.fingerprint})
   return cf.with_cf_attributes(analysis)
 
 
@@ -594,6 +621,12 @@ def write_analysis(analysis: xr.Dataset, path: str | os.PathLike, *,
   atomically, refusing an existing path unless overwrite. naming "gencast"
   keeps lat/lon/sample; "weatherbench2" renames them latitude/longitude/
   realization, as WeatherBench2's evaluation reads them."""
+  if not isinstance(analysis, xr.Dataset):
+    raise ValueError(f"analysis must be an xarray Dataset (the first"
+                     f" argument), got {type(analysis).__name__}")
+  if not isinstance(path, (str, os.PathLike)):
+    raise ValueError(f"path must be a file path (.nc or .zarr), got"
+                     f" {type(path).__name__}")
   if naming not in ("gencast", "weatherbench2"):
     raise ValueError(f"naming must be 'gencast' or 'weatherbench2', got"
                      f" {naming!r}")
@@ -616,8 +649,10 @@ def restart_state(analysis: xr.Dataset, history_length: int = 1
     raise ValueError(f"the analysis has {analysis.sizes.get('time', 0)}"
                      f" time(s); the next cycle needs {history_length}")
   state = analysis.isel(time=slice(-history_length, None))
+  keep = {k: analysis.attrs[k] for k in ("model_fingerprint",)
+          if k in analysis.attrs}
   return state.assign_attrs(next_step=int(analysis.attrs["next_step"]),
-                            seed=int(analysis.attrs["seed"]))
+                            seed=int(analysis.attrs["seed"]), **keep)
 
 
 def _on_analysis_grid(truth: xr.DataArray, like: xr.DataArray,

@@ -38,8 +38,10 @@ OUTPUT_FILES = ("analysis.nc", "background.nc", "restart.nc",
 
 
 def is_point_table(path) -> bool:
+  """A table (.csv, or NetCDF with a `variable` column); anything that is
+  not NetCDF or zarr goes to the table reader, which names what it takes."""
   path = Path(path)
-  if path.suffix == ".csv":
+  if path.suffix not in (".nc", ".nc4", ".zarr") and not path.is_dir():
     return True
   return "variable" in api.open_dataset(path).variables
 
@@ -74,7 +76,7 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
         out_dir, initial=None, restart=None, data_dir=None, truth=None,
         members: int | None = None, steps: int | None = None, error_std=None,
         method: str = "linear", seed: int = 0, stats=None, example=None,
-        progress: bool = True) -> dict:
+        progress: bool = True, requested_dt: float | None = None) -> dict:
   """The `assimilate` command; returns the monitoring statistics (and
   scores). See the module docstring for the files written.
 
@@ -83,6 +85,8 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   config's pde.model_dt and the data); GenCast from `ardm_path` (DeepMind's
   checkpoint or a name), `stats` and `example` (api.load_model), and starts
   from the example's input frames unless --initial/--restart is given.
+  requested_dt: a time step the user set explicitly (--set pde.model_dt),
+  refused when the model's recorded step differs.
   """
   gencast = stats is not None or example is not None
   if gencast:
@@ -97,21 +101,36 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   dt = variables = None
   if model.layout is None:
     dt = float(getattr(config.pde, "model_dt", 1.0))
+  elif requested_dt is not None and not pipeline.same_step(
+      requested_dt, model.layout.timestep):
+    raise ValueError(f"--set pde.model_dt={requested_dt:g} but the model was"
+                     f" trained with step {model.layout.timestep}: drop the"
+                     " override (the run steps by the model's step)")
   note = ""
+  given = [flag for flag, value in (("--initial", initial),
+                                    ("--restart", restart),
+                                    ("--data", data_dir)) if value is not None]
+  if len(given) > 1:
+    raise ValueError(f"give one of --initial, --restart and --data, got"
+                     f" {' and '.join(given)}")
+  if members is not None and (isinstance(members, bool) or members < 1):
+    raise ValueError(f"--members must be >= 1, got {members}")
   if restart is not None:
     initial_ds = api.open_dataset(Path(restart) / "restart.nc")
+    api.check_written_by(initial_ds, model, f"{restart}/restart.nc")
     seed = int(initial_ds.attrs.get("seed", seed))
   elif initial is not None:
     initial_ds = api.open_dataset(initial)
   elif gencast:
-    from gencast_control.adapters.gencast_assets import load_example
+    from gencast_control.adapters.gencast.assets import load_example
     source = example if isinstance(example, xr.Dataset) else load_example(
         example)
     initial_ds = source.isel(time=slice(0, model.history_length))
     note = f"members start from the input frames of the example {example}"
   elif data_dir is not None:
     initial_ds, note = climatology(
-        config, data_dir, members or 8, model.history_length, seed,
+        config, data_dir, members if members is not None else 8,
+        model.history_length, seed,
         model.layout.timestep if model.layout is not None else dt)
   else:
     raise ValueError("give --initial FILE, --restart DIR or --data DIR (to"
@@ -121,10 +140,13 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
       raise ValueError(f"--members {members} but the initial ensemble has"
                        f" {initial_ds.sizes['sample']} members")
     members = initial_ds.sizes["sample"]
-  members = members or 8
+  members = members if members is not None else 8
   if model.layout is None:
     variables = state_variables(config) or tuple(initial_ds.data_vars)
   if is_point_table(observations):
+    if error_std is not None:
+      raise ValueError("--error-std is for gridded observations; a point"
+                       " table carries each observation's error_std")
     obs = api.observations_from_points(
         observations, model, initial_ds, variables=variables, dt=dt,
         num_steps=steps, method=method)

@@ -152,7 +152,7 @@ def _cmd_train_ardm(args):
 
 
 def _cmd_train_controller(args):
-  from gencast_control.adapters import gencast_job
+  from gencast_control.adapters.gencast import job as gencast_job
   from gencast_control.training import sharding
   if args.distributed:
     sharding.initialize_distributed(force=True)
@@ -205,6 +205,18 @@ def _cmd_train(args):
   print(f"wrote {ardm} and {controller}")
 
 
+def _requested(overrides, field: str) -> float | None:
+  """The value a --set override gives `field`, if any (numbers only)."""
+  for item in overrides:
+    name, _, value = item.partition("=")
+    if name.strip() == field:
+      try:
+        return float(value)
+      except ValueError:
+        return None
+  return None
+
+
 def _cmd_assimilate(args):
   from gencast_control import assimilate_files
   config = _config(args)
@@ -229,7 +241,8 @@ def _cmd_assimilate(args):
       initial=args.initial, restart=args.restart, data_dir=args.data,
       truth=args.truth, members=args.members, steps=args.steps,
       error_std=error_std, method=args.operator, seed=args.seed,
-      stats=args.stats, example=args.example)
+      stats=args.stats, example=args.example,
+      requested_dt=_requested(args.set, "pde.model_dt"))
   from gencast_control import api
   print(api.monitoring_markdown(stats["monitoring"]))
   for method, by_var in stats.get("scores", {}).items():

@@ -192,8 +192,8 @@ def check_gencast(devices=2, num_steps=2):
   """Tiny GenCast controller training: sharded over 2 devices vs one."""
   import dataclasses
   import xarray as xr
-  from gencast_control.adapters import gencast_tiny as tiny
-  from gencast_control.adapters.gencast_ardm import GenCastARDM
+  from gencast_control.adapters.gencast import tiny
+  from gencast_control.adapters.gencast.ardm import GenCastARDM
   from gencast_control.training.controller_training import train_controller
   model, example = tiny.offline_assets(num_steps=1, seed=0, example_seed=1)
   model = dataclasses.replace(model, sampler_config=dataclasses.replace(

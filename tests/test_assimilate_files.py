@@ -253,3 +253,58 @@ def test_a_custom_system_with_its_own_names(tmp_path):
   analysis = xr.open_dataset(tmp_path / "out" / "analysis.nc")
   assert set(analysis.data_vars) == {"h", "v"}
   assert analysis["h"].dims == ("sample", "time", "s")
+
+
+@pytest.fixture(scope="module")
+def probe_files(case, tmp_path_factory):
+  """Files of the held-out probe's classes (benchmarks/bad_input_probe.py)."""
+  root = tmp_path_factory.mktemp("probe")
+  gridded = xr.open_dataset(case["root"] / "gridded.nc")
+  gridded.drop_vars("time").to_netcdf(root / "no_time.nc")
+  gridded.assign(u_error_std=xr.full_like(gridded["u"], -0.1)).to_netcdf(
+      root / "negative_std.nc")
+  (root / "obs.txt").write_text(
+      (case["root"] / "stations.csv").read_text())
+  return root
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--observations", "{P}/no_time.nc"], "`time` dim with a coordinate"),
+    (["--observations", "{P}/negative_std.nc"], "u_error_std must be positive"),
+    (["--observations", "{P}/obs.txt"], ".txt"),
+    (["--observations", "{R}/stations.csv", "--error-std", "5"],
+     "--error-std is for gridded observations"),
+    (["--observations", "{R}/stations.csv", "--members", "0"],
+     "--members must be >= 1"),
+    (["--observations", "{R}/stations.csv", "--data", "{D}"],
+     "give one of --initial, --restart and --data"),
+    (["--observations", "{R}/stations.csv", "--set", "pde.model_dt=2.0"],
+     "drop the override"),
+])
+def test_probe_classes_are_refused_in_one_line(case, probe_files, tmp_path,
+                                               capsys, extra, message):
+  fill = {"P": str(probe_files), "R": str(case["root"]), "D": case["D"]}
+  argv = ["assimilate", "--ardm", case["A"], "--controller", case["C"],
+          "--initial", str(case["root"] / "initial.nc"), "--out",
+          str(tmp_path / "out")] + [a.format(**fill) for a in extra] + TINY_CLI
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_api_probe_classes(case):
+  model = gc.load_model(case["A"])
+  grid = case["truth"].isel(time=[0])
+  gridded = xr.open_dataset(case["root"] / "gridded.nc")
+  with pytest.raises(ValueError, match="error_std must be a number"):
+    gc.observations_from_dataset(gridded, model, grid, error_std="abc",
+                                 variables=("u",), dt=1.0)
+  with pytest.raises(ValueError, match="path must be a file path"):
+    gc.write_analysis(grid, 3)
+  with pytest.raises(ValueError, match="analysis must be an xarray Dataset"):
+    gc.write_analysis("analysis.nc", grid)
+  other = grid.assign_attrs(model_fingerprint="toy-0123")
+  obs = gc.observations_from_dataset(gridded, model, grid, error_std=0.1,
+                                     variables=("u",), dt=1.0)
+  with pytest.raises(ValueError, match="written by another model"):
+    gc.assimilate(model, None, obs, other, members=2)

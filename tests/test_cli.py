@@ -133,7 +133,7 @@ def test_train_controller_runs_the_gencast_job_for_a_gencast_config(
   """`train-controller --config gencast_1deg_train` is GenCast's training job
   (its run: tests/test_gencast_adapter.py, needs DeepMind's code); a grid
   config keeps needing --data and --ardm."""
-  from gencast_control.adapters import gencast_job
+  from gencast_control.adapters.gencast import job as gencast_job
   calls = []
   monkeypatch.setattr(gencast_job, "train_controller_step",
                       lambda *a, **k: calls.append((a, k)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip(
-    "gencast_control.adapters.gencast",
+    "gencast_control.adapters.gencast.predictor",
     reason="DeepMind's GenCast code is not installed (pip install"
     " 'gencast-control[gencast]' or '[gencast-next]'); the GenCast adapter"
     " tests need it", exc_type=ImportError)
@@ -21,8 +21,8 @@ import jax.numpy as jnp  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from gencast_control.adapters import gencast as g  # noqa: E402
-from gencast_control.adapters import gencast_assets  # noqa: E402
-from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
+from gencast_control.adapters.gencast import assets as gencast_assets  # noqa: E402
+from gencast_control.adapters.gencast import tiny  # noqa: E402
 from gencast_control.core.checkpoint import CheckpointError  # noqa: E402
 from gencast_control.core.assimilation import rollout  # noqa: E402
 from gencast_control.core.controller import (  # noqa: E402
@@ -120,7 +120,7 @@ def test_controlled_step_moves_the_sample(setup):
 
 def test_rollouts_match_upstream_rollout_utilities(setup):
   s = setup
-  gc = g.upstream()
+  gc = g.upstream.upstream()
   template = s["targets"] * np.nan
   rng = jax.random.PRNGKey(3)
   upstream_fn = lambda **kw: s["upstream_step"](s["model"].params, **kw)
@@ -163,7 +163,7 @@ def test_channel_layout_round_trip_and_denormalisation(setup):
   stats = s["model"].stats
   channel_stats = g.ChannelStats.create(layout, stats,
                                         s["model"].task_config.input_variables)
-  gc = g.upstream()
+  gc = g.upstream.upstream()
   d = targets.copy(data={v: np.random.default_rng(0).normal(
       size=targets[v].shape).astype(np.float32) for v in targets.data_vars})
   inputs = s["inputs"].fillna(0.0)
@@ -413,7 +413,7 @@ def test_clear_errors_for_wrong_inputs(setup):
 
 def test_checkpoint_and_stats_files_in_deepmind_format(setup, tmp_path):
   s = setup
-  model, gc = s["model"], g.upstream()
+  model, gc = s["model"], g.upstream.upstream()
   ckpt = gc.gencast.CheckPoint(
       params=jax.tree.map(np.asarray, model.params), description="tiny",
       license="CC BY-NC-SA 4.0", task_config=model.task_config,

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 pytest.importorskip(
-    "gencast_control.adapters.gencast",
+    "gencast_control.adapters.gencast.predictor",
     reason="DeepMind's GenCast code is not installed (pip install"
     " 'gencast-control[gencast-next]' or '[gencast]'); the GenCast API tests"
     " need it", exc_type=ImportError)
@@ -26,7 +26,7 @@ import xarray as xr  # noqa: E402
 import gencast_control as gc  # noqa: E402
 from gencast_control import api, cli  # noqa: E402
 from gencast_control.adapters import gencast as g  # noqa: E402
-from gencast_control.adapters import gencast_tiny as tiny  # noqa: E402
+from gencast_control.adapters.gencast import tiny  # noqa: E402
 from gencast_control.core.controller import (  # noqa: E402
     ControllerConfig, bind_controller, init_controller, save_controller)
 from gencast_control.core.networks import ConvNetConfig  # noqa: E402
@@ -88,7 +88,7 @@ def test_zero_control_through_gc_assimilate_is_deepminds_sampler(files):
   for v in runs["zero"].data_vars:
     assert np.array_equal(runs["zero"][v].values, runs["unguided"][v].values,
                           equal_nan=True)
-  upstream = g.upstream()
+  upstream = g.upstream.upstream()
   forward = g.upstream_forward_transform(model)
   step = jax.jit(lambda rng, i, t, f: forward.apply(model.params, {}, rng, i,
                                                     t, f)[0])

@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-from gencast_control.adapters import gencast_upstream
+from gencast_control.adapters.gencast import upstream as gencast_upstream
 
 
 def test_missing_package_raises_install_hint(monkeypatch):

@@ -109,7 +109,7 @@ def test_initialize_distributed_after_jax_started_is_a_clear_error():
                     " compilations): set GENCAST_CONTROL_SLOW_TESTS=1")
 def test_gencast_sharded_training_and_job(tmp_path):
   pytest.importorskip(
-      "gencast_control.adapters.gencast",
+      "gencast_control.adapters.gencast.predictor",
       reason="DeepMind's GenCast code is not installed (pip install"
       " 'gencast-control[gencast]' or '[gencast-next]')",
       exc_type=ImportError)
@@ -124,7 +124,7 @@ def test_gencast_sharded_training_and_job(tmp_path):
 
 
 def test_gencast_job_draws_valid_initialisation_times():
-  from gencast_control.adapters.gencast_job import draw_init_times
+  from gencast_control.adapters.gencast.job import draw_init_times
   times = np.arange(np.datetime64("2015-12-31T00"), np.datetime64("2018-01-01"),
                     np.timedelta64(6, "h"))
   inits = draw_init_times(times, (2016, 2017), 50, window=2, seed=0)

@@ -1,7 +1,7 @@
 """DeepMind's GenCast as a FrozenARDM: the project's protocol, rollout and training.
 
 The state is GenCast's target channels on its grid, [lat, lon, C] in physical
-units, stacked in ChannelLayout order (gencast_channels); the history is
+units, stacked in ChannelLayout order (channels.py); the history is
 GenCast's h input frames (2 for its 24 h of 12 h steps). GenCast also needs
 inputs that are not states, which travel as the per-step context of the
 protocol (gencast_control.core.ardm): its forcing variables at the h input times
@@ -61,14 +61,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gencast_control.adapters.gencast_assets import GenCastModel
-from gencast_control.adapters.gencast_channels import (ChannelLayout,
+from gencast_control.adapters.gencast.assets import GenCastModel
+from gencast_control.adapters.gencast.channels import (ChannelLayout,
                                                        ChannelStats, check_call)
-from gencast_control.adapters.gencast_controller import (LAT_LON_PERIODIC,
+from gencast_control.adapters.gencast.controller import (LAT_LON_PERIODIC,
                                                          gencast_fingerprint)
-from gencast_control.adapters.gencast_predictor import (forward_transform,
+from gencast_control.adapters.gencast.predictor import (forward_transform,
                                                         stack_conditioning)
-from gencast_control.adapters.gencast_upstream import upstream
+from gencast_control.adapters.gencast.upstream import upstream
 from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.layout import StateLayout
 from gencast_control.data.era5_schema import (PROGRESS_FORCINGS,

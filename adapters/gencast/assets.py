@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import xarray as xr
 
-from gencast_control.adapters.gencast_upstream import upstream
+from gencast_control.adapters.gencast.upstream import upstream
 from gencast_control.configs import gencast_assets as assets_config
 
 

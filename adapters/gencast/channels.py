@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gencast_control.adapters.gencast_upstream import upstream
+from gencast_control.adapters.gencast.upstream import upstream
 
 
 @dataclasses.dataclass(frozen=True)

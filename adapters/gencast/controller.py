@@ -17,7 +17,7 @@ width 16, 1 block; counted with jax.eval_shape of its init):
 
 (GenCast 1p0deg Mini has 57.5 M parameters.) Its parameters are initialised,
 saved and loaded by gencast_control.core.controller (init_controller,
-save_controller, load_controller) with a GenCastARDM (adapters/gencast_ardm),
+save_controller, load_controller) with a GenCastARDM (adapters/gencast/ardm.py),
 whose fingerprint covers GenCast's parameters and the channel layout.
 """
 
@@ -28,7 +28,7 @@ import haiku as hk
 import jax
 import numpy as np
 
-from gencast_control.adapters.gencast_assets import GenCastModel
+from gencast_control.adapters.gencast.assets import GenCastModel
 from gencast_control.core.ardm import model_fingerprint
 from gencast_control.core.controller import ControllerConfig, make_controller
 

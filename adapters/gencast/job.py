@@ -111,7 +111,7 @@ def load_examples(config, model):
 
 def tiny_assets(config):
   """The tiny random GenCast and synthetic examples (offline smoke test)."""
-  from gencast_control.adapters import gencast_tiny as tiny
+  from gencast_control.adapters.gencast import tiny
   model, window = tiny.tiny_model(seed=0), config.controller_training.window
   example = tiny.synthetic_example(model.task_config, 10.0, num_steps=window,
                                    batch=config.num_examples, seed=1)
@@ -126,8 +126,8 @@ def train_controller_step(config: GenCastJobConfig, out_path, workdir,
   """
   import jax
   from gencast_control.training import sharding
-  from gencast_control.adapters import gencast_assets
-  from gencast_control.adapters.gencast_ardm import GenCastARDM
+  from gencast_control.adapters.gencast import assets as gencast_assets
+  from gencast_control.adapters.gencast.ardm import GenCastARDM
   from gencast_control.core.controller import save_controller
   from gencast_control.training.controller_training import train_controller
   t0 = time.perf_counter()

@@ -9,7 +9,7 @@ the same predictions; the observation preview travels as the keyword argument
 `preview`, which both wrappers pass through.
 
 At every sub-step the controller sees, on the [lat, lon, C] grid of the target
-channels (gencast_channels.ChannelLayout):
+channels (channels.ChannelLayout):
 
 * state:        the sub-step state x_hat (GenCast's normalised residual),
 * denoised:     the denoised estimate as a normalised state (x - mean) / std,
@@ -36,13 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gencast_control.adapters.gencast_assets import (GenCastModel,
+from gencast_control.adapters.gencast.assets import (GenCastModel,
                                                      NormalizationStats)
-from gencast_control.adapters.gencast_channels import (ChannelLayout,
+from gencast_control.adapters.gencast.channels import (ChannelLayout,
                                                        ChannelStats, check_call)
-from gencast_control.adapters.gencast_controller import controller_transform
-from gencast_control.adapters.gencast_sampler import ControlledSampler
-from gencast_control.adapters.gencast_upstream import upstream
+from gencast_control.adapters.gencast.controller import controller_transform
+from gencast_control.adapters.gencast.sampler import ControlledSampler
+from gencast_control.adapters.gencast.upstream import upstream
 from gencast_control.core.ardm import (ControllerFn, ControllerInputs,
                                        GuidanceFn, GuidanceInputs)
 from gencast_control.core.observations import Preview

@@ -39,14 +39,14 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gencast_control.adapters.gencast_upstream import upstream
+from gencast_control.adapters.gencast.upstream import upstream
 
 # control(x_hat, denoised, sigma_hat, substep) -> u, a Dataset shaped like x.
 ControlFn = Callable[[xr.Dataset, xr.Dataset, jax.Array, jax.Array], xr.Dataset]
 # guide(x_hat, denoised, sigma_hat, sigma_next, substep, denoise, move) -> u,
 # a Dataset shaped like x: a guidance rule's control, given the denoiser at
 # sigma_hat, denoise(x) -> D(x, sigma_hat), and the uncontrolled sub-step
-# move(x_hat, denoised) -> x at sigma_next (gencast_ardm builds the rule's
+# move(x_hat, denoised) -> x at sigma_next (ardm.py builds the rule's
 # GuidanceInputs from them).
 GuideFn = Callable[..., xr.Dataset]
 

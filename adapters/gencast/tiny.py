@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gencast_control.adapters.gencast_assets import (GenCastModel,
+from gencast_control.adapters.gencast.assets import (GenCastModel,
                                                      NormalizationStats,
                                                      attention_type_for_backend)
-from gencast_control.adapters.gencast_upstream import upstream
+from gencast_control.adapters.gencast.upstream import upstream
 from gencast_control.configs import gencast_assets as assets_config
 
 TINY_SURFACE = ("2m_temperature", "sea_surface_temperature",

@@ -14,7 +14,7 @@ context of a whole trajectory, leaves [h + T, ...] over times -h+1..T, and
 hand step n its slice n..n+h. Models without context ignore it (None).
 
 Implementers: adapters/grid.py (the project's grid ARDM of the PDE systems)
-and adapters/gencast_ardm.py (DeepMind's GenCast).
+and adapters/gencast/ardm.py (DeepMind's GenCast).
 """
 
 from __future__ import annotations

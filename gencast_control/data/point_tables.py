@@ -113,6 +113,9 @@ def parse_times(values, where: str) -> np.ndarray:
 def _read(source, where: str) -> pd.DataFrame:
   if isinstance(source, pd.DataFrame):
     return source.reset_index(drop=True)
+  if not isinstance(source, (str, os.PathLike)):
+    raise ValueError(f"{where}: a point table is a DataFrame or the path of"
+                     f" a .csv, .nc or .nc4 file, got {type(source).__name__}")
   path = Path(os.fspath(source))
   suffix = path.suffix.lower()
   if suffix not in CSV_SUFFIXES + NETCDF_SUFFIXES:
