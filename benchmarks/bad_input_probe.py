@@ -2322,6 +2322,7 @@ def all_cases() -> list[Case]:
 def markdown(rows: list[tuple[Case, str, str, float]], totals: str,
              seconds: float) -> str:
   lines = ["# Bad-input probe (`benchmarks/bad_input_probe.py`)", "",
+           provenance(), "",
            f"{totals} ({len(rows)} cases, {seconds:.0f} s)", "",
            "| # | case | input | class | message |", "|---|---|---|---|---|"]
   for i, (case, cls, message, _) in enumerate(rows, 1):
@@ -2329,6 +2330,25 @@ def markdown(rows: list[tuple[Case, str, str, float]], totals: str,
     lines.append(f"| {i} | {case.id} | {cell(case.what)} | {cls} |"
                  f" {cell(message)} |")
   return "\n".join(lines) + "\n"
+
+
+def provenance() -> str:
+  """Command, date, machine, versions and commit of this run."""
+  import platform
+  import subprocess
+  import jax
+  import xarray
+  try:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, timeout=10,
+                            cwd=Path(__file__).parent).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    commit = ""
+  return (f"Command: `python {' '.join(sys.argv)}`; date"
+          f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine"
+          f" {platform.machine()}, {os.cpu_count()} CPU cores, Python"
+          f" {platform.python_version()}, jax {jax.__version__}, xarray"
+          f" {xarray.__version__}; commit {commit or 'unknown'}.")
 
 
 def write_atomic(path: Path, text: str) -> None:

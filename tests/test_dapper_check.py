@@ -108,7 +108,7 @@ def test_short_cycle_matches_dapper(check_module):
                               log=lambda s: None)
   runs = result["runs"]
   theirs = runs["DAPPER LETKF"]
-  assert theirs["analyses"] == 150
+  assert theirs["analyses"] == 151  # Ko + 1 = 201 analyses at t = 1..201
   assert theirs["rmse_a"] == pytest.approx(theirs["dapper_avrgs_rmse_a"],
                                            rel=1e-9)
   assert theirs["spread_a"] == pytest.approx(theirs["dapper_avrgs_rmv_a"],
