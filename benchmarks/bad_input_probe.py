@@ -36,7 +36,7 @@ Each case is classified automatically:
         finished work or an input changed, or files left by a failed run.
 
 Usage:
-    python benchmarks/bad_input_probe.py [--out probe.md [--overwrite]]
+    python benchmarks/bad_input_probe.py [--out probe.md] [--publish] [--overwrite]
                                 # every case: ~4 min on 2 CPU cores
     python benchmarks/bad_input_probe.py --only 'ks-csv|api-'   # a subset
     python benchmarks/bad_input_probe.py --list                 # the cases
@@ -2320,56 +2320,36 @@ def all_cases() -> list[Case]:
 
 
 def markdown(rows: list[tuple[Case, str, str, float]], totals: str,
-             seconds: float) -> str:
+             seconds: float, argv=None) -> str:
+  """The table under the provenance header (command, date, machine,
+  versions, commit: gencast_control.evaluation.provenance)."""
+  from gencast_control.evaluation import provenance
   lines = ["# Bad-input probe (`benchmarks/bad_input_probe.py`)", "",
-           provenance(), "",
            f"{totals} ({len(rows)} cases, {seconds:.0f} s)", "",
            "| # | case | input | class | message |", "|---|---|---|---|---|"]
   for i, (case, cls, message, _) in enumerate(rows, 1):
     cell = lambda s: str(s).replace("|", "\\|")
     lines.append(f"| {i} | {case.id} | {cell(case.what)} | {cls} |"
                  f" {cell(message)} |")
-  return "\n".join(lines) + "\n"
-
-
-def provenance() -> str:
-  """Command, date, machine, versions and commit of this run."""
-  import platform
-  import subprocess
-  import jax
-  import xarray
-  try:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True, timeout=10,
-                            cwd=Path(__file__).parent).stdout.strip()
-  except (OSError, subprocess.SubprocessError):
-    commit = ""
-  return (f"Command: `python {' '.join(sys.argv)}`; date"
-          f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine"
-          f" {platform.machine()}, {os.cpu_count()} CPU cores, Python"
-          f" {platform.python_version()}, jax {jax.__version__}, xarray"
-          f" {xarray.__version__}; commit {commit or 'unknown'}.")
+  command = [str(Path(__file__).resolve())] + list(
+      sys.argv[1:] if argv is None else argv)
+  return provenance.with_header("\n".join(lines), command)
 
 
 def write_atomic(path: Path, text: str) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                             suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  """Temporary file, then rename (readable like any other file, not 0600)."""
+  from gencast_control.core.checkpoint import atomic_write
+  atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", type=Path, help="write the table as markdown")
+  parser.add_argument("--publish", action="store_true",
+                      help="also write the table to"
+                      " docs/results/bad_input_probe.md")
   parser.add_argument("--overwrite", action="store_true",
-                      help="replace an existing --out file")
+                      help="replace an existing --out (or published) file")
   parser.add_argument("--only", help="run the cases whose id matches this"
                       " regex")
   parser.add_argument("--list", action="store_true", help="list the cases")
@@ -2379,6 +2359,14 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.out is not None and args.out.exists() and not args.overwrite:
     parser.error(f"--out {args.out} exists; give --overwrite to replace it")
+  published = None
+  if args.publish:
+    from gencast_control.evaluation import provenance
+    published = provenance.publish_path("bad_input_probe")
+    try:
+      provenance.check_publish([published], args.overwrite)
+    except ValueError as e:
+      parser.error(str(e))
   cases = all_cases()
   if args.only:
     cases = [c for c in cases if re.search(args.only, c.id)]
@@ -2429,9 +2417,11 @@ def main(argv=None) -> int:
               f" {counts[BAD]}")
     elapsed = time.perf_counter() - t0
     print(f"\n{totals}  ({len(rows)} cases, {elapsed:.0f} s)")
-    if args.out is not None:
-      write_atomic(args.out, markdown(rows, totals, elapsed))
-      print(f"wrote {args.out}")
+    text = markdown(rows, totals, elapsed, argv)
+    for path in (args.out, published):
+      if path is not None:
+        write_atomic(path, text)
+        print(f"wrote {path}")
   finally:
     if args.root is None:
       shutil.rmtree(root, ignore_errors=True)

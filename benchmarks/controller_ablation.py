@@ -7,6 +7,11 @@ independent climatological states (systems.truth.climatological_histories),
 and scores leave out a burn-in. The unguided forecast is scored beside them.
 Training is resumable: a variant whose checkpoint exists is not retrained.
 
+The markdown table carries the provenance header (command, date, machine,
+versions, commit of the invocation that wrote it; variants scored by an
+earlier invocation into the same --out are kept); --publish also writes it
+to docs/results/controller_ablation.md.
+
 Usage:
     gencast-control simulate --config ks --out data/ks
     python benchmarks/controller_ablation.py --data data/ks --out results/ablation
@@ -15,6 +20,7 @@ Usage:
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +28,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
-from gencast_control.evaluation import benchmark
+from gencast_control.evaluation import benchmark, provenance
 from gencast_control.core.checkpoint import atomic_write, write_json  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
 from gencast_control.core.controller import load_controller  # noqa: E402
@@ -62,7 +68,16 @@ def main():
   parser.add_argument("--steps", type=int, default=100)
   parser.add_argument("--members", type=int, default=4)
   parser.add_argument("--burn-in", type=int, default=20)
+  parser.add_argument("--publish", action="store_true",
+                      help="also write the table to"
+                      " docs/results/controller_ablation.md")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing published table")
   args = parser.parse_args()
+  publish = None
+  if args.publish:
+    publish = provenance.publish_path("controller_ablation")
+    provenance.check_publish([publish], args.overwrite)
   regimes = args.regime or ["stations_10pct", "every4_25pct", "random_10pct"]
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
@@ -108,8 +123,10 @@ def main():
     print(f"{name}: " + ", ".join(
         f"{r} RMSE {s['controlled']['rmse']:.3f}" for r, s in scores.items()))
   write_json(out / "ablation.json", results)
-  text = markdown(results)
+  text = provenance.with_header(markdown(results), sys.argv)
   atomic_write(out / "ablation.md", lambda f: f.write(text.encode()))
+  if publish is not None:
+    atomic_write(publish, lambda f: f.write(text.encode()))
   print(text)
 
 
@@ -132,7 +149,8 @@ def _summary(s):
 
 def markdown(results) -> str:
   regimes = results["regimes"]
-  lines = [f"Validation split, cold start, burn-in {results['burn_in']};"
+  lines = ["# Controller ablation: objective x horizon x on-policy (KS)", "",
+           f"Validation split, cold start, burn-in {results['burn_in']};"
            f" {results['train_steps']} training steps per variant."
            " RMSE / CRPS / spread-skill per regime; last logged training"
            " score (for `observations`: the in-sample misfit in units of the"

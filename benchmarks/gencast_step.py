@@ -23,6 +23,10 @@ Usage:
                                             # counts only; fine on a CPU
     python benchmarks/gencast_step.py --arch mini1deg --construct-only
 
+The results print as a markdown table under the provenance header (command,
+date, machine, versions, commit); --publish also writes it to
+docs/results/gencast_step_ARCH.md (gencast_step_ARCH_flops.md with --flops).
+
 Measured here (CPU, 2 cores shared with a training job, jax 0.8.1, graphcast
 0.2; no accelerator was lent), 2026-12-05, DPS through the guidance rule:
     tiny (52.7 k GenCast parameters, controller 118 k), `--repeats 3
@@ -38,6 +42,7 @@ Measured here (CPU, 2 cores shared with a training job, jax 0.8.1, graphcast
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -49,6 +54,7 @@ import numpy as np  # noqa: E402
 from gencast_control.adapters import gencast as g  # noqa: E402
 from gencast_control.adapters.gencast import tiny  # noqa: E402
 from gencast_control.core.checkpoint import write_json  # noqa: E402
+from gencast_control.evaluation import engine, provenance  # noqa: E402
 from gencast_control.core.controller import ControllerConfig  # noqa: E402
 from gencast_control.baselines.guidance import DPSOptions, dps_rule  # noqa: E402
 from gencast_control.core.observations import Preview  # noqa: E402
@@ -107,11 +113,24 @@ def main():
                       " step (abstract parameters: no compute; works for"
                       " mini1deg on a CPU)")
   parser.add_argument("--json", help="also write the results here")
+  parser.add_argument("--publish", action="store_true",
+                      help="also write the markdown table to"
+                      " docs/results/gencast_step_ARCH[_flops].md")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing published table")
   args = parser.parse_args()
+  publish = None
+  if args.publish:
+    if args.construct_only:
+      parser.error("--construct-only measures nothing to publish")
+    publish = provenance.publish_path(
+        "gencast_step", args.arch, *(["flops"] if args.flops else []))
+    provenance.check_publish([publish], args.overwrite)
   if args.flops:
     result = _count_flops(args.arch, args.horizon, args.fraction)
     if args.json:
       write_json(args.json, result)
+    _report(markdown(result), publish)
     return
 
   t0 = time.perf_counter()
@@ -210,6 +229,54 @@ def main():
           f" peak memory {result.get('peak_gib')} GiB")
   if args.json:
     write_json(args.json, result)
+  _report(markdown(result), publish)
+
+
+def markdown(result: dict) -> str:
+  """A timing (or, with gflops_per_substep_body, a FLOP) result as a titled
+  markdown table."""
+  grid = "x".join(str(n) for n in result["grid"])
+  head = (f"GenCast {result['arch']} ({result['gencast_parameters']:,}"
+          f" parameters, grid {grid}); controller"
+          f" {result['controller_parameters']:,} parameters.")
+  if "gflops_per_substep_body" in result:
+    flops = result["gflops_per_substep_body"]
+    return "\n".join([
+        f"# GenCast step FLOPs: {result['arch']}", "", head + " XLA's FLOPs"
+        " of one sampler sub-step plus the fixed work, abstract parameters.",
+        "", engine.markdown_table(["variant", "GFLOPs"],
+                                  [[k, f"{v:.3f}"] for k, v in flops.items()]),
+        "", f"Controlled / uncontrolled:"
+        f" {result['controlled_over_uncontrolled']:.3f}x; DPS / controlled:"
+        f" {result['dps_over_controlled']:.3f}x."])
+  lines = [f"# GenCast 12 h step: {result['arch']}", "",
+           head + f" Device {result['device']}; each variant compiled, then"
+           f" run round-robin {result['repeats']} times.", "",
+           engine.markdown_table(
+               ["variant", "step median [s]", "step min [s]", "compile [s]"],
+               [[k, f"{v:.4f}", f"{result['step_s_min'][k]:.4f}",
+                 f"{result['compile_s'][k]:.1f}"]
+                for k, v in result["step_s_median"].items()]), "",
+           f"Controlled / uncontrolled:"
+           f" {result['controlled_over_uncontrolled']:.3f}x median,"
+           f" {result['controlled_over_uncontrolled_min']:.3f}x min (goal <="
+           f" 1.15x). DPS / controlled: {result['dps_over_controlled']:.3f}x"
+           f" median, {result['dps_over_controlled_min']:.3f}x min (goal >="
+           " 3x)."]
+  if "grad_s" in result:
+    lines.append(f"Controller gradient (state objective, 2 members, window"
+                 f" 1, remat): {result['grad_s']:.3f} s, peak memory"
+                 f" {result.get('peak_gib')} GiB.")
+  return "\n".join(lines)
+
+
+def _report(text: str, publish) -> None:
+  """Prints the table under its provenance header; writes it to `publish`
+  (a docs/results/ path) when given."""
+  print(provenance.with_header(text, sys.argv))
+  if publish is not None:
+    provenance.publish(publish, text, sys.argv)
+    print(f"wrote {publish}")
 
 
 def _time_gradient(model, config, params, inputs, targets, forcings):

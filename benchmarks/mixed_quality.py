@@ -16,6 +16,10 @@ forecast uses no observations. A controller that weighs observations by
 their quality scores better with the stated stds. --blind-controller scores
 a controller trained without the error-std channel beside them.
 
+The markdown table carries the provenance header (command, date, machine,
+versions, commit); --publish also writes it to
+docs/results/mixed_quality_CONFIG.md.
+
 Usage:
     python benchmarks/mixed_quality.py --config ks --out results/mixed_ks
 """
@@ -24,6 +28,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +38,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gencast_control.evaluation import benchmark, engine  # noqa: E402
+from gencast_control.evaluation import (  # noqa: E402
+    benchmark, engine, provenance)
 from gencast_control.core.checkpoint import (  # noqa: E402
     atomic_write, write_json)
 from gencast_control.core.config import load_config  # noqa: E402
@@ -59,8 +65,17 @@ def main():
                       help="a controller trained without the error-std"
                       " channel (e.g. an earlier shipped one)")
   parser.add_argument("--out", default="results/mixed_quality")
+  parser.add_argument("--publish", action="store_true",
+                      help="also write the table to"
+                      " docs/results/mixed_quality_CONFIG.md")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing published table")
   args = parser.parse_args()
   config = load_config(args.config)
+  publish = None
+  if args.publish:
+    publish = provenance.publish_path("mixed_quality", config.name)
+    provenance.check_publish([publish], args.overwrite)
   regime = (config.regime(args.regime) if args.regime else next(
       r for r in config.regimes if r.noise_std_max is not None))
   ardm_path, controller_path = pipeline.shipped_checkpoints(config.name)
@@ -116,16 +131,19 @@ def main():
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   write_json(out / "mixed_quality.json", result)
-  lines = [f"{config.name}, {regime.name} (sigma_obs {stds.min():.3g} to"
+  lines = [f"# Mixed-quality observations: {config.name}", "",
+           f"{config.name}, {regime.name} (sigma_obs {stds.min():.3g} to"
            f" {stds.max():.3g}; one std = {np.mean(result['one_std']):.3g}),"
            f" cold start, {k} x {num_steps} steps x {m} members:", "",
            "| method, error stds given | RMSE | CRPS | spread/skill |",
            "|---|---|---|---|"]
   lines += [f"| {n} | {r['rmse']:.4f} | {r['crps']:.4f} |"
             f" {r['spread_skill']:.3f} |" for n, r in rows.items()]
-  text = "\n".join(lines) + "\n"
+  text = provenance.with_header("\n".join(lines), sys.argv)
   atomic_write(out / "mixed_quality.md", lambda f: f.write(text.encode()))
-  print("\n".join(lines))
+  if publish is not None:
+    atomic_write(publish, lambda f: f.write(text.encode()))
+  print(text)
   print(json.dumps({"seconds": round(result["seconds"], 1)}))
 
 

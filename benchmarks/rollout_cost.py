@@ -7,9 +7,13 @@ cannot settle a cost goal. This benchmark compiles the unguided and the
 controlled ensemble rollouts of one test trajectory (the config's ensemble
 size and number of steps, its default regime's observations), runs them
 alternately `--repeats` times each and prints, side by side, the median of
-the per-round ratios and the ratio of the fastest runs.
+the per-round ratios and the ratio of the fastest runs, as a markdown table
+under the provenance header (command, date, machine, versions, commit);
+--publish also writes it to docs/results/rollout_cost_CONFIG.md.
 
 Usage:
+    python benchmarks/rollout_cost.py --publish   # KS, shipped checkpoints,
+                                                  # a trajectory from the solver
     python benchmarks/rollout_cost.py --config heldsuarez --data data/hs \\
         --ardm runs/hs/ardm.npz --controller runs/hs/controller.npz
     python benchmarks/rollout_cost.py --config ks --data data/ks \\
@@ -18,6 +22,7 @@ Usage:
 
 import argparse
 import statistics
+import sys
 import time
 
 import jax
@@ -25,21 +30,27 @@ import jax
 from gencast_control.api import checkpoint_path
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import bind_controller
-from gencast_control.evaluation import engine, forecasts
+from gencast_control.evaluation import engine, forecasts, provenance
 from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import state_variables
-from gencast_control.systems.truth import load_test_window
+from gencast_control.systems.truth import load_test_window, test_trajectories
 
 
 def measure(config, data_dir, ardm_path, controller_path, repeats: int,
             seed: int = 0) -> dict:
-  """Round-robin wall-clock of the unguided and controlled programs."""
+  """Round-robin wall-clock of the unguided and controlled programs on the
+  first test trajectory (of data_dir's test split; None: drawn from the
+  config's solver)."""
   ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
       config, ardm_path, controller_path)
-  truth = load_test_window(config, data_dir)[:1]
   a = config.assimilation
-  regime, = pipeline.regimes_in_state_units(
-      [config.regime(a.regime)], data_dir, state_variables(config))
+  if data_dir is None:
+    truth = test_trajectories(config)[:1]
+    regime = config.regime(a.regime)
+  else:
+    truth = load_test_window(config, data_dir)[:1]
+    regime, = pipeline.regimes_in_state_units(
+        [config.regime(a.regime)], data_dir, state_variables(config))
   key = jax.random.PRNGKey(seed)
   h = ardm.history_length
   observations = engine.observe(regime, truth, h, key)
@@ -62,37 +73,68 @@ def measure(config, data_dir, ardm_path, controller_path, repeats: int,
   return {"unguided_median_s": statistics.median(times["unguided"]),
           "controlled_median_s": statistics.median(times["controlled"]),
           "ratio_median": statistics.median(ratios),
+          "unguided_fastest_s": min(times["unguided"]),
+          "controlled_fastest_s": min(times["controlled"]),
           "ratio_of_fastest": min(times["controlled"])
           / min(times["unguided"]),
           "repeats": repeats, "ensemble_size": a.ensemble_size,
           "num_steps": a.num_steps, "regime": a.regime}
 
 
-def main():
+def markdown(config_name: str, result: dict) -> str:
+  """The result as a titled markdown table."""
+  return "\n".join([
+      f"# Controlled vs unguided rollout cost: {config_name}", "",
+      f"One test trajectory, {result['ensemble_size']} members x"
+      f" {result['num_steps']} steps, regime {result['regime']}; both"
+      " programs compiled once, then run alternately"
+      f" {result['repeats']} times each (wall-clock).", "",
+      engine.markdown_table(
+          ["rollout", "median [s]", "fastest [s]"],
+          [["unguided", f"{result['unguided_median_s']:.3f}",
+            f"{result['unguided_fastest_s']:.3f}"],
+           ["controlled", f"{result['controlled_median_s']:.3f}",
+            f"{result['controlled_fastest_s']:.3f}"]]), "",
+      f"Controlled / unguided: **{result['ratio_median']:.3f}x** (median of"
+      f" the {result['repeats']} per-round ratios),"
+      f" {result['ratio_of_fastest']:.3f}x (ratio of the fastest runs)."])
+
+
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--config", required=True)
-  parser.add_argument("--data", required=True, help="folder with the test"
-                      " split")
-  parser.add_argument("--ardm", required=True)
-  parser.add_argument("--controller", required=True)
+  parser.add_argument("--config", default="ks")
+  parser.add_argument("--data", help="folder with the test split (default:"
+                      " a trajectory drawn from the config's solver)")
+  parser.add_argument("--ardm", help="checkpoint path or shipped name"
+                      " (default: the config's shipped one)")
+  parser.add_argument("--controller", help="checkpoint path or shipped name"
+                      " (default: the config's shipped one)")
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--set", action="append", default=[],
                       metavar="KEY=VALUE")
-  args = parser.parse_args()
+  parser.add_argument("--publish", action="store_true",
+                      help="also write the table to"
+                      " docs/results/rollout_cost_CONFIG.md")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing published table")
+  args = parser.parse_args(argv)
   config = load_config(args.config, args.set)
+  publish = None
+  if args.publish:
+    publish = provenance.publish_path("rollout_cost", config.name)
+    provenance.check_publish([publish], args.overwrite)
   result = measure(config, args.data,
-                   checkpoint_path(args.ardm, "ardm"),
-                   checkpoint_path(args.controller, "controller"),
+                   checkpoint_path(args.ardm or config.name, "ardm"),
+                   checkpoint_path(args.controller or config.name,
+                                   "controller"),
                    args.repeats)
-  device = jax.devices()[0]
-  print(f"{args.config}: {result['ensemble_size']} members x"
-        f" {result['num_steps']} steps, regime {result['regime']},"
-        f" {device.platform} x{jax.device_count()} (jax {jax.__version__})")
-  print(f"  unguided   median {result['unguided_median_s']:.3f} s")
-  print(f"  controlled median {result['controlled_median_s']:.3f} s")
-  print(f"controlled / unguided = {result['ratio_median']:.3f}x median of"
-        f" {args.repeats} rounds, {result['ratio_of_fastest']:.3f}x fastest"
-        " runs")
+  command = ["benchmarks/rollout_cost.py"] + list(
+      sys.argv[1:] if argv is None else argv)
+  text = provenance.with_header(markdown(config.name, result), command)
+  print(text)
+  if publish is not None:
+    provenance.publish(publish, markdown(config.name, result), command)
+    print(f"wrote {publish}")
 
 
 if __name__ == "__main__":

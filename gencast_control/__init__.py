@@ -22,7 +22,15 @@ Building blocks, for a model stack of your own (README, "Architecture"):
     load_config                          a built-in or file config, --set overrides
 
 Everything is imported on first use, so `import gencast_control` is light.
+`gencast_control.__version__` is the installed distribution's version.
 """
+
+from importlib import metadata as _metadata
+
+try:
+  __version__ = _metadata.version("gencast-control")
+except _metadata.PackageNotFoundError:  # a source tree that is not installed
+  __version__ = "0.1.0"  # keep equal to pyproject.toml's [project] version
 
 _API = ("load_model", "load_controller", "observations_from_dataset",
         "observations_from_points", "assimilate", "write_analysis",

@@ -30,6 +30,12 @@ rename), figures included; and the folder a command writes into (results,
 or a training work folder) is locked while it runs: a second run into it
 fails naming the first (pid, host, command line). The lock is an flock on
 FOLDER/.lock, so a killed run leaves no stale lock.
+
+Tables carry their provenance: benchmark, evaluate and pilot write their
+markdown table under a header naming the command, date, machine, versions
+and commit (evaluation/provenance.py); with --publish the table also goes to
+docs/results/COMMAND_CONFIG.md of the checkout (replaced only with
+--overwrite).
 """
 
 from __future__ import annotations
@@ -106,6 +112,20 @@ def _add_overwrite(p: argparse.ArgumentParser, what: str = "the results"
   p.add_argument("--overwrite", action="store_true",
                  help=f"replace {what}; without it the command refuses"
                  " before any work when they exist")
+
+
+def _add_publish(p: argparse.ArgumentParser, name: str):
+  p.add_argument("--publish", action="store_true",
+                 help=f"also write the markdown table, under its provenance"
+                 f" header (command, date, machine, versions, commit), to"
+                 f" docs/results/{name}.md of this checkout; an existing"
+                 " table is replaced only with --overwrite")
+
+
+def _check_publish(args, paths):
+  """Fails before any work on tables --publish cannot write."""
+  from gencast_control.evaluation import provenance
+  provenance.check_publish(list(paths), getattr(args, "overwrite", False))
 
 
 def _add_fresh(p: argparse.ArgumentParser):
@@ -257,13 +277,18 @@ def _cmd_benchmark(args):
   from gencast_control.evaluation import benchmark
   _check_outputs(args, (args.out, "folder", "--out", benchmark.OUTPUT_FILES),
                  inputs=_inputs(args, "--checkpoints"))
+  publish = None
+  if args.publish:
+    publish = benchmark.publish_paths(args.config, args.set, args.mode,
+                                      args.start)
+    _check_publish(args, publish.values())
   size = {k: v for k, v in (("num_trajectories", args.trajectories),
                             ("num_steps", args.steps),
                             ("ensemble_size", args.members)) if v is not None}
   results = benchmark.run_benchmark(
       args.out, args.config, args.mode, args.method or benchmark.METHODS,
       args.regime, args.set, args.checkpoints, size, start=args.start,
-      burn_in=args.burn_in)
+      burn_in=args.burn_in, command=args.command_line, publish=publish)
   print(benchmark.markdown_report(results))
   for path in results["paths"]:
     print(f"wrote {path}")
@@ -279,6 +304,9 @@ def _cmd_evaluate(args):
   config = _config(args)
   _check_outputs(args, (args.out, "folder", "--out", evaluation.OUTPUT_FILES),
                  inputs=_inputs(args, "--ardm", "--controller", "--data"))
+  publish = evaluation.publish_path(config.name) if args.publish else None
+  if publish:
+    _check_publish(args, [publish])
   regimes = args.regime or [r.name for r in config.regimes]
   for name in regimes:
     config.regime(name)  # fails early on an unknown name
@@ -305,7 +333,14 @@ def _cmd_evaluate(args):
                                      config.assimilation.ensemble_size,
                                      weights=weights)
   print(evaluation.markdown_table(rows))
-  for path in evaluation.write_evaluation(rows, args.out).values():
+  steps = truth.shape[1] - ardm.history_length
+  note = (f"{truth.shape[0]} held-out trajectories x {steps} steps,"
+          f" {config.assimilation.ensemble_size} members from the true"
+          f" state; scores over t = 1..{steps}; ratios: unguided / controlled"
+          " RMSE and controlled / unguided time.")
+  for path in evaluation.write_evaluation(
+      rows, args.out, args.command_line,
+      f"Controller vs unguided ARDM: {config.name}", note, publish).values():
     print(f"wrote {path}")
 
 
@@ -313,9 +348,15 @@ def _cmd_pilot(args):
   from gencast_control.evaluation import era5_pilot
   _check_outputs(args, (args.out, "folder", "--out", era5_pilot.OUTPUT_FILES),
                  inputs=_inputs(args, "--data", "--ardm", "--controller"))
-  era5_pilot.run_pilot(_config(args), args.data, args.ardm, args.controller,
+  config = _config(args)
+  publish = None
+  if args.publish:
+    publish = era5_pilot.publish_path(config.name, args.start, args.split)
+    _check_publish(args, [publish])
+  era5_pilot.run_pilot(config, args.data, args.ardm, args.controller,
                        args.out, args.regime, start=args.start,
-                       split=args.split, methods=args.method)
+                       split=args.split, methods=args.method,
+                       command=args.command_line, publish=publish)
 
 
 def _cmd_data_probe(args):
@@ -328,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
       prog="gencast-control",
       description="Control-augmented autoregressive diffusion for data"
       " assimilation (Srivastava et al. 2025, arXiv 2510.06637).")
+  from gencast_control import __version__
+  parser.add_argument("--version", action="version",
+                      version=f"%(prog)s {__version__}")
   sub = parser.add_subparsers(dest="command", required=True)
 
   p = sub.add_parser("demo", help="the main job: KS assimilation with the"
@@ -500,6 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--members", type=int, help="override the mode's ensemble"
                  " size (>= 2)")
   p.add_argument("--out", default="results/benchmark")
+  _add_publish(p, "benchmark_CONFIG (one per config; _full, _cold for"
+               " --mode full, --start cold)")
   _add_overwrite(p)
   p.set_defaults(func=_cmd_benchmark)
 
@@ -515,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--regime", action="append",
                  help="regime name (repeatable; default: all of the config's)")
   p.add_argument("--out", default="results/evaluate")
+  _add_publish(p, "evaluate_CONFIG")
   _add_overwrite(p)
   p.set_defaults(func=_cmd_evaluate)
 
@@ -540,6 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
                  " (to choose settings without touching the test data; its"
                  " cold starts come from the same split)")
   p.add_argument("--out", default="results/era5_pilot")
+  _add_publish(p, "pilot_CONFIG (_truth, _validation for --start truth,"
+               " --split validation)")
   _add_overwrite(p)
   p.set_defaults(func=_cmd_pilot)
 

@@ -1,8 +1,8 @@
 """Bad input and faults: every case ends in one line and exit code 2.
 
-CASES is the table of the README's "Bad input and faults" section:
-`python -m tests.test_bad_input` prints it, and `test_readme_table_is_current`
-fails when the README's copy differs. Each case runs `gencast-control` in
+CASES is the table of docs/bad_input.md ("Bad input and faults"):
+`python -m tests.test_bad_input` prints it, and `test_docs_table_is_current`
+fails when the page's copy differs. Each case runs `gencast-control` in
 process on tiny files written here and checks the one-line error. FAULTS are
 the fault-tolerance behaviours tested elsewhere, named by their tests.
 """
@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import TINY_CLI as TINY
 
-README = Path(__file__).parents[1] / "README.md"
+PAGE = Path(__file__).parents[1] / "docs" / "bad_input.md"
 TABLE_START = "<!-- bad-input table: python -m tests.test_bad_input -->"
 TABLE_END = "<!-- end of bad-input table -->"
 
@@ -410,13 +410,13 @@ def markdown_table() -> str:
   return "\n".join(rows).replace("{", "").replace("}", "")
 
 
-def test_readme_table_is_current():
-  text = README.read_text()
-  assert TABLE_START in text and TABLE_END in text, "README lacks the table"
+def test_docs_table_is_current():
+  text = PAGE.read_text()
+  assert TABLE_START in text and TABLE_END in text, f"{PAGE} lacks the table"
   table = text.split(TABLE_START)[1].split(TABLE_END)[0].strip()
   assert table == markdown_table(), (
-      "README's bad-input table is stale: paste `python -m"
-      " tests.test_bad_input`")
+      "docs/bad_input.md's bad-input table is stale: paste `python -m"
+      " tests.test_bad_input` between its markers")
 
 
 def test_fault_rows_name_existing_tests():

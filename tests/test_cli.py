@@ -64,9 +64,11 @@ def test_help_lists_subcommands(capsys):
     assert command in out
 
 
-def test_evaluate_writes_table_json_and_plot(tmp_path, capsys):
+def test_evaluate_writes_table_json_and_plot(tmp_path, capsys, monkeypatch):
+  from gencast_control.evaluation import provenance
+  monkeypatch.setattr(provenance, "results_dir", lambda: tmp_path / "docs")
   assert cli.main(["evaluate", "--out", str(tmp_path), "--regime",
-                   "random_25pct", "--regime", "every4_25pct"]
+                   "random_25pct", "--regime", "every4_25pct", "--publish"]
                   + SMALL_RUN) == 0
   assert "| random_25pct |" in capsys.readouterr().out
   rows = json.loads((tmp_path / "evaluation.json").read_text())
@@ -75,7 +77,11 @@ def test_evaluate_writes_table_json_and_plot(tmp_path, capsys):
   assert len(curve) == 61 and curve[0] == 0.0  # t = 0..T, from the truth
   assert min(curve[1:]) > 0.0
   assert (tmp_path / "rmse_vs_time.png").exists()
-  assert (tmp_path / "evaluation.md").read_text().count("\n") == 4
+  markdown = (tmp_path / "evaluation.md").read_text()
+  assert sum(line.startswith("|") for line in markdown.splitlines()) == 4
+  header = provenance.parse_header(markdown)  # command, date, ..., commit
+  assert header["Command"].startswith("`gencast-control evaluate --out")
+  assert (tmp_path / "docs" / "evaluate_ks.md").read_text() == markdown
   table = list(csv.DictReader((tmp_path / "evaluation.csv").open()))
   assert [(r["regime"], r["method"]) for r in table][:2] == [
       ("random_25pct", "unguided"), ("random_25pct", "controlled")]

@@ -48,7 +48,10 @@ estimators of `metrics`:
                   trajectory's ensemble (argument + output + temp bytes of
                   `compiled.memory_analysis()`), not a measured peak
 
-`run_benchmark` writes benchmark.csv, benchmark.json, benchmark.md and plots.
+`run_benchmark` writes benchmark.csv, benchmark.json, benchmark.md (under
+the provenance header: command, date, machine, versions, commit) and
+plots; with `publish` (the command's --publish), each config's table also
+goes to docs/results/benchmark_CONFIG.md (`publish_paths`).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ from gencast_control.core import assimilation
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import bind_controller
 from gencast_control.core.observations import Observations
-from gencast_control.evaluation import engine, metrics, plots
+from gencast_control.evaluation import engine, metrics, plots, provenance
 from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import ExperimentConfig
 from gencast_control.systems.truth import (climatological_histories,
@@ -593,6 +596,20 @@ def machine_info() -> dict:
           "load_average_1min": None if load is None else round(load[0], 1)}
 
 
+def publish_paths(names: Sequence[str] | None, overrides: Sequence[str],
+                  mode: str = "quick", start: str = "truth"
+                  ) -> dict[str, Path]:
+  """{config name: docs/results/benchmark_NAME[_MODE][_START].md}: the mode
+  and start named where they are not the defaults (quick, truth)."""
+  out = {}
+  for name in dict.fromkeys(names or DEFAULT_CONFIGS):
+    config_name = load_config(name, list(overrides)).name
+    out[config_name] = provenance.publish_path(
+        "benchmark", config_name, *([mode] if mode != "quick" else []),
+        *([start] if start != "truth" else []))
+  return out
+
+
 def resolve_configs(names: Sequence[str] | None, overrides: Sequence[str],
                     checkpoints_dir=None, log: Callable[[str], None] = print
                     ) -> tuple[list[tuple[ExperimentConfig, Path, Path]],
@@ -626,12 +643,18 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
                   overrides: Sequence[str] = (), checkpoints_dir=None,
                   size: dict | None = None, seed: int = 1,
                   log: Callable[[str], None] = print, start: str = "truth",
-                  burn_in: int | None = None) -> dict:
+                  burn_in: int | None = None,
+                  command: str | Sequence[str] | None = None,
+                  publish: dict[str, Path] | None = None) -> dict:
   """The benchmark end to end; returns the results written to out_dir.
 
   size: optional overrides of the mode's BenchmarkSize fields.
   start: "truth" or "cold" (module docstring); burn_in: steps left out of
   the scores (default T // 5).
+  command: the command line named in the markdown's provenance header
+    (default sys.argv).
+  publish: {config name: path} (`publish_paths`): each benchmarked config's
+    table, under the header, also goes there.
   """
   t_start = time.perf_counter()
   methods = check_methods(methods)
@@ -693,7 +716,14 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
   results["load_average_end"] = machine_info()["load_average_1min"]
   paths = list(engine.write_report(out_dir, "benchmark", results,
                                    table_rows(results),
-                                   markdown_report(results)).values())
+                                   markdown_report(results),
+                                   command).values())
+  for name, result in results["configs"].items():
+    if publish and name in publish:
+      one = {**results, "configs": {name: result}, "skipped": {}}
+      paths.append(provenance.publish(
+          publish[name], markdown_report(one), command,
+          f"DA benchmark: {name} ({mode} mode, {start} start)"))
   paths += plot_paths
   results["paths"] = [str(p) for p in paths]
   return results

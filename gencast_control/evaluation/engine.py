@@ -30,7 +30,9 @@ weights on a lat/lon grid, WeatherBench2's; uniform otherwise):
                 (physical units when the states are standardised)
 
 Reports (`write_report`): NAME.json (everything), NAME.csv (one flat row per
-regime and method) and NAME.md (a markdown table), each written atomically.
+regime and method) and NAME.md (a markdown table under the provenance header
+of `provenance`), each written atomically; with `publish`, NAME.md's text
+also goes to docs/results/ (the commands' --publish).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import numpy as np
 from gencast_control.core.checkpoint import atomic_write, to_strict_json
 from gencast_control.core.observations import Observations
 from gencast_control.core.regimes import ObservationRegime, sample_observations
-from gencast_control.evaluation import metrics
+from gencast_control.evaluation import metrics, provenance
 
 # A program: (jitted function, its arguments); function(*arguments) is the
 # method's ensemble [M, T+1, *spatial, C] for one trajectory.
@@ -202,13 +204,24 @@ def csv_text(rows: Sequence[dict]) -> str:
 
 
 def write_report(out_dir, name: str, results: dict, rows: Sequence[dict],
-                 markdown: str) -> dict[str, Path]:
-  """Writes NAME.json (results, strict JSON), NAME.csv (rows) and NAME.md."""
+                 markdown: str, command: str | Sequence[str] | None = None,
+                 title: str | None = None, publish=None) -> dict[str, Path]:
+  """Writes NAME.json (results, strict JSON), NAME.csv (rows) and NAME.md:
+  the markdown under the provenance header (`provenance.with_header`:
+  command, date, machine, versions, commit; command None = sys.argv).
+
+  publish: optional path (docs/results/..., `provenance.publish_path`) that
+    gets the same NAME.md text as well (key "published").
+  """
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   texts = {"json": to_strict_json(results, indent=1), "csv": csv_text(rows),
-           "markdown": markdown.rstrip() + "\n"}
+           "markdown": provenance.with_header(markdown, command, title)}
   suffix = {"json": ".json", "csv": ".csv", "markdown": ".md"}
-  return {kind: atomic_write(out_dir / f"{name}{suffix[kind]}",
-                             lambda f, t=text: f.write(t.encode()))
-          for kind, text in texts.items()}
+  paths = {kind: atomic_write(out_dir / f"{name}{suffix[kind]}",
+                              lambda f, t=text: f.write(t.encode()))
+           for kind, text in texts.items()}
+  if publish is not None:
+    paths["published"] = atomic_write(
+        publish, lambda f: f.write(texts["markdown"].encode()))
+  return paths

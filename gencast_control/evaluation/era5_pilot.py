@@ -41,7 +41,8 @@ from gencast_control.core.controller import bind_controller
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.data import trajectories
 from gencast_control.data.era5_trajectories import channel_stds
-from gencast_control.evaluation import engine, forecasts, metrics, plots
+from gencast_control.evaluation import (engine, forecasts, metrics, plots,
+                                        provenance)
 from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import (ExperimentConfig, get_system,
                                                 state_variables)
@@ -191,16 +192,35 @@ OUTPUT_FILES = ("pilot.json", "pilot.csv", "pilot.md",
                 "pilot_rmse_vs_time.png", "pilot_map_*.png")
 
 
+def publish_path(config_name: str, start: str = "cold",
+                 split: str = "test") -> Path:
+  """docs/results/pilot_CONFIG[_START][_SPLIT].md of the checkout: the
+  start and split named where they are not the defaults (cold, test)."""
+  return provenance.publish_path(
+      "pilot", config_name, *([start] if start != "cold" else []),
+      *([split] if split != "test" else []))
+
+
 def write_pilot(rows: dict[str, dict], out_dir,
-                channels: Sequence[str] = ()) -> dict[str, Path]:
+                channels: Sequence[str] = (),
+                command: str | Sequence[str] | None = None,
+                title: str | None = None, note: str = "",
+                publish=None) -> dict[str, Path]:
   """Writes pilot.json, .csv, .md, an RMSE-vs-lead-time plot and, where the
-  ensembles were kept, one map per regime (`plot_maps`, first channel)."""
+  ensembles were kept, one map per regime (`plot_maps`, first channel).
+
+  The markdown: `note` (a line on the setup), then the table, under the
+  provenance header naming `command` (engine.write_report); with `publish`
+  (a docs/results/ path, `publish_path`) the markdown also goes there.
+  """
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   clean = {r: {m: s for m, s in by.items() if m in METHODS}
            for r, by in rows.items()}
-  paths = engine.write_report(out_dir, "pilot", clean, flat_rows(clean),
-                              markdown_table(clean))
+  paths = engine.write_report(
+      out_dir, "pilot", clean, flat_rows(clean),
+      (note.strip() + "\n\n" if note.strip() else "")
+      + markdown_table(clean), command, title, publish)
   curves = {f"{r} {m}": np.asarray(s["rmse_per_time"])
             for r, by in clean.items() for m, s in by.items()}
   paths["plot"] = plots.plot_error_vs_time(
@@ -238,10 +258,14 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
               out_dir, regimes: Sequence[str] | None = None,
               keep_ensembles: bool = False, start: str = "cold",
               split: str = "test",
-              methods: Sequence[str] | None = None) -> dict:
+              methods: Sequence[str] | None = None,
+              command: str | Sequence[str] | None = None,
+              publish=None) -> dict:
   """Loads a split (the test split; "validation" to choose settings
   without touching the test data) and the checkpoints, evaluates, writes
-  the results."""
+  the results (`write_pilot`; command: named in the markdown's provenance
+  header, default sys.argv; publish: a docs/results/ path for the table
+  too, `publish_path`)."""
   if not get_system(config.system).latlon:
     raise ValueError(f"the pilot evaluation needs a lat/lon config (system"
                      f" 'era5'), got system {config.system!r}")
@@ -276,7 +300,13 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
                         reference, methods or METHODS, progress=True)
   print(markdown_table({r: {m: by[m] for m in _methods(by)}
                         for r, by in rows.items()}))
-  for path in write_pilot(rows, out_dir, channels).values():
+  steps = truth.shape[1] - ardm.history_length
+  note = (f"{truth.shape[0]} {split} trajectories x {steps} steps,"
+          f" {a.ensemble_size} members, {start} start; latitude-weighted"
+          f" scores over t = 1..{steps}; channels {', '.join(channels)}.")
+  title = f"Pilot: {config.name} ({split} split, {start} start)"
+  for path in write_pilot(rows, out_dir, channels, command, title, note,
+                          publish).values():
     print(f"wrote {path}")
   if not keep_ensembles:
     for by in rows.values():

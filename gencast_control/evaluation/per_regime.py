@@ -3,7 +3,8 @@
 For each regime, both methods share the truth, observations and PRNG keys,
 and are run, timed and scored by `evaluation.engine` (scores over t = 1..T).
 Results are a JSON-able dict and evaluation.{json,csv,md} plus an
-error-vs-time plot.
+error-vs-time plot; the markdown carries the provenance header
+(`provenance`) and, with --publish, also goes to docs/results/.
 """
 
 from __future__ import annotations
@@ -63,15 +64,31 @@ def markdown_table(rows: dict[str, dict]) -> str:
        for name, s in rows.items()))
 
 
+def publish_path(config_name: str):
+  """docs/results/evaluate_CONFIG.md of the checkout."""
+  from gencast_control.evaluation import provenance
+  return provenance.publish_path("evaluate", config_name)
+
+
 # The files write_evaluation writes.
 OUTPUT_FILES = ("evaluation.json", "evaluation.csv", "evaluation.md",
                 "rmse_vs_time.png")
 
 
-def write_evaluation(rows: dict[str, dict], out_dir) -> dict[str, Path]:
-  """Writes evaluation.json, .csv, .md and one error-vs-time plot."""
-  paths = engine.write_report(out_dir, "evaluation", rows, flat_rows(rows),
-                              markdown_table(rows))
+def write_evaluation(rows: dict[str, dict], out_dir,
+                     command: str | Sequence[str] | None = None,
+                     title: str | None = None, note: str = "",
+                     publish=None) -> dict[str, Path]:
+  """Writes evaluation.json, .csv, .md and one error-vs-time plot.
+
+  The markdown: `note` (a line on the setup), then the table, under the
+  provenance header naming `command` (engine.write_report); with `publish`
+  (a docs/results/ path, `publish_path`) the markdown also goes there.
+  """
+  paths = engine.write_report(
+      out_dir, "evaluation", rows, flat_rows(rows),
+      (note.strip() + "\n\n" if note.strip() else "") + markdown_table(rows),
+      command, title, publish)
   curves = {f"{name} {method}": np.asarray(s[method]["rmse_per_time"])
             for name, s in rows.items() for method in METHODS}
   paths["plot"] = plots.plot_error_vs_time(

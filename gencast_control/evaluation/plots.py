@@ -3,20 +3,21 @@
 Every figure is written atomically (`save_figure`): to a temporary file in
 the target folder, then renamed into place, so a failed or interrupted
 write never leaves a truncated image or replaces a good one.
+
+Importing this module leaves matplotlib's backend alone (a notebook keeps
+its inline backend); without a display matplotlib itself falls back to Agg,
+and figures are written with savefig, which needs no display.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from gencast_control.core.checkpoint import atomic_write  # noqa: E402
+from gencast_control.core.checkpoint import atomic_write
 
 
 def save_figure(fig, path, dpi: int = 100) -> Path:
