@@ -1,9 +1,9 @@
 """Your own system: trajectories you bring, no PDE section.
 
 `system="custom"` takes the variable and dimension names from the data
-(train/validation/test splits with dims trajectory, time, *spatial; see the
-README's "Bring your own data"). Set the grid with --set, e.g. for 2 variables
-on a 64-point periodic line:
+(train/validation/test splits with dims trajectory, time, *spatial; see
+docs/own_observations.md, "Bring your own data"). Set the grid with --set,
+e.g. for 2 variables on a 64-point periodic line:
 
     gencast-control train-ardm --config custom --data DIR --out ardm.npz \\
         --set 'ardm.state_shape=(64, 2)' --set 'ardm.periodic=(True,)'

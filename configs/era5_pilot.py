@@ -13,7 +13,7 @@ Three station-like observing densities: a fixed random network of 1 %, 5 % or
 std 0.1 in standardised units, i.e. per-variable errors sigma_c = 0.1 s_c
 (s_c: the channel's training std). The ARDM has 507,204 parameters, the
 controller 74,788. No checkpoints are shipped and no results are measured for
-this config yet: it needs the public WeatherBench2 bucket (see the README's
+this config yet: it needs the public WeatherBench2 bucket (see docs/benchmark.md's
 "ERA5 pilot").
 """
 

@@ -1,7 +1,7 @@
 """Controller training through GenCast 1 deg: the cloud training job's config.
 
 Run by `gencast-control train-controller --config gencast_1deg_train --out
-DIR/controller.npz` (README, "Training the GenCast controller on a cloud
+DIR/controller.npz` (docs/cloud.md, "Training the GenCast controller on a cloud
 VM"). Examples are GenCast batches built from the WeatherBench2 ERA5 store
 subsampled to 1 deg (configs/stores.py "era5_1deg_6h") at random 00/12 UTC
 initialisation times of `years`; GenCast's weights and statistics come from
@@ -11,7 +11,7 @@ Training is the project's one controller training
 (gencast_control.training.controller_training) on GenCast as a FrozenARDM
 (adapters/gencast/ardm.py), with the "state" objective: the fair CRPS of
 `members` controlled rollouts against the ERA5 truth, which does not reward
-copying observation noise (README, "Controller objectives").
+copying observation noise (docs/method.md).
 
 Memory (adapters/gencast/ardm.py, estimated, not measured on an
 accelerator): one member of one 12 h window keeps ~1.2 GiB of rematerialised

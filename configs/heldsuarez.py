@@ -22,7 +22,7 @@ pressure 100 Pa; the swath's retrievals are 1.5 times noisier.
 Sizes fit the 2-core CPU: an ARDM of 2-D conv blocks (non-periodic in
 latitude, periodic in longitude; 67 k parameters, 8 min of training) and a
 controller of 25 k parameters (32 min), not hours; a GPU run would widen both
-networks and train them ~10x longer (see the README).
+networks and train them ~10x longer (see docs/results.md).
 """
 
 from gencast_control.adapters.grid import GridARDMConfig

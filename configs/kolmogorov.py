@@ -11,7 +11,7 @@ on windows of 2 steps after up to 4 on-policy spin-up steps, half of them from
 cold starts, with a 48-step cold-start validation rollout every 20 steps (best
 kept). The shipped ARDM was trained with this config on a 2-core CPU shared
 with other jobs (load ~10): simulate 16 min, train-ardm 18 min wall-clock; the
-controller's training time is in the README.
+controller's training time is in docs/results.md.
 Scale `data`, `ardm` and the training sections up on a GPU.
 """
 

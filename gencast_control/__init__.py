@@ -1,7 +1,7 @@
 """gencast-control: data assimilation as one controlled diffusion rollout.
 
 The public API. Assimilating your own observations (gencast_control.api and
-the README, "Assimilating your own observations"):
+docs/own_observations.md):
 
     load_model, load_controller          any frozen ARDM (grid, GenCast, yours)
                                          and its controller
@@ -12,7 +12,7 @@ the README, "Assimilating your own observations"):
     restart_state                        the initial ensemble of the next cycle
     score, monitoring                    scores against a truth; O-B, O-A
 
-Building blocks, for a model stack of your own (README, "Architecture"):
+Building blocks, for a model stack of your own (docs/architecture.md):
 
     FrozenARDM, ControllerInputs         the protocol (gencast_control.core.ardm)
     ControllerConfig, init_controller, bind_controller, save_controller

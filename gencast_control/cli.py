@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
       " variation, Kolmogorov enstrophy), wall-clock after compilation and"
       " XLA's memory estimate of the compiled program. --mode quick (default)"
       " runs a few short trajectories (minutes on 2 CPU cores); --mode full"
-      " uses each config's `assimilation` sizes (see README, DA benchmark).")
+      " uses each config's `assimilation` sizes (see docs/benchmark.md).")
   p.add_argument("--config", action="extend", nargs="+",
                  help="config name or .py path (repeatable; default: ks and"
                  " kolmogorov, those with checkpoints)")

@@ -1,6 +1,6 @@
 """The package's folders are layers: no module imports from a layer above it.
 
-The layers, lowest first (README, "Architecture"):
+The layers, lowest first (docs/architecture.md):
 
     core        the protocol and the method: FrozenARDM, samplers, networks,
                 controller, observations, regimes, the causal rollout,

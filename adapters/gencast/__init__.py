@@ -29,7 +29,7 @@ DPM-Solver++ 2S sampler written here that adds the controller's correction
 Training the controller goes through the project's one training path
 (`g.train_controller` on `ardm.trajectories(...)`), assimilation through
 `gc.load_model(checkpoint, stats=, example=)`, `gc.observations_from_points`
-and `gc.assimilate` (README, "GenCast on your station data").
+and `gc.assimilate` (docs/gencast.md).
 
 Modules of this package: upstream (the one place that imports DeepMind's
 code; the install hint), assets (checkpoints, statistics, attention per

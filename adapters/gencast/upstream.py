@@ -11,7 +11,7 @@ graph-database tool). Install it from its repository, as one of two extras:
 Layouts: ``graphcast`` (package graphcast 0.2: ``graphcast.<module>``) and
 ``weathernext`` (its successor: ``weathernext.weathernext1_gen.<module>``,
 ``weathernext.utils.<module>`` and the top-level ``xarray_jax`` package of
-gdm-xarray-jax). Both are tested (README, GenCast). The installed one is
+gdm-xarray-jax). Both are tested (docs/gencast.md). The installed one is
 used; with both installed, graphcast 0.2 unless the environment variable
 GENCAST_CONTROL_LAYOUT=weathernext says otherwise.
 """

@@ -101,7 +101,7 @@ class BenchmarkSize:
 
 
 # Quick mode: sized so that all shipped PDEs finish in well under 15 minutes
-# on 2 CPU cores (see README "DA benchmark" for the measured time). Full mode
+# on 2 CPU cores (see docs/benchmark.md for the measured time). Full mode
 # uses each config's `assimilation` section (KS: 4 x 100 steps x 8 members).
 QUICK = {"ks": BenchmarkSize(2, 50, 4),
          "kolmogorov": BenchmarkSize(1, 8, 4)}
@@ -125,7 +125,7 @@ def benchmark_size(config: ExperimentConfig, mode: str) -> BenchmarkSize:
 # One scalar per gradient-guided baseline, tuned on the validation split (not
 # the benchmark's test truth) with benchmarks/tune_baselines.py; mean
 # validation RMSE over random_10pct and stations_10pct (2 trajectories x 50
-# steps, 4 members), measured on 2 CPU cores (see README, DA benchmark):
+# steps, 4 members), measured on 2 CPU cores (see docs/benchmark.md):
 # SDA gamma 1 -> 0.744, 0.1 -> 0.650, 0.01 -> 0.469, 0.001 -> 0.519; DPS
 # relaxation 0.25 -> 0.535, 0.5 (the default, kept) -> 0.471, 1 -> 0.550.
 TUNED_OPTIONS = {"ks": {"sda": {"gamma": 0.01}}}

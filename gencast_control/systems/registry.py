@@ -81,8 +81,9 @@ def _custom() -> System:
   def splits(config):
     del config
     raise ValueError("system 'custom' brings its own data: write"
-                     " train/validation/test splits (see the README, Bring"
-                     " your own data) instead of simulating")
+                     " train/validation/test splits (see"
+                     " docs/own_observations.md, Bring your own data) instead"
+                     " of simulating")
 
   return System("custom", (), (), splits=splits)
 

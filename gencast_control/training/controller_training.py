@@ -28,7 +28,7 @@ sub-step (gencast_control.core.samplers) and score_j one of three objectives
   scored, so fitting their noise does not pay.
 * "observations": the in-sample misfit sum ||M (x - y)||^2 / sigma_obs^2 / |M|
   of the observations the controller itself sees. Kept for comparison: its
-  optimum copies the observation noise into the state (see the README).
+  optimum copies the observation noise into the state (see docs/method.md).
 
 Training starts where inference runs. Each example's members start from the
 true state, or, with probability `cold_fraction`, from independent random
