@@ -26,17 +26,6 @@ Usage:
 The results print as a markdown table under the provenance header (command,
 date, machine, versions, commit); --publish also writes it to
 docs/results/gencast_step_ARCH.md (gencast_step_ARCH_flops.md with --flops).
-
-Measured here (CPU, 2 cores shared with a training job, jax 0.8.1, graphcast
-0.2; no accelerator was lent), 2026-12-05, DPS through the guidance rule:
-    tiny (52.7 k GenCast parameters, controller 118 k), `--repeats 3
-    --skip-upstream`: controlled / uncontrolled 1.14x median (1.13x min),
-    DPS / controlled 1.78x (1.71x min): at this size the controller costs
-    about as much as GenCast's own sub-step.
-    1 deg Mini architecture (57.5 M parameters, controller 555 k), `--arch
-    mini1deg --flops`, XLA FLOPs per sampler sub-step: uncontrolled 3318 G,
-    controlled 3390 G (1.022x), DPS 6795 G (2.00x the controlled step: one
-    backward pass through the denoiser with respect to the state).
 """
 
 import argparse
