@@ -51,7 +51,8 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys):
   assert "unknown config field" in capsys.readouterr().err
   bad = tmp_path / "bad.npz"
   bad.write_bytes(b"garbage")
-  assert cli.main(["demo", "--ardm", str(bad), "--controller", str(bad)]) == 2
+  assert cli.main(["demo", "--ardm", str(bad), "--controller", str(bad),
+                   "--out", str(tmp_path / "demo")]) == 2
   assert "corrupt" in capsys.readouterr().err
 
 
