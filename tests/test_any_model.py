@@ -77,6 +77,10 @@ def test_gc_assimilate_runs_a_model_that_is_not_a_grid_model(toy):
   analysis = gc.assimilate(model, controller, obs, initial, members=3,
                            progress=True)
   background = gc.assimilate(model, None, obs, initial, members=3)
+  # the progress bar runs one compiled step per forecast step: same result
+  np.testing.assert_array_equal(
+      analysis["temperature"],
+      gc.assimilate(model, controller, obs, initial, members=3)["temperature"])
   assert analysis["temperature"].dims == ("sample", "time", "level", "lat",
                                           "lon")
   np.testing.assert_array_equal(analysis["lat"], LAT)  # the model's order

@@ -15,7 +15,7 @@ jax.sharding), the model and the observations replicated.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +26,29 @@ from gencast_control.core.ardm import ControllerFn, FrozenARDM
 from gencast_control.core.observations import Observations
 
 
+def forecast_step(ardm: FrozenARDM, history: jax.Array, n, key: jax.Array,
+                  observations: Observations | None,
+                  controller: ControllerFn | None, horizon: int,
+                  remat: bool = False, first_step=0, context=None):
+  """Step n of `rollout` (traceable): (next history, x_{n+1}, energy)."""
+  h = ardm.history_length
+  preview = step_context = None
+  if controller is not None:
+    preview = observations.preview(n, horizon)
+  if context is not None:
+    step_context = jax.tree.map(
+        lambda c: jax.lax.dynamic_slice_in_dim(c, n, h + 1), context)
+  x_next, energy = ardm.step(history, jax.random.fold_in(key, first_step + n),
+                             preview, controller, remat, step_context)
+  return (jnp.concatenate([history[1:], x_next[None]], axis=0), x_next,
+          energy)
+
+
 def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
             key: jax.Array, observations: Observations | None = None,
             controller: ControllerFn | None = None, horizon: int = 1,
             remat: bool = False, first_step: int | jax.Array = 0,
-            context=None, on_step: Callable[[jax.Array], None] | None = None
-            ) -> tuple[jax.Array, jax.Array]:
+            context=None) -> tuple[jax.Array, jax.Array]:
   """One trajectory x_0..x_T from the initial history (traceable).
 
   Args:
@@ -51,8 +68,6 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
       over both periods.
     context: the model's per-step inputs over times -h+1..T (leaves
       [h + T, ...], gencast_control.core.ardm); step n gets times n-h+1..n+1.
-    on_step: a host callback called with n after step n (a progress bar;
-      jax.debug.callback, so it may be called once per vmapped member).
 
   Returns:
     (states [T+1, *spatial, C] with states[0] = history[-1], the control
@@ -60,24 +75,13 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
     that reports per-sub-step energies, else a scalar).
   """
 
-  h = ardm.history_length
-
-  def forecast_step(history, n):
-    preview = step_context = None
-    if controller is not None:
-      preview = observations.preview(n, horizon)
-    if context is not None:
-      step_context = jax.tree.map(
-          lambda c: jax.lax.dynamic_slice_in_dim(c, n, h + 1), context)
-    x_next, energy = ardm.step(history,
-                               jax.random.fold_in(key, first_step + n),
-                               preview, controller, remat, step_context)
-    history = jnp.concatenate([history[1:], x_next[None]], axis=0)
-    if on_step is not None:
-      jax.debug.callback(on_step, n)
+  def body(history, n):
+    history, x_next, energy = forecast_step(
+        ardm, history, n, key, observations, controller, horizon, remat,
+        first_step, context)
     return history, (x_next, energy)
 
-  _, (states, energies) = jax.lax.scan(forecast_step, history,
+  _, (states, energies) = jax.lax.scan(body, history,
                                        jnp.arange(num_steps), unroll=remat)
   return (jnp.concatenate([history[-1:], states], axis=0),
           jnp.sum(energies, axis=0))
@@ -136,30 +140,21 @@ def ensemble_rollout(ardm: FrozenARDM, history, num_steps: int,
   """
   run, arguments = ensemble_program(ardm, history, num_steps, key,
                                     ensemble_size, observations, controller,
-                                    horizon, first_step, context, progress)
+                                    horizon, first_step, context)
   if not progress:
     return run(*arguments)
+  # One compiled step per forecast step: the bar advances on the host and
+  # an interrupt (Ctrl-C) lands between steps, not inside a long program.
   from tqdm.auto import tqdm
+  histories, observations, keys, first, context = arguments
+  step = _compiled_step(ardm, controller, horizon)
+  states = [histories[:, -1]]
   label = progress if isinstance(progress, str) else "forecast steps"
-  with tqdm(total=num_steps, desc=label, unit="step") as bar:
-    _PROGRESS_BARS.append(bar)
-    try:
-      return jax.block_until_ready(run(*arguments))
-    finally:
-      _PROGRESS_BARS.remove(bar)
-
-
-# The bars of the running progress rollouts; the compiled program's host
-# callback advances the newest one to the step it reports.
-_PROGRESS_BARS: list = []
-
-
-def _advance_progress(n) -> None:
-  if _PROGRESS_BARS:
-    bar = _PROGRESS_BARS[-1]
-    done = int(np.max(n)) + 1
-    if done > bar.n:
-      bar.update(done - bar.n)
+  for n in tqdm(range(num_steps), desc=label, unit="step"):
+    histories, x_next = step(histories, observations, keys,
+                             jnp.asarray(n, jnp.int32), first, context)
+    states.append(x_next)
+  return jnp.stack(states, axis=1)
 
 
 def member_keys(key: jax.Array, ensemble_size: int) -> jax.Array:
@@ -184,7 +179,7 @@ def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
                      observations: Observations | None = None,
                      controller: ControllerFn | None = None,
                      horizon: int = 1, first_step: int = 0,
-                     context: Any = None, progress: bool | str = False):
+                     context: Any = None):
   """(jitted program, its arguments) of `ensemble_rollout` after its input
   checks: program(*arguments) is the ensemble. For ahead-of-time compilation
   and timing, e.g. program.lower(*arguments).compile(). The members' initial
@@ -194,8 +189,7 @@ def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
       (ardm.history_length,) + tuple(ardm.state_shape))
   ardm.check_history(histories)
   _check_inputs(ardm, num_steps, observations, controller, context)
-  run = _compiled_ensemble(ardm, controller, num_steps, horizon,
-                           bool(progress))
+  run = _compiled_ensemble(ardm, controller, num_steps, horizon)
   keys = member_keys(key, ensemble_size)
   sharding = member_sharding(ensemble_size)
   if sharding is not None:
@@ -205,19 +199,35 @@ def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_ensemble(ardm, controller, num_steps, horizon, progress=False):
+def _compiled_ensemble(ardm, controller, num_steps, horizon):
   """One jitted ensemble rollout per (model, controller, length, horizon), so
   repeated calls reuse the compiled program."""
 
   @jax.jit
   def run(histories, observations, keys, first_step=0, context=None):
-    member = lambda h, k: rollout(
-        ardm, h, num_steps, k, observations, controller, horizon,
-        first_step=first_step, context=context,
-        on_step=_advance_progress if progress else None)[0]
+    member = lambda h, k: rollout(ardm, h, num_steps, k, observations,
+                                  controller, horizon, first_step=first_step,
+                                  context=context)[0]
     return jax.vmap(member)(histories, keys)
 
   return run
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_step(ardm, controller, horizon):
+  """One jitted ensemble forecast step n (traced), for the progress bar."""
+
+  @jax.jit
+  def step(histories, observations, keys, n, first_step=0, context=None):
+    def member(history, key):
+      history, x_next, _ = forecast_step(ardm, history, n, key, observations,
+                                         controller, horizon,
+                                         first_step=first_step,
+                                         context=context)
+      return history, x_next
+    return jax.vmap(member)(histories, keys)
+
+  return step
 
 
 def ensemble_to_dataset(ensemble, variables: Sequence[str],
