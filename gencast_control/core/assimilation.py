@@ -150,10 +150,15 @@ def ensemble_rollout(ardm: FrozenARDM, history, num_steps: int,
   step = _compiled_step(ardm, controller, horizon)
   states = [histories[:, -1]]
   label = progress if isinstance(progress, str) else "forecast steps"
-  for n in tqdm(range(num_steps), desc=label, unit="step"):
-    histories, x_next = step(histories, observations, keys,
-                             jnp.asarray(n, jnp.int32), first, context)
-    states.append(x_next)
+  try:
+    for n in tqdm(range(num_steps), desc=label, unit="step"):
+      histories, x_next = step(histories, observations, keys,
+                               jnp.asarray(n, jnp.int32), first, context)
+      states.append(x_next)
+  except KeyboardInterrupt:
+    # let the step in flight finish, so the process never exits under it
+    jax.block_until_ready(histories)
+    raise
   return jnp.stack(states, axis=1)
 
 
