@@ -101,7 +101,7 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   dt = variables = None
   if model.layout is None:
     dt = float(getattr(config.pde, "model_dt", 1.0))
-  elif requested_dt is not None and not pipeline.same_step(
+  elif requested_dt is not None and not time_lib.same_step(
       requested_dt, model.layout.timestep):
     raise ValueError(f"--set pde.model_dt={requested_dt:g} but the model was"
                      f" trained with step {model.layout.timestep}: drop the"

@@ -90,14 +90,26 @@ def steps_between(times, start: Time, step: TimeStep,
     bad = times[np.argmax(off)]
     raise ValueError(f"{what[:-1]} {format_time(bad)} is not a model time"
                      f" t_0 + k dt (t_0 = {format_time(start)}, dt ="
-                     f" {_format_step(step)})")
+                     f" {format_step(step)})")
   return np.round(k).astype(np.int64)
 
 
-def _format_step(step) -> str:
+def format_step(step) -> str:
+  """A time step as users read it: "0 days 12:00:00" or "0.5"."""
   if isinstance(step, np.timedelta64):
     return str(pd.Timedelta(step))
   return f"{float(step):g}"
+
+
+def same_step(a, b) -> bool | None:
+  """Whether two time steps are equal (floats to 1e-9 relative); None when
+  one is a number and the other a timedelta."""
+  if isinstance(a, np.timedelta64) != isinstance(b, np.timedelta64):
+    return None
+  if isinstance(a, np.timedelta64):
+    return bool(np.timedelta64(a, "ns") == np.timedelta64(b, "ns"))
+  return bool(abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)),
+                                                      abs(float(b))))
 
 
 def run_times(start: Time, step: TimeStep, observation_times,
@@ -138,4 +150,4 @@ def check_time_axis(times, step: TimeStep | None, what: str) -> None:
       i = int(np.argmax(off))
       raise ValueError(f"{what}: the step from {format_time(times[i])} to"
                        f" {format_time(times[i + 1])} is not the model step"
-                       f" {_format_step(step)}")
+                       f" {format_step(step)}")

@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from gencast_control.core import times as time_lib
+from gencast_control.core.times import format_step
 
 SPLITS = ("train", "validation", "test")
 LEADING_DIMS = ("trajectory", "time")
@@ -288,20 +289,13 @@ def time_step(ds: xr.Dataset, where: str):
     fmt = time_lib.format_time
     raise TrajectoryDatasetError(
         f"{where}: the time coordinate has a gap: the step from {fmt(t[i])}"
-        f" to {fmt(t[i + 1])} is {_format_step(t[i + 1] - t[i])}, the first"
-        f" step {_format_step(step)}: the states of a trajectory"
+        f" to {fmt(t[i + 1])} is {format_step(t[i + 1] - t[i])}, the first"
+        f" step {format_step(step)}: the states of a trajectory"
         " must be one model step apart (drop or fill the gap, or cut the"
         " trajectory there)")
   if t.dtype.kind == "f":
     return np.float64(step)
   return np.timedelta64(step, "ns")
-
-
-def _format_step(step) -> str:
-  if isinstance(step, np.timedelta64):
-    import pandas as pd
-    return str(pd.Timedelta(step))
-  return f"{float(step):g}"
 
 
 # --------------------------------------------------------- array conversions

@@ -27,6 +27,7 @@ from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
 from gencast_control.adapters.grid_training import train_ardm
 from gencast_control.core import config as config_lib
 from gencast_control.core import times as time_lib
+from gencast_control.core.times import format_step, same_step
 from gencast_control.core.checkpoint import CheckpointError
 from gencast_control.core.layout import StateLayout
 from gencast_control.core.plugins import is_plugin_spec, plugin_model
@@ -81,24 +82,6 @@ def config_time_step(config: ExperimentConfig) -> tuple[str, float] | None:
   return None
 
 
-def same_step(a, b) -> bool | None:
-  """Whether two time steps are equal (floats to 1e-9 relative); None when
-  one is a number and the other a timedelta."""
-  if isinstance(a, np.timedelta64) != isinstance(b, np.timedelta64):
-    return None
-  if isinstance(a, np.timedelta64):
-    return bool(np.timedelta64(a, "ns") == np.timedelta64(b, "ns"))
-  return bool(abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)),
-                                                      abs(float(b))))
-
-
-def _format_step(step) -> str:
-  if isinstance(step, np.timedelta64):
-    import pandas as pd
-    return str(pd.Timedelta(step))
-  return f"{float(step):g}"
-
-
 def _as_step(step):
   """np.float64, or np.timedelta64[ns] for dates."""
   if isinstance(step, np.timedelta64):  # (an np.integer subclass)
@@ -141,8 +124,8 @@ def data_layout(config: ExperimentConfig, ds, where) -> StateLayout | None:
   elif expected is not None and same_step(step, expected[1]) is False:
     field, value = expected
     raise ValueError(
-        f"{where}: its states are {_format_step(step)} apart but the config's"
-        f" {field} is {value:g}: give --set {field}={_format_step(step)}, or"
+        f"{where}: its states are {format_step(step)} apart but the config's"
+        f" {field} is {value:g}: give --set {field}={format_step(step)}, or"
         " data at the config's step")
   if any(d not in ds.coords for d in dims):
     return None
@@ -196,8 +179,8 @@ def split_states(config: ExperimentConfig, ds, path,
     step = trajectories.time_step(ds, str(path))
     if step is not None and not same_step(step, layout.timestep):
       raise ValueError(
-          f"{path}: its states are {_format_step(step)} apart but the ARDM"
-          f" steps {_format_step(layout.timestep)} (the model_dt it was"
+          f"{path}: its states are {format_step(step)} apart but the ARDM"
+          f" steps {format_step(layout.timestep)} (the model_dt it was"
           " trained with)")
   if layout is None:  # no spatial coordinates: the variables by name only
     array = trajectories.trajectories_to_array(
@@ -266,8 +249,8 @@ def _check_time_step(config, ardm: GridARDM, path):
   if same_step(value, ardm.layout.timestep) is False:
     raise CheckpointError(
         f"the config sets {field}={value:g} but {path} was trained with"
-        f" model_dt {_format_step(ardm.layout.timestep)}: --set"
-        f" {field}={_format_step(ardm.layout.timestep)} or use a checkpoint"
+        f" model_dt {format_step(ardm.layout.timestep)}: --set"
+        f" {field}={format_step(ardm.layout.timestep)} or use a checkpoint"
         " trained at the config's step")
 
 
