@@ -270,12 +270,9 @@ def start_time(initial: xr.Dataset) -> Any:
   if not isinstance(initial, xr.Dataset):
     raise ValueError(f"the initial state must be an xarray Dataset, got"
                      f" {type(initial).__name__}")
-  for name in ("datetime", "time"):
-    if name in initial.coords and initial[name].size:
-      value = np.asarray(initial[name].values).reshape(-1)[-1]
-      if np.issubdtype(np.asarray(value).dtype, np.timedelta64):
-        continue
-      return time_lib.as_time(value, f"the initial state's {name}")
+  times = _dataset_times(initial)
+  if times is not None and times.size:
+    return time_lib.as_time(times[-1], "the initial state's time")
   if "time" in initial.coords:
     raise ValueError("the initial state's time holds lead times only: give"
                      " it a `datetime` coordinate")
@@ -510,6 +507,8 @@ def check_written_by(initial: xr.Dataset, model: FrozenARDM,
 
 
 def _dataset_times(ds: xr.Dataset) -> np.ndarray | None:
+  """The times of a state dataset: its `datetime` coordinate, else its
+  `time` (None where there are only GenCast's lead times, or none)."""
   for name in ("datetime", "time"):
     if name in ds.coords:
       values = np.asarray(ds[name].values).reshape(-1)
@@ -720,11 +719,11 @@ def monitoring(observations: ObservationSet, background: xr.Dataset,
                        " that gc.assimilate returned")
   layout = observations.layout
   table = _points(observations)
-  means = {}
-  for name, ds in (("background", background), ("analysis", analysis)):
-    states = layout.stack(ds.mean("sample", keep_attrs=True), ("time",),
-                          f"the {name}")
-    means[name] = observation_operator(observations, states)
+  names = ("background", "analysis")
+  states = np.stack([layout.stack(ds.mean("sample", keep_attrs=True),
+                                  ("time",), f"the {name}")
+                     for name, ds in zip(names, (background, analysis))])
+  means = dict(zip(names, observation_operator(observations, states)))
   out = {}
   for v in layout.variables:
     rows = (table["variable"] == v).values
