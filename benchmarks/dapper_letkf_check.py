@@ -62,12 +62,9 @@ Exit status 0 when every "ours" row passes, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -342,46 +339,18 @@ def passes(rmse_a: float, published: float) -> bool:
   return abs(rmse_a / published - 1.0) <= TOLERANCE
 
 
-def _git_commit() -> str:
-  here = os.path.dirname(os.path.abspath(__file__))
-  try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here,
-                            capture_output=True, text=True,
-                            check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here,
-                           capture_output=True, text=True,
-                           check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
-  return commit + (" (working tree has uncommitted changes)" if dirty else "")
-
-
-def versions() -> dict:
-  import dapper
-  import jax
-  return {"python": platform.python_version(), "dapper": dapper.__version__,
-          "jax": jax.__version__, "numpy": np.__version__}
-
-
 def markdown(result: dict, command: str, total_seconds: float) -> str:
   row, runs, tseq, full = (result["row"], result["runs"], result["tseq"],
                            result["full"])
   published = row["rmse_a"]
   dapper_rmse = runs["DAPPER LETKF"]["rmse_a"]
-  v = versions()
+  import dapper
+  from gencast_control.evaluation import provenance
   first = result["first"]
   dapper_run = runs["DAPPER LETKF"]
-  now = datetime.datetime.now(datetime.timezone.utc)
-  lines = [
-      "# The project's LETKF against DAPPER on bocquet2019 KS",
-      "",
-      f"- command: `{command}`",
-      f"- date: {now.isoformat(timespec='seconds')}",
-      f"- machine: {platform.platform()}, {platform.machine()},"
-      f" {os.cpu_count()} cores",
-      f"- versions: python {v['python']}, dapper {v['dapper']},"
-      f" jax {v['jax']}, numpy {v['numpy']}",
-      f"- git commit: {_git_commit()}",
+  lines = provenance.header(
+      command, "The project's LETKF against DAPPER on bocquet2019 KS") + [
+      f"- dapper {dapper.__version__}",
       f"- setup: `dapper.mods.KS.bocquet2019` (Nx 128, dt {tseq['dt']},"
       f" dko {tseq['dko']}, every point observed, noise variance 1),"
       f" seed {result['seed']}; LETKF N={row['N']},"
@@ -423,27 +392,12 @@ def markdown(result: dict, command: str, total_seconds: float) -> str:
 
 
 def write_atomically(path: str, text: str, overwrite: bool) -> None:
-  """Writes text to path through a temporary file in its folder; an
+  """Writes text to path atomically (core.checkpoint.atomic_write); an
   existing path is refused unless overwrite (FileExistsError)."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".dapper_check.",
-                             suffix=".tmp")
-  try:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # as open() would make it, not 0600
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    if overwrite:
-      os.replace(tmp, path)
-    else:
-      os.link(tmp, path)  # fails if path exists, atomically
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+  from gencast_control.core.checkpoint import atomic_write
+  if os.path.exists(path) and not overwrite:
+    raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+  atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def main(argv=None) -> int:
