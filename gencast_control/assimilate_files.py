@@ -90,7 +90,12 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   """
   gencast = stats is not None or example is not None
   if gencast:
-    model = api.load_model(ardm_path, stats=stats, example=example)
+    if example is not None and not isinstance(example, xr.Dataset):
+      from gencast_control.adapters.gencast.assets import load_example
+      example_ds = load_example(example)  # read once: the model and x_0
+    else:
+      example_ds = example
+    model = api.load_model(ardm_path, stats=stats, example=example_ds)
     controller = api.load_controller(controller_path, model)
   else:
     model, controller_config, params, _, _ = pipeline.load_checkpoints(
@@ -122,10 +127,7 @@ def run(config: ExperimentConfig, ardm_path, controller_path, observations,
   elif initial is not None:
     initial_ds = api.open_dataset(initial)
   elif gencast:
-    from gencast_control.adapters.gencast.assets import load_example
-    source = example if isinstance(example, xr.Dataset) else load_example(
-        example)
-    initial_ds = source.isel(time=slice(0, model.history_length))
+    initial_ds = example_ds.isel(time=slice(0, model.history_length))
     note = f"members start from the input frames of the example {example}"
   elif data_dir is not None:
     initial_ds, note = climatology(
