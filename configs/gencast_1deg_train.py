@@ -4,8 +4,12 @@ Run by `gencast-control train-controller --config gencast_1deg_train --out
 DIR/controller.npz` (docs/cloud.md, "Training the GenCast controller on a cloud
 VM"). Examples are GenCast batches built from the WeatherBench2 ERA5 store
 subsampled to 1 deg (configs/stores.py "era5_1deg_6h") at random 00/12 UTC
-initialisation times of `years`; GenCast's weights and statistics come from
-DeepMind's bucket (configs/gencast_assets.py) or local copies.
+initialisation times of `years`, read from the store step by step (the next
+step's batch on a background thread; with several hosts each reads only its
+own shard of the times and its part of each batch), not held in host memory:
+a host holds a few batches (about 66 MB per example), not all `num_examples`
+(~16 GB for 256). GenCast's weights and statistics come from DeepMind's
+bucket (configs/gencast_assets.py) or local copies.
 
 Training is the project's one controller training
 (gencast_control.training.controller_training) on GenCast as a FrozenARDM

@@ -165,9 +165,20 @@ def _cmd_train_ardm(args):
   from gencast_control.systems import pipeline
   config = _config(args)
   inputs = _inputs(args, "--data")
-  _check_outputs(args, (args.out, "file", "--out"), inputs=inputs)
+  outputs = [(args.out, "file", "--out")]
+  if pipeline.is_gencast_config(config):
+    from gencast_control.adapters.gencast.training_config import (
+        companion_paths)
+    from gencast_control.configs.gencast_assets import STATS_FILES
+    stats, example = companion_paths(args.out)
+    outputs += [(stats, "folder", "--out's statistics",
+                 tuple(f"{name}.nc" for name in STATS_FILES)),
+                (example, "file", "--out's example")]
+  if args.init:
+    inputs = inputs + _inputs(args, "--init")
+  _check_outputs(args, *outputs, inputs=inputs)
   pipeline.train_ardm_step(config, args.data, args.out,
-                           _workdir(args, inputs))
+                           _workdir(args, inputs), init=args.init)
   print(f"wrote {args.out}")
 
 
@@ -398,7 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
                      " a folder of trajectory splits")
   _add_config(p)
   p.add_argument("--data", required=True, help="folder with train.nc/.zarr")
-  p.add_argument("--out", required=True, help="ARDM checkpoint (.npz)")
+  p.add_argument("--out", required=True, help="ARDM checkpoint (.npz); a"
+                 " GenCast config writes DeepMind's CheckPoint, with"
+                 " OUT.stats/ and OUT.example.nc beside it")
+  p.add_argument("--init", help="GenCast configs: fine-tune this GenCast"
+                 " checkpoint (DeepMind's .npz) instead of random weights")
   p.add_argument("--workdir", help="resumable training state (default:"
                  " OUT.work)")
   _add_fresh(p)

@@ -380,7 +380,7 @@ def test_clear_errors_for_wrong_inputs(setup):
   with pytest.raises(ValueError, match="latitude is descending"):
     plain(rng, inputs.isel(lat=slice(None, None, -1)),
           template.isel(lat=slice(None, None, -1)), forcings)
-  with pytest.raises(ValueError, match="equiangular latitude grid with poles"):
+  with pytest.raises(ValueError, match="equiangular latitude grid, with poles"):
     plain(rng, inputs.isel(lat=slice(1, -1)), template.isel(lat=slice(1, -1)),
           forcings)
   with pytest.raises(ValueError, match="longitudes"):

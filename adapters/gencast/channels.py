@@ -179,7 +179,9 @@ def _per_channel_or_ones(layout: ChannelLayout, stats: xr.Dataset) -> np.ndarray
 
 def check_grid(lat: np.ndarray, lon: np.ndarray, where: str,
                expected_shape: tuple[int, int] | None = None) -> None:
-  """ValueError unless lat/lon form GenCast's equiangular grid with poles."""
+  """ValueError unless lat/lon form one of GenCast's equiangular grids: with
+  poles (lon = 2 (lat - 1), ERA5's) or without (lon = 2 lat, WeatherBench2's
+  64 x 32), the two its spherical-harmonic noise supports."""
   lat = np.asarray(lat, np.float64)
   lon = np.asarray(lon, np.float64)
   if lat.ndim != 1 or lat.size < 3:
@@ -191,15 +193,19 @@ def check_grid(lat: np.ndarray, lon: np.ndarray, where: str,
   if not np.all(np.diff(lat) > 0):
     raise ValueError(f"{where}: latitude must be strictly ascending")
   step = lat[1] - lat[0]
-  if not (np.allclose(np.diff(lat), step) and np.isclose(lat[0], -90.0)
-          and np.isclose(lat[-1], 90.0)):
+  poles = np.isclose(lat[0], -90.0) and np.isclose(lat[-1], 90.0)
+  offset = (np.isclose(lat[0], -90.0 + step / 2)
+            and np.isclose(lat[-1], 90.0 - step / 2))
+  if not (np.allclose(np.diff(lat), step) and (poles or offset)):
     raise ValueError(
-        f"{where}: GenCast needs an equiangular latitude grid with poles"
-        f" (-90 .. 90), got {lat[0]:g} .. {lat[-1]:g} with {lat.size} points")
-  if lon.size != 2 * (lat.size - 1) or not np.allclose(np.diff(lon), step):
+        f"{where}: GenCast needs an equiangular latitude grid, with poles"
+        " (-90 .. 90) or without (-90 + d/2 .. 90 - d/2), got"
+        f" {lat[0]:g} .. {lat[-1]:g} with {lat.size} points")
+  nlon = 2 * (lat.size - 1) if poles else 2 * lat.size
+  if lon.size != nlon or not np.allclose(np.diff(lon), step):
     raise ValueError(
-        f"{where}: GenCast needs {2 * (lat.size - 1)} longitudes spaced"
-        f" {step:g} deg for {lat.size} latitudes, got {lon.size}")
+        f"{where}: GenCast needs {nlon} longitudes spaced {step:g} deg for"
+        f" {lat.size} latitudes, got {lon.size}")
   if expected_shape is not None and (lat.size, lon.size) != tuple(expected_shape):
     raise ValueError(
         f"{where}: grid is {lat.size} x {lon.size} (lat x lon) but the model"

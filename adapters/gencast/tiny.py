@@ -161,8 +161,15 @@ def init_params(model: GenCastModel, example: xr.Dataset,
   unrolled first step calls `.astype` on a Python bool, and its loss needs
   the full GenCast variable set.
   """
+  return init_params_from_batch(
+      model, *split_example(model.task_config, example, 1), seed=seed)
+
+
+def init_params_from_batch(model: GenCastModel, inputs: xr.Dataset,
+                           targets: xr.Dataset, forcings: xr.Dataset,
+                           seed: int = 0) -> GenCastModel:
+  """`init_params` from GenCast's (inputs, targets, forcings) of one step."""
   gc = upstream()
-  inputs, targets, forcings = split_example(model.task_config, example, 1)
 
   def one_denoiser_call(inputs, targets, forcings):
     core = gc.gencast.GenCast(

@@ -37,7 +37,7 @@ LAYOUT_VARIABLE = "GENCAST_CONTROL_LAYOUT"
 # Each layout: our name -> the dotted path of DeepMind's module. `task` holds
 # TaskConfig, `variables` the variable lists (ALL_ATMOSPHERIC_VARS).
 _GRAPHCAST = {m: f"graphcast.{m}" for m in (
-    "casting", "checkpoint", "data_utils", "denoiser", "gencast",
+    "casting", "checkpoint", "data_utils", "denoiser", "gencast", "losses",
     "model_utils", "nan_cleaning", "normalization", "rollout",
     "samplers_utils", "xarray_jax", "xarray_tree")}
 _GRAPHCAST.update(task="graphcast.graphcast", variables="graphcast.graphcast")
@@ -48,6 +48,7 @@ _WEATHERNEXT = {
     "data_utils": "weathernext.utils.data_utils",
     "denoiser": "weathernext.weathernext1_gen.denoiser",
     "gencast": "weathernext.weathernext1_gen.gencast",
+    "losses": "weathernext.utils.losses",
     "model_utils": "weathernext.utils.model_utils",
     "nan_cleaning": "weathernext.utils.nan_cleaning",
     "normalization": "weathernext.utils.normalization",
@@ -73,6 +74,7 @@ class Upstream:
   data_utils: types.ModuleType
   denoiser: types.ModuleType
   gencast: types.ModuleType
+  losses: types.ModuleType
   model_utils: types.ModuleType
   nan_cleaning: types.ModuleType
   normalization: types.ModuleType

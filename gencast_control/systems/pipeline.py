@@ -272,10 +272,29 @@ def _check_sections(config, section, checkpoint_config, meta, path):
         " drop the override or retrain (e.g. demo --retrain)")
 
 
+def is_gencast_config(config: ExperimentConfig) -> bool:
+  """Whether the config's ARDM is DeepMind's GenCast (configs/
+  heldsuarez_gencast.py) rather than a grid ARDM."""
+  from gencast_control.adapters.gencast.training_config import (
+      GenCastArchitectureConfig)
+  return isinstance(config.ardm, GenCastArchitectureConfig)
+
+
 def train_ardm_step(config: ExperimentConfig, data_dir, out_path,
-                    workdir=None, progress: bool = True) -> GridARDM:
+                    workdir=None, progress: bool = True, init=None):
   """Pretrains the ARDM on the train split and saves its checkpoint, with
-  the split's layout (`data_layout`: variables, grid, time step)."""
+  the split's layout (`data_layout`: variables, grid, time step).
+
+  A GenCast config trains DeepMind's GenCast on the config's store instead
+  (adapters/gencast/training.py), from random weights or, with `init`, from
+  a GenCast checkpoint (fine-tuning)."""
+  if is_gencast_config(config):
+    from gencast_control.adapters.gencast import training as gencast_training
+    return gencast_training.train_ardm_step(config, data_dir, out_path,
+                                            workdir, init, progress)
+  if init is not None:
+    raise ValueError(f"--init fine-tunes a GenCast checkpoint; the config"
+                     f" {config.name!r} trains a grid ARDM")
   path = find_split(data_dir, "train")
   ds = trajectories.open_trajectories(path)
   layout = data_layout(config, ds, path)

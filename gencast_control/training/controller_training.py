@@ -241,6 +241,78 @@ def window_batches(data: np.ndarray, context, batch_size: int, members: int,
   return draw
 
 
+class StreamedWindows:
+  """window_batches' batches from a stream of whole example trajectories.
+
+  batches(key) -> (windows, cold starts, context windows) as window_batches
+  gives them, where `stream(k)` -> (states [b, T, *spatial, C], context
+  (leaves [b, T, ...]) or None) are the examples of the step whose batch key
+  is k (e.g. data.example_stream.ExampleStream over a store), read on
+  demand instead of held in memory. Each example gives one window (a random
+  start when T > length); the cold starts are random histories of the
+  batch's own examples. `prefetch(key)` asks the stream (if it can) to read
+  a future step's examples in the background.
+
+  A stream may give the whole batch (batch_size examples) or, in a
+  multi-process run, this process's part of it (batch_size /
+  process_count): then `process_local` is set and training_loop.train places
+  the parts with sharding.shard_local_batch, which needs a device mesh.
+  """
+
+  def __init__(self, stream, batch_size: int, members: int, length: int,
+               history_length: int, sharded: bool = False):
+    self.stream = stream
+    self.batch_size, self.members = batch_size, members
+    self.length, self.history_length = length, history_length
+    self.sharded = sharded
+    self.process_local = False
+
+  @staticmethod
+  def _stream_key(key: jax.Array) -> jax.Array:
+    return jax.random.split(key, 3)[0]  # window_batches' data key
+
+  def prefetch(self, key: jax.Array) -> None:
+    if hasattr(self.stream, "prefetch"):
+      self.stream.prefetch(self._stream_key(key))
+
+  def _check(self, states: np.ndarray) -> None:
+    size, processes = states.shape[0], jax.process_count()
+    if size == self.batch_size:
+      self.process_local = False
+    elif processes > 1 and size * processes == self.batch_size:
+      if not self.sharded:
+        raise ValueError("a stream of process-local batches needs"
+                         " controller_training.shard_batch (a device mesh)")
+      self.process_local = True
+    else:
+      raise ValueError(f"the stream gave {size} examples; batch_size"
+                       f" {self.batch_size} needs {self.batch_size} (or"
+                       f" {self.batch_size // processes} per process of"
+                       f" {processes})")
+    if states.shape[1] < self.length:
+      raise ValueError(f"streamed examples have {states.shape[1]} times,"
+                       f" training windows need {self.length}")
+
+  def __call__(self, key: jax.Array):
+    k_data, k_cold, _ = jax.random.split(key, 3)
+    states, context = self.stream(k_data)
+    states = np.asarray(states, np.float32)
+    self._check(states)
+    size, num_times = states.shape[:2]
+    start = np.zeros((size, 1), int)
+    if num_times > self.length:
+      start = np.asarray(jax.random.randint(jax.random.fold_in(k_data, 1),
+                                            (size, 1), 0,
+                                            num_times - self.length + 1))
+    index = (np.arange(size)[:, None], start + np.arange(self.length))
+    cold = sample_windows(states, k_cold, size * self.members,
+                          self.history_length)
+    cold = cold.reshape((size, self.members) + cold.shape[1:])
+    window_context = (None if context is None else
+                      jax.tree.map(lambda c: np.asarray(c)[index], context))
+    return states[index], cold, window_context
+
+
 def shift_observations(observations: Observations, start: jax.Array,
                        length: int) -> Observations:
   """The stream over times start..start+length-1 (zeros past its end)."""
@@ -426,7 +498,8 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
                      training: ControllerTrainingConfig, workdir=None,
                      progress: bool = True, params=None,
                      validation_data: np.ndarray | None = None,
-                     context=None, validation_context=None):
+                     context=None, validation_context=None, batches=None,
+                     scale: np.ndarray | None = None, data_identity=None):
   """Trains u_psi on trajectories [N, T, *spatial, C]; ARDM stays frozen.
 
   Each example picks one of `regimes` at random, so one controller serves
@@ -439,13 +512,40 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
   take one (GenCast's forcings); None otherwise. The trajectories stay in
   host memory; each step's windows are drawn there (window_batches).
 
+  Streamed examples instead of trajectories in memory (train_data and
+  context None): batches(key) -> (states [b, T, *spatial, C], context or
+  None) of the step whose batch key is key, T >= h + spinup + window, the
+  whole batch or this process's part of it (StreamedWindows; e.g. a
+  data.example_stream.ExampleStream, whose prefetch is used); scale: the
+  per-channel std [C] of the "state" score (e.g. the model's climatological
+  std), the same on every process; data_identity: what defines the
+  examples (e.g. the store and the example times), fingerprinted for the
+  run identity in place of the arrays.
+
   Returns:
     (controller params, history of logged metrics).
   """
-  train_data = np.asarray(train_data, np.float32)
-  if tuple(train_data.shape[2:]) != tuple(ardm.state_shape):
-    raise ValueError(f"training data states {train_data.shape[2:]} do not"
-                     f" match the ARDM state shape {ardm.state_shape}")
+  streamed = batches is not None
+  if streamed:
+    if train_data is not None or context is not None:
+      raise ValueError("train_controller takes train_data (and context) or"
+                       " a stream of batches, not both")
+    if scale is None or data_identity is None:
+      raise ValueError("streamed training needs the scale and data_identity"
+                       " of its examples")
+    scale = np.asarray(scale, np.float32)
+    if scale.shape != tuple(ardm.state_shape[-1:]):
+      raise ValueError(f"scale has shape {scale.shape}; the ARDM has"
+                       f" {ardm.state_shape[-1]} channels")
+  else:
+    if scale is not None or data_identity is not None:
+      raise ValueError("scale and data_identity are for streamed batches;"
+                       " with train_data they come from the arrays")
+    train_data = np.asarray(train_data, np.float32)
+    if tuple(train_data.shape[2:]) != tuple(ardm.state_shape):
+      raise ValueError(f"training data states {train_data.shape[2:]} do not"
+                       f" match the ARDM state shape {ardm.state_shape}")
+    scale = channel_scale(train_data)
   if not regimes:
     raise ValueError("train_controller needs at least one observation regime")
   validate = None
@@ -459,11 +559,16 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
   if params is None:
     params = init_controller(config, ardm, key)
   h = ardm.history_length
-  batches = window_batches(train_data, context, training.batch_size,
-                           training.members,
-                           h + training.spinup + training.window, h)
-  loss_fn = controller_loss_fn(ardm, channel_scale(train_data), regimes,
-                               config, training, mesh)
+  length = h + training.spinup + training.window
+  if streamed:
+    batches = StreamedWindows(batches, training.batch_size, training.members,
+                              length, h, sharded=mesh is not None)
+    data = (data_identity, scale, validation_data, validation_context)
+  else:
+    batches = window_batches(train_data, context, training.batch_size,
+                             training.members, length, h)
+    data = (train_data, validation_data, context, validation_context)
+  loss_fn = controller_loss_fn(ardm, scale, regimes, config, training, mesh)
   optimizer = training_loop.make_optimizer(training.learning_rate,
                                            training.num_steps)
   return training_loop.train(
@@ -475,8 +580,7 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
       best_metric="validation_crps",
       batches=batches,
       identity=training_loop.run_identity(
-          training, (train_data, validation_data, context,
-                     validation_context), dataclasses.asdict(config),
+          training, data, dataclasses.asdict(config),
           [dataclasses.asdict(r) for r in regimes], params,
           frozen=ardm.fingerprint),
       divergence_hint="Lower controller_training.learning_rate (now"

@@ -183,6 +183,17 @@ def shard_batch(tree, mesh: Mesh):
   return _place(tree, batch_sharding(mesh))
 
 
+def shard_local_batch(tree, mesh: Mesh):
+  """Places a host batch of which each process holds only its own part
+  (e.g. its examples of a data.example_stream.ExampleStream): the global
+  batch is the processes' parts together, split over the mesh as by
+  shard_batch (jax.make_array_from_process_local_data). With one process
+  this is shard_batch."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(lambda leaf: jax.make_array_from_process_local_data(
+      sharding, np.asarray(jax.device_get(leaf))), tree)
+
+
 def constrain_batch(tree, mesh: Mesh):
   """Inside jit: shard the leading axis of every leaf over the mesh."""
   sharding = batch_sharding(mesh)

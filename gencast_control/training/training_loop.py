@@ -5,7 +5,8 @@ from fold_in(key, i), so a run interrupted after a checkpoint and resumed takes
 the same batches as an uninterrupted one: either inside the jitted loss
 (loss_fn(params, key)) or, with `batches`, on the host (loss_fn(params, key,
 batch) with batch = batches(fold_in(key, i))), for training data that lives in
-host memory (GenCast's examples, long trajectory archives). Checkpoints are atomic
+host memory (long trajectory archives) or is read from a store step by step
+(GenCast's examples, data/example_stream.py). Checkpoints are atomic
 (checkpoint.save_training_state); losses go to a JSON-lines log and a tqdm bar.
 
 With a device mesh (gencast_control.training.sharding) the state is
@@ -255,6 +256,11 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
     lower.
   batches: batches(key) -> the host-side batch of the step whose batch key
     is `key` (module doc); loss_fn then takes it as its third argument.
+    If it has a `prefetch(key)` method (data.example_stream.ExampleStream),
+    the next step's batch is asked for before the current step runs. With
+    a mesh, every process passes the whole batch, unless `batches` has a
+    true `process_local` attribute: then each passes its own part
+    (sharding.shard_local_batch).
 
   Returns:
     (params, history) with history the list of logged metric dicts (of
@@ -342,8 +348,14 @@ def train(loss_fn: LossFn, params, optimizer: optax.GradientTransformation,
       batch = ()
       if batches is not None:
         batch = (batches(jax.random.fold_in(state["key"], i)),)
+        if hasattr(batches, "prefetch") and i + 1 < num_steps:
+          # A streamed source reads the next step's batch meanwhile.
+          batches.prefetch(jax.random.fold_in(state["key"], i + 1))
         if mesh is not None:
-          batch = sharding_lib.shard_batch(batch, mesh)
+          place = (sharding_lib.shard_local_batch
+                   if getattr(batches, "process_local", False)
+                   else sharding_lib.shard_batch)
+          batch = place(batch, mesh)
       new_state, metrics, finite = update(state, batch)
       finite = np.asarray(finite)
       if not finite.all():

@@ -1,0 +1,81 @@
+"""The settings of GenCast training (adapters/gencast/training.py).
+
+Plain dataclasses, importable without DeepMind's code, so that a config
+(configs/heldsuarez_gencast.py) loads everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from gencast_control.core.config import require
+
+
+@dataclasses.dataclass(frozen=True)
+class GenCastArchitectureConfig:
+  """A GenCast task and denoiser (DeepMind's TaskConfig and
+  DenoiserArchitectureConfig) for a store's variables and levels.
+
+  Attributes:
+    surface_variables, atmospheric_variables, levels: the targets (and
+      inputs) of the task, as the store names them.
+    mesh_size: icosahedral mesh refinements (DeepMind's 1 deg: 4 or 5).
+    latent_size, num_layers, num_heads, attention_k_hop: the sparse
+      transformer on the mesh.
+    noise_frequencies, noise_output_sizes: the noise-level encoder.
+    num_noise_levels: the sampler's sub-steps (DeepMind's 20).
+    history_length: input frames (DeepMind's 2, 24 h of 12 h steps).
+  """
+  surface_variables: tuple[str, ...] = ("surface_pressure",)
+  atmospheric_variables: tuple[str, ...] = (
+      "temperature", "geopotential", "u_component_of_wind",
+      "v_component_of_wind")
+  levels: tuple[int, ...] = (250, 500, 850)
+  mesh_size: int = 3
+  latent_size: int = 64
+  num_layers: int = 4
+  num_heads: int = 4
+  attention_k_hop: int = 8
+  noise_frequencies: int = 16
+  noise_output_sizes: tuple[int, ...] = (32, 16)
+  num_noise_levels: int = 20
+  history_length: int = 2
+
+  def __post_init__(self):
+    require(self, positive=("mesh_size", "latent_size", "num_layers",
+                            "num_heads", "attention_k_hop",
+                            "num_noise_levels", "history_length"))
+    if self.latent_size % self.num_heads:
+      raise ValueError(f"latent_size {self.latent_size} must be a multiple of"
+                       f" num_heads {self.num_heads}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenCastTrainingConfig:
+  """GenCast's training (adamw with warm-up and cosine decay, clipped).
+
+  Attributes:
+    variable_weights: ((variable, w_v), ...) of the loss; others weigh 1.
+    prefetch: batches read ahead from the store.
+  """
+  num_steps: int = 3000
+  batch_size: int = 4
+  learning_rate: float = 1e-3
+  seed: int = 0
+  checkpoint_every: int = 100
+  log_every: int = 25
+  variable_weights: tuple[tuple[str, float], ...] = ()
+  prefetch: int = 2
+
+  def __post_init__(self):
+    require(self, positive=("num_steps", "batch_size", "learning_rate",
+                            "checkpoint_every", "log_every"),
+            nonnegative=("prefetch",))
+
+
+def companion_paths(path) -> tuple[Path, Path]:
+  """(statistics folder, example file) written beside a checkpoint."""
+  path = Path(path)
+  return path.with_name(path.name + ".stats"), path.with_name(
+      path.name + ".example.nc")

@@ -1,0 +1,90 @@
+"""The GenCast study, offline: DeepMind's GenCast trained on the Held-Suarez sphere.
+
+The Held-Suarez store of `configs/heldsuarez.py` (dinosaur, WeatherBench2's
+64 x 32 equiangular grid without poles, 12-hourly) with DeepMind's GenCast
+architecture and loss (adapters/gencast/training.py) in place of the conv
+ARDM: a GenCast task of the store's four atmospheric variables on 250/500/850
+hPa and surface pressure (13 channels), the date features as forcings, no
+static inputs, 2 input frames (24 h) as DeepMind's.
+
+    gencast-control simulate --config heldsuarez_gencast --out data/hs
+    gencast-control train-ardm --config heldsuarez_gencast --data data/hs \
+        --out runs/hsgc/gencast.npz
+    gencast-control train-controller --config heldsuarez_gencast \
+        --data data/hs --ardm runs/hsgc/gencast.npz --out runs/hsgc/controller.npz
+    gencast-control pilot --config heldsuarez_gencast --data data/hs \
+        --ardm runs/hsgc/gencast.npz --controller runs/hsgc/controller.npz
+
+Sizes fit the 2-core CPU: an icosahedral mesh refined 3 times (642 nodes),
+latent 32, 4 transformer layers (DeepMind's 1 deg Mini: mesh 4, latent 512,
+16 layers). The observing systems and their errors are the Held-Suarez
+pilot's, given per variable in physical units.
+"""
+
+from gencast_control.adapters.gencast.training_config import (
+    GenCastArchitectureConfig, GenCastTrainingConfig)
+from gencast_control.core.controller import ControllerConfig
+from gencast_control.core.networks import ConvNetConfig
+from gencast_control.core.regimes import ObservationRegime
+from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
+                                                ExperimentConfig)
+from gencast_control.systems.held_suarez import (HeldSuarezConfig,
+                                                 HeldSuarezDataConfig)
+from gencast_control.training.controller_training import ControllerTrainingConfig
+
+ARCHITECTURE = GenCastArchitectureConfig(
+    surface_variables=("surface_pressure",),
+    atmospheric_variables=("temperature", "geopotential",
+                           "u_component_of_wind", "v_component_of_wind"),
+    levels=(250, 500, 850), mesh_size=3, latent_size=32, num_layers=4,
+    num_heads=4, attention_k_hop=8, num_noise_levels=20)
+
+# GenCast's state channels, in its ChannelLayout order (targets' order).
+CHANNELS = ("surface_pressure",) + tuple(
+    f"{name}@{level}" for name in ARCHITECTURE.atmospheric_variables
+    for level in ARCHITECTURE.levels)
+# Observation-error stds per variable in physical units (the Held-Suarez
+# pilot's): surface pressure 100 Pa, temperature 1 K, geopotential 50 m^2
+# s^-2, winds 2 m/s.
+_ERROR = {"surface_pressure": 100.0, "temperature": 1.0,
+          "geopotential": 50.0, "u_component_of_wind": 2.0,
+          "v_component_of_wind": 2.0}
+NOISE = tuple(_ERROR[c.split("@")[0]] for c in CHANNELS)
+SWATH_NOISE = tuple(1.5 * n for n in NOISE)
+
+REGIMES = (
+    ObservationRegime("stations_2pct", fraction=0.02, layout="area",
+                      fixed=True, noise_std=NOISE, noise_units="physical"),
+    ObservationRegime("stations_10pct", fraction=0.10, layout="area",
+                      fixed=True, noise_std=NOISE, noise_units="physical"),
+    ObservationRegime("swath_20pct", fraction=0.20, layout="swath",
+                      noise_std=SWATH_NOISE, noise_units="physical"),
+)
+
+
+def get_config() -> ExperimentConfig:
+  return ExperimentConfig(
+      name="heldsuarez_gencast",
+      system="era5",
+      pde=HeldSuarezDataConfig(channels=CHANNELS, step_hours=12,
+                               simulation=HeldSuarezConfig()),
+      data=DataConfig(num_train=0, num_validation=8, num_test=8,
+                      num_steps=20, burn_in_steps=0, seed=0),
+      ardm=ARCHITECTURE,
+      ardm_training=GenCastTrainingConfig(
+          num_steps=3000, batch_size=4, learning_rate=1e-3,
+          checkpoint_every=100, log_every=25),
+      controller=ControllerConfig(
+          horizon=2,
+          network=ConvNetConfig(width=16, num_blocks=2, kernel_size=3,
+                                dilations=(1, 4), embedding_size=32),
+          head_pointwise_input=True),
+      controller_training=ControllerTrainingConfig(
+          window=1, spinup=2, batch_size=2, num_steps=300,
+          learning_rate=1e-3, control_cost=1e-2, checkpoint_every=25,
+          validate_every=50, validation_steps=6),
+      regimes=REGIMES,
+      train_regimes=tuple(r.name for r in REGIMES),
+      assimilation=AssimilationConfig(regime="stations_10pct", num_steps=20,
+                                      ensemble_size=8, num_trajectories=4),
+  )
