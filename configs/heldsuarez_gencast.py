@@ -37,12 +37,10 @@ ARCHITECTURE = GenCastArchitectureConfig(
     atmospheric_variables=("temperature", "geopotential",
                            "u_component_of_wind", "v_component_of_wind"),
     levels=(250, 500, 850), mesh_size=3, latent_size=32, num_layers=4,
-    num_heads=4, attention_k_hop=8, num_noise_levels=20)
+    num_heads=4, attention_k_hop=8, num_noise_levels=20,
+    sampling_noise_levels=8)
 
-# GenCast's state channels, in its ChannelLayout order (targets' order).
-CHANNELS = ("surface_pressure",) + tuple(
-    f"{name}@{level}" for name in ARCHITECTURE.atmospheric_variables
-    for level in ARCHITECTURE.levels)
+CHANNELS = ARCHITECTURE.channels  # GenCast's state channels, in its order
 # Observation-error stds per variable in physical units (the Held-Suarez
 # pilot's): surface pressure 100 Pa, temperature 1 K, geopotential 50 m^2
 # s^-2, winds 2 m/s.
@@ -68,8 +66,9 @@ def get_config() -> ExperimentConfig:
       system="era5",
       pde=HeldSuarezDataConfig(channels=CHANNELS, step_hours=12,
                                simulation=HeldSuarezConfig()),
+      # Windows of 2 input frames + 20 steps (10 days).
       data=DataConfig(num_train=0, num_validation=8, num_test=8,
-                      num_steps=20, burn_in_steps=0, seed=0),
+                      num_steps=21, burn_in_steps=0, seed=0),
       ardm=ARCHITECTURE,
       ardm_training=GenCastTrainingConfig(
           num_steps=3000, batch_size=4, learning_rate=1e-3,

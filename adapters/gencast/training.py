@@ -437,3 +437,22 @@ def train_ardm_step(config, data_dir, out_path, workdir=None, init=None,
   save_checkpoint(model, out_path, description)
   return model
 
+
+
+def load_trained(path, sampling_noise_levels: int = 0):
+  """A GenCast trained by `train_ardm_step` as a FrozenARDM (GenCastARDM),
+  from the checkpoint and the statistics and example beside it; with
+  `sampling_noise_levels` > 0 it samples with that many sub-steps."""
+  from gencast_control.adapters.gencast.ardm import GenCastARDM
+  from gencast_control.adapters.gencast.assets import load_model
+  stats_dir, example_path = companion_paths(path)
+  for companion in (stats_dir, example_path):
+    if not companion.exists():
+      raise FileNotFoundError(f"{companion} is missing: a GenCast checkpoint"
+                              " of train-ardm keeps its statistics and"
+                              " example beside it")
+  model = load_model(path, stats_dir)
+  if sampling_noise_levels:
+    model = dataclasses.replace(model, sampler_config=dataclasses.replace(
+        model.sampler_config, num_noise_levels=sampling_noise_levels))
+  return GenCastARDM.from_example(model, xr.load_dataset(example_path))

@@ -24,8 +24,13 @@ class GenCastArchitectureConfig:
     latent_size, num_layers, num_heads, attention_k_hop: the sparse
       transformer on the mesh.
     noise_frequencies, noise_output_sizes: the noise-level encoder.
-    num_noise_levels: the sampler's sub-steps (DeepMind's 20).
+    num_noise_levels: the sampler's sub-steps (DeepMind's 20), as the
+      checkpoint records them.
+    sampling_noise_levels: the sub-steps when the trained model samples in
+      the project's commands (controller training, pilot, benchmarks);
+      0: num_noise_levels. Fewer sub-steps for the CPU.
     history_length: input frames (DeepMind's 2, 24 h of 12 h steps).
+    grid_shape: (lat, lon) of the store's grid.
   """
   surface_variables: tuple[str, ...] = ("surface_pressure",)
   atmospheric_variables: tuple[str, ...] = (
@@ -40,12 +45,34 @@ class GenCastArchitectureConfig:
   noise_frequencies: int = 16
   noise_output_sizes: tuple[int, ...] = (32, 16)
   num_noise_levels: int = 20
+  sampling_noise_levels: int = 0
   history_length: int = 2
+  grid_shape: tuple[int, int] = (32, 64)
+
+  # The grid experiments' view of the model (splits, pilot): states
+  # [lat, lon, C], latitude bounded, longitude periodic.
+  periodic = (False, True)
+
+  @property
+  def channels(self) -> tuple[str, ...]:
+    """GenCast's state channels in its order (adapters/gencast/channels.py
+    ChannelLayout: variables sorted by name, levels ascending)."""
+    levels = sorted(self.levels)
+    return tuple(
+        channel for name in sorted(self.surface_variables
+                                   + self.atmospheric_variables)
+        for channel in ([name] if name in self.surface_variables else
+                        [f"{name}@{level}" for level in levels]))
+
+  @property
+  def state_shape(self) -> tuple[int, int, int]:
+    return tuple(self.grid_shape) + (len(self.channels),)
 
   def __post_init__(self):
     require(self, positive=("mesh_size", "latent_size", "num_layers",
                             "num_heads", "attention_k_hop",
-                            "num_noise_levels", "history_length"))
+                            "num_noise_levels", "history_length"),
+            nonnegative=("sampling_noise_levels",))
     if self.latent_size % self.num_heads:
       raise ValueError(f"latent_size {self.latent_size} must be a multiple of"
                        f" num_heads {self.num_heads}")

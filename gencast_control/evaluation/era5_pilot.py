@@ -62,7 +62,7 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
                    initial: np.ndarray | None = None,
                    reference=None,
                    methods: Sequence[str] = METHODS,
-                   progress: bool = False) -> dict[str, dict]:
+                   progress: bool = False, contexts=None) -> dict[str, dict]:
   """{regime: {method: scores}} for unguided, controlled, DPS (and LETKF),
   run, timed and scored by `evaluation.engine` (its keys: every method sees
   the same observations, initial ensemble and member keys).
@@ -82,6 +82,8 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
     methods: the methods to run (of METHODS; "unguided", the reference of
       the time ratios, always runs; "letkf" needs `reference`).
     progress: a progress bar over regimes x methods (stderr).
+    contexts: the ARDM's per-step context of each trajectory (leaves [K,
+      h + T, ...]; GenCast's forcings, `pipeline.split_context`), or None.
   """
   unknown = sorted(set(methods) - set(METHODS))
   if unknown:
@@ -107,10 +109,12 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
     observations = engine.observe(regime, truth, h, key)
     programs = forecasts.forecast_programs(
         ardm, controller, controller_config.horizon, starts, observations,
-        num_steps, key, ensemble_size)
+        num_steps, key, ensemble_size, contexts)
     programs["dps"] = lambda k: baseline_program(
         "dps", ardm, starts[k], observations[k], num_steps,
-        engine.member_key(key, k), ensemble_size)
+        engine.member_key(key, k), ensemble_size,
+        context=None if contexts is None else jax.tree.map(
+            lambda c: c[k], contexts))
     if reference is not None:
       programs["letkf"] = lambda k: reference(k, observations[k], num_steps)
     runs = {}
@@ -274,9 +278,13 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
   ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
-      config, ardm_path, controller_path)
+      config, ardm_path, controller_path, data_dir=data_dir)
   a = config.assimilation
   truth = load_test_window(config, data_dir, split)
+  contexts = pipeline.split_context(ardm, data_dir, split)
+  if contexts is not None:
+    contexts = jax.tree.map(lambda c: c[:truth.shape[0], :truth.shape[1]],
+                            contexts)
   ds = trajectories.open_trajectories(pipeline.find_split(data_dir, split),
                                       load=False)
   channels = state_variables(config)
@@ -297,7 +305,8 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
   rows = evaluate_pilot(config, ardm, controller_config, params, truth,
                         ds["latitude"].values, channel_stds(ds, channels),
                         chosen, a.ensemble_size, a.seed + 1, True, initial,
-                        reference, methods or METHODS, progress=True)
+                        reference, methods or METHODS, progress=True,
+                        contexts=contexts)
   print(markdown_table({r: {m: by[m] for m in _methods(by)}
                         for r, by in rows.items()}))
   steps = truth.shape[1] - ardm.history_length

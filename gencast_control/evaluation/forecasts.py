@@ -43,18 +43,23 @@ class AssimilationResult:
 
 def forecast_programs(ardm, controller, horizon: int, starts,
                       observations: list[Observations], num_steps: int,
-                      key: jax.Array, ensemble_size: int
+                      key: jax.Array, ensemble_size: int, contexts=None
                       ) -> dict[str, Callable[[int], engine.Program]]:
   """{"unguided", "controlled"}: trajectory k -> its program (`engine.Program`)
   from starts[k] ([h, ...] or [M, h, ...]) with the engine's member key; the
-  controlled rollout assimilates observations[k]."""
+  controlled rollout assimilates observations[k]. contexts: the model's
+  per-step context of each trajectory (leaves [K, h + T, ...]; GenCast's
+  forcings), or None."""
+  context = lambda k: None if contexts is None else jax.tree.map(
+      lambda c: jnp.asarray(c[k]), contexts)
   return {
       "unguided": lambda k: ensemble_program(
           ardm, jnp.asarray(starts[k]), num_steps, engine.member_key(key, k),
-          ensemble_size),
+          ensemble_size, context=context(k)),
       "controlled": lambda k: ensemble_program(
           ardm, jnp.asarray(starts[k]), num_steps, engine.member_key(key, k),
-          ensemble_size, observations[k], controller, horizon)}
+          ensemble_size, observations[k], controller, horizon,
+          context=context(k))}
 
 
 def assimilate_trajectories(ardm: FrozenARDM, controller_config,

@@ -20,6 +20,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from gencast_control.adapters.grid import (GridARDM, load_grid_ardm,
@@ -29,6 +30,7 @@ from gencast_control.core import config as config_lib
 from gencast_control.core import times as time_lib
 from gencast_control.core.times import format_step, same_step
 from gencast_control.core.checkpoint import CheckpointError
+from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.layout import StateLayout
 from gencast_control.core.plugins import is_plugin_spec, plugin_model
 from gencast_control.core.controller import load_controller, save_controller
@@ -209,12 +211,55 @@ def regimes_in_state_units(regimes, data_dir, channels
   return [r.in_state_units(std) for r in regimes]
 
 
+def split_context(ardm: FrozenARDM, data_dir, split: str):
+  """The model's per-step context (`FrozenARDM.context_for`) of every
+  trajectory of a split, leaves [N, T, ...], or None for a model without
+  one. A trajectory's dates are its `start_time` plus its `time` offsets
+  (hours), as the ERA5 / Held-Suarez data step writes them."""
+  path = find_split(data_dir, split)
+  ds = trajectories.open_trajectories(path, load=False)
+  if "start_time" not in ds.coords:
+    probe = ardm.context_for(np.zeros(ardm.history_length + 1))
+    if probe is None:
+      return None
+    raise ValueError(f"{path} has no start_time coordinate: the model's"
+                     " context needs the dates of the states")
+  hours = np.asarray(ds["time"].values, np.float64)
+  offsets = (hours * 3600).astype("int64").astype("timedelta64[s]")
+  starts = np.asarray(ds["start_time"].values, "datetime64[ns]")
+  contexts = [ardm.context_for(start + offsets) for start in starts]
+  if contexts[0] is None:
+    return None
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *contexts)
+
+
+def load_gencast(config: ExperimentConfig, ardm_path, data_dir):
+  """The GenCast of a GenCast config's train-ardm, in the standardised units
+  of the splits in data_dir (core.standardised; the splits' layout, mean
+  and std), sampling with the config's `ardm.sampling_noise_levels`."""
+  from gencast_control.adapters.gencast.training import load_trained
+  from gencast_control.core.standardised import StandardisedARDM
+  from gencast_control.data.era5_trajectories import MEAN_ATTR, channel_stds
+  inner = load_trained(ardm_path, config.ardm.sampling_noise_levels)
+  path = find_split(data_dir, "train")
+  ds = trajectories.open_trajectories(path, load=False)
+  layout = data_layout(config, ds, path)
+  names = tuple(inner.channel_layout.channel_names)
+  if tuple(layout.variables) != names:
+    raise ValueError(f"{path} holds the channels {list(layout.variables)} but"
+                     f" {ardm_path} predicts {list(names)}, in this order")
+  mean = [ds[name].attrs[MEAN_ATTR] for name in names]
+  return StandardisedARDM(inner, mean, channel_stds(ds, names), layout)
+
+
 def load_checkpoints(config: ExperimentConfig, ardm_path,
-                     controller_path=None, check_time_step: bool = True):
+                     controller_path=None, check_time_step: bool = True,
+                     data_dir=None):
   """(ARDM, controller config, params, ARDM metadata, controller metadata).
 
   ardm_path: a grid ARDM checkpoint, or a model of one's own
-  ("module:factory", core.plugins).
+  ("module:factory", core.plugins), or for a GenCast config its train-ardm
+  checkpoint (then data_dir, the splits' folder, is needed: `load_gencast`).
 
   Checks that the checkpoints are for the config's system and that the
   config's `ardm` and `controller` sections are the checkpoints' (they fix
@@ -225,7 +270,12 @@ def load_checkpoints(config: ExperimentConfig, ardm_path,
   commands that simulate or read truths at the config's step need it;
   `assimilate` takes the checkpoint's step and passes False.
   """
-  if is_plugin_spec(ardm_path):  # a model of one's own: no grid config
+  if is_gencast_config(config):
+    if data_dir is None:
+      raise ValueError(f"the GenCast config {config.name!r} needs the data"
+                       " folder (--data) to put GenCast in the splits' units")
+    ardm, ardm_meta = load_gencast(config, ardm_path, data_dir), {}
+  elif is_plugin_spec(ardm_path):  # a model of one's own: no grid config
     ardm, ardm_meta = plugin_model(ardm_path), {}
   else:
     ardm, ardm_meta = load_grid_ardm(ardm_path)
@@ -316,7 +366,7 @@ def train_ardm_step(config: ExperimentConfig, data_dir, out_path,
 def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
                           out_path, workdir=None, progress: bool = True):
   """Trains the controller against a saved ARDM and saves its checkpoint."""
-  ardm = load_checkpoints(config, ardm_path)[0]
+  ardm = load_checkpoints(config, ardm_path, data_dir=data_dir)[0]
   data = load_split(config, data_dir, "train", ardm.layout)
   validation = None
   if config.controller_training.validate_every > 0:
@@ -332,11 +382,12 @@ def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
   t0 = time.perf_counter()
   regimes = regimes_in_state_units(config.training_regimes(), data_dir,
                                    state_variables(config))
-  params, history = train_controller(ardm, data, regimes,
-                                     config.controller,
-                                     config.controller_training, workdir,
-                                     progress, params=initial,
-                                     validation_data=validation)
+  params, history = train_controller(
+      ardm, data, regimes, config.controller, config.controller_training,
+      workdir, progress, params=initial, validation_data=validation,
+      context=split_context(ardm, data_dir, "train"),
+      validation_context=(None if validation is None else
+                          split_context(ardm, data_dir, "validation")))
   losses = [r for r in history if "score" in r]
   validated = [r for r in history if "validation_crps" in r]
   save_controller(out_path, params, config.controller, ardm, {

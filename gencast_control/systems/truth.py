@@ -98,18 +98,20 @@ def climatological_start(config: ExperimentConfig, data_dir, count: int,
   `baselines.perfect_model.PerfectModelFilter`, or anything with its
   `num_states`, `initial_channels(index)` and `options.ensemble_size`) the
   states are its stored validation-member model states (index [K, max(M,
-  M_letkf)] into them, h = 1; the ensembles are the first M); otherwise
+  M_letkf)] into them: the filter's members and the last of the h
+  consecutive states of each ARDM member, the first M); otherwise
   random windows of h consecutive validation-split states (index None).
   """
   rng = np.random.default_rng(seed)
   if reference is not None:
-    if history_length != 1:
-      raise ValueError("the perfect-model cold start needs an ARDM with"
-                       f" history_length 1, got {history_length}")
+    # Member m's history: the stored states index - h + 1 .. index, which
+    # follow one another at the store's step; the filter starts at index.
     size = max(ensemble_size, reference.options.ensemble_size)
-    index = rng.integers(0, reference.num_states, (count, size))
-    states = reference.initial_channels(index[:, :ensemble_size].ravel())
-    return (states.reshape((count, ensemble_size, 1) + states.shape[1:]),
+    h = history_length
+    index = rng.integers(h - 1, reference.num_states, (count, size))
+    frames = index[:, :ensemble_size, None] + np.arange(1 - h, 1)
+    states = reference.initial_channels(frames.ravel())
+    return (states.reshape((count, ensemble_size, h) + states.shape[1:]),
             index)
   validation = load_split(config, data_dir, "validation")
   traj = rng.integers(0, validation.shape[0], (count, ensemble_size))
