@@ -1,13 +1,15 @@
-"""Benchmark: the controlled rollout's wall-clock over the unguided one.
+"""Benchmark: the controlled rollout's wall-clock over the unguided and DPS's.
 
 The evaluation engine (demo, evaluate, benchmark, pilot) times each method's
 program once per trajectory. On a shared or throttled CPU one run varies by
 10-20 %, as much as the controller costs, so its "time / unguided" column
 cannot settle a cost goal. This benchmark compiles the unguided and the
-controlled ensemble rollouts of one test trajectory (the config's ensemble
-size and number of steps, its default regime's observations), runs them
+controlled ensemble rollouts and the DPS-guided one (the same frozen ARDM,
+`baselines.guidance`) of one test trajectory (the config's ensemble size
+and number of steps, its default regime's observations), runs them
 alternately `--repeats` times each and prints, side by side, the median of
-the per-round ratios and the ratio of the fastest runs, as a markdown table
+the per-round ratios controlled / unguided and DPS / controlled and the
+ratios of the fastest runs, as a markdown table
 under the provenance header (command, date, machine, versions, commit);
 --publish also writes it to docs/results/rollout_cost_CONFIG.md.
 
@@ -28,6 +30,7 @@ import time
 import jax
 
 from gencast_control.api import checkpoint_path
+from gencast_control.baselines.guidance import baseline_program
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import bind_controller
 from gencast_control.evaluation import engine, forecasts, provenance
@@ -42,8 +45,9 @@ def measure(config, data_dir, ardm_path, controller_path, repeats: int,
   first test trajectory (of data_dir's test split; None: drawn from the
   config's solver)."""
   ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
-      config, ardm_path, controller_path)
+      config, ardm_path, controller_path, data_dir=data_dir)
   a = config.assimilation
+  contexts = None
   if data_dir is None:
     truth = test_trajectories(config)[:1]
     regime = config.regime(a.regime)
@@ -51,13 +55,21 @@ def measure(config, data_dir, ardm_path, controller_path, repeats: int,
     truth = load_test_window(config, data_dir)[:1]
     regime, = pipeline.regimes_in_state_units(
         [config.regime(a.regime)], data_dir, state_variables(config))
+    contexts = pipeline.split_context(ardm, data_dir, "test")
+    if contexts is not None:
+      contexts = jax.tree.map(lambda c: c[:1, :truth.shape[1]], contexts)
   key = jax.random.PRNGKey(seed)
   h = ardm.history_length
   observations = engine.observe(regime, truth, h, key)
   controller = bind_controller(controller_config, ardm.periodic, params)
   programs = forecasts.forecast_programs(
       ardm, controller, controller_config.horizon, truth[:, :h], observations,
-      a.num_steps, key, a.ensemble_size)
+      a.num_steps, key, a.ensemble_size, contexts)
+  programs["dps"] = lambda k: baseline_program(
+      "dps", ardm, truth[k, :h], observations[k], a.num_steps,
+      engine.member_key(key, k), a.ensemble_size,
+      context=None if contexts is None else jax.tree.map(
+          lambda c: c[k], contexts))
   compiled = {}
   for method, program in programs.items():
     function, arguments = program(0)
@@ -70,13 +82,19 @@ def measure(config, data_dir, ardm_path, controller_path, repeats: int,
       jax.block_until_ready(function(*arguments))
       times[method].append(time.perf_counter() - start)
   ratios = [c / u for c, u in zip(times["controlled"], times["unguided"])]
+  dps = [d / c for d, c in zip(times["dps"], times["controlled"])]
   return {"unguided_median_s": statistics.median(times["unguided"]),
           "controlled_median_s": statistics.median(times["controlled"]),
+          "dps_median_s": statistics.median(times["dps"]),
           "ratio_median": statistics.median(ratios),
+          "dps_ratio_median": statistics.median(dps),
           "unguided_fastest_s": min(times["unguided"]),
           "controlled_fastest_s": min(times["controlled"]),
+          "dps_fastest_s": min(times["dps"]),
           "ratio_of_fastest": min(times["controlled"])
           / min(times["unguided"]),
+          "dps_ratio_of_fastest": min(times["dps"])
+          / min(times["controlled"]),
           "repeats": repeats, "ensemble_size": a.ensemble_size,
           "num_steps": a.num_steps, "regime": a.regime}
 
@@ -94,10 +112,15 @@ def markdown(config_name: str, result: dict) -> str:
           [["unguided", f"{result['unguided_median_s']:.3f}",
             f"{result['unguided_fastest_s']:.3f}"],
            ["controlled", f"{result['controlled_median_s']:.3f}",
-            f"{result['controlled_fastest_s']:.3f}"]]), "",
+            f"{result['controlled_fastest_s']:.3f}"],
+           ["dps", f"{result['dps_median_s']:.3f}",
+            f"{result['dps_fastest_s']:.3f}"]]), "",
       f"Controlled / unguided: **{result['ratio_median']:.3f}x** (median of"
       f" the {result['repeats']} per-round ratios),"
-      f" {result['ratio_of_fastest']:.3f}x (ratio of the fastest runs)."])
+      f" {result['ratio_of_fastest']:.3f}x (ratio of the fastest runs).", "",
+      f"DPS / controlled: **{result['dps_ratio_median']:.3f}x** (median of"
+      f" the per-round ratios), {result['dps_ratio_of_fastest']:.3f}x (ratio"
+      " of the fastest runs)."])
 
 
 def main(argv=None):

@@ -71,7 +71,7 @@ def get_config() -> ExperimentConfig:
                       num_steps=21, burn_in_steps=0, seed=0),
       ardm=ARCHITECTURE,
       ardm_training=GenCastTrainingConfig(
-          num_steps=3000, batch_size=4, learning_rate=1e-3,
+          num_steps=2000, batch_size=4, learning_rate=1e-3,
           checkpoint_every=100, log_every=25),
       controller=ControllerConfig(
           horizon=2,
