@@ -109,7 +109,8 @@ def era5_examples(config, model):
 
   The store is opened lazily (only the frames asked for are read);
   read(times) -> GenCast's (inputs, targets, forcings) of those
-  initialisation times (a batch dim), with target_steps(config) targets;
+  initialisation times (a batch dim), with target_steps(config) targets, in
+  DeepMind's layout;
   identity: what defines the examples (store, levels, times).
   """
   from gencast_control.data import era5_batches
@@ -121,11 +122,15 @@ def era5_examples(config, model):
                           config.num_examples, steps, config.example_seed)
 
   def read(times):
-    return era5_batches.to_gencast_batch(
+    batch = era5_batches.to_gencast_batch(
         store, times, input_variables=task.input_variables,
         target_variables=task.target_variables,
         forcing_variables=task.forcing_variables, levels=levels,
         target_steps=steps)
+    # DeepMind's layout (data_utils) has no `datetime` coordinate; GenCast's
+    # forcings already carry what it says.
+    return tuple(part.drop_vars("datetime", errors="ignore")
+                 for part in batch)
 
   identity = {"store": config.store, "levels": list(levels),
               "target_steps": steps, "init_times": inits}
