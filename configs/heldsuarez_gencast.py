@@ -78,12 +78,19 @@ def get_config() -> ExperimentConfig:
           network=ConvNetConfig(width=16, num_blocks=2, kernel_size=3,
                                 dilations=(1, 4), embedding_size=32),
           head_pointwise_input=True),
+      # Sized for 2 CPU cores, where one GenCast training step (2 members
+      # through a 12 h step of 8 sub-steps with gradients, after up to 2
+      # on-policy spin-up steps) takes seconds: batch 1, 150 steps, the
+      # best of three validation rollouts kept.
       controller_training=ControllerTrainingConfig(
-          window=1, spinup=2, batch_size=2, num_steps=300,
-          learning_rate=1e-3, control_cost=1e-2, checkpoint_every=25,
-          validate_every=50, validation_steps=6),
+          members=2, window=1, spinup=2, batch_size=1, num_steps=150,
+          learning_rate=2e-3, control_cost=1e-2, checkpoint_every=10,
+          log_every=5, validate_every=50, validation_steps=6,
+          validation_members=2),
       regimes=REGIMES,
       train_regimes=tuple(r.name for r in REGIMES),
-      assimilation=AssimilationConfig(regime="stations_10pct", num_steps=20,
-                                      ensemble_size=8, num_trajectories=4),
+      # The pilot: 2 test windows x 8 steps (4 days) x 4 members per
+      # regime and method, to run in about 20 min on 2 CPU cores.
+      assimilation=AssimilationConfig(regime="stations_10pct", num_steps=8,
+                                      ensemble_size=4, num_trajectories=2),
   )

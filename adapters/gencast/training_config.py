@@ -23,7 +23,9 @@ class GenCastArchitectureConfig:
     mesh_size: icosahedral mesh refinements (DeepMind's 1 deg: 4 or 5).
     latent_size, num_layers, num_heads, attention_k_hop: the sparse
       transformer on the mesh.
-    noise_frequencies, noise_output_sizes: the noise-level encoder.
+    noise_frequencies, noise_output_sizes: the noise-level encoder (its
+      MLP has exactly 2 layers: DeepMind's NoiseEncoderConfig types
+      output_sizes tuple[int, int], and its checkpoint.load refuses others).
     num_noise_levels: the sampler's sub-steps (DeepMind's 20), as the
       checkpoint records them.
     sampling_noise_levels: the sub-steps when the trained model samples in
@@ -71,8 +73,15 @@ class GenCastArchitectureConfig:
   def __post_init__(self):
     require(self, positive=("mesh_size", "latent_size", "num_layers",
                             "num_heads", "attention_k_hop",
-                            "num_noise_levels", "history_length"),
+                            "noise_frequencies", "num_noise_levels",
+                            "history_length"),
             nonnegative=("sampling_noise_levels",))
+    sizes = tuple(self.noise_output_sizes)
+    if len(sizes) != 2 or min(sizes) < 1:
+      raise ValueError(
+          "noise_output_sizes must be two positive layer sizes (DeepMind's"
+          " NoiseEncoderConfig.output_sizes is tuple[int, int]; a checkpoint"
+          f" with another length cannot be loaded), got {sizes}")
     if self.latent_size % self.num_heads:
       raise ValueError(f"latent_size {self.latent_size} must be a multiple of"
                        f" num_heads {self.num_heads}")
