@@ -43,6 +43,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from gencast_control.adapters.gencast import tiny
@@ -273,15 +274,15 @@ def reader(store: xr.Dataset, task, target_steps: int = 1):
         target_variables=task.target_variables,
         forcing_variables=task.forcing_variables,
         levels=tuple(task.pressure_levels),
-        input_frames=len(_input_times(task)), target_steps=target_steps,
+        input_frames=_input_frames(task), target_steps=target_steps,
         require_poles=False, sst_land_threshold=None)
 
   return read
 
 
-def _input_times(task) -> range:
-  import pandas as pd  # pylint: disable=import-outside-toplevel
-  return range(int(pd.Timedelta(task.input_duration) / pd.Timedelta("12h")))
+def _input_frames(task) -> int:
+  """GenCast's input frames: its input duration in 12 h steps."""
+  return int(pd.Timedelta(task.input_duration) / pd.Timedelta("12h"))
 
 
 def example_dataset(batch) -> xr.Dataset:
@@ -306,7 +307,7 @@ def train(model: GenCastModel, store: xr.Dataset, period: tuple[str, str],
   store's period. Returns (trained model, logged history)."""
   read = reader(store, model.task_config)
   times = example_times(store, period,
-                        len(_input_times(model.task_config)))
+                        _input_frames(model.task_config))
   first = read(times[:1])
   templates = batch_templates(first)
   stream = ExampleStream(lambda t: batch_arrays(read(t)), times,
@@ -415,7 +416,7 @@ def train_ardm_step(config, data_dir, out_path, workdir=None, init=None,
                         config.pde.step_hours)
   grid = store.sizes["latitude"], store.sizes["longitude"]
   first = reader(store, task)(example_times(
-      store, period, len(_input_times(task)))[:1])
+      store, period, _input_frames(task))[:1])
   model = _starting_model(config, stats, grid, init, first)
   if progress:
     size = sum(int(np.size(x)) for x in jax.tree.leaves(model.params))
