@@ -38,7 +38,7 @@ ARCHITECTURE = GenCastArchitectureConfig(
                            "u_component_of_wind", "v_component_of_wind"),
     levels=(250, 500, 850), mesh_size=3, latent_size=32, num_layers=4,
     num_heads=4, attention_k_hop=8, num_noise_levels=20,
-    sampling_noise_levels=8)
+    sampling_noise_levels=6)
 
 CHANNELS = ARCHITECTURE.channels  # GenCast's state channels, in its order
 # Observation-error stds per variable in physical units (the Held-Suarez
@@ -78,14 +78,14 @@ def get_config() -> ExperimentConfig:
           network=ConvNetConfig(width=16, num_blocks=2, kernel_size=3,
                                 dilations=(1, 4), embedding_size=32),
           head_pointwise_input=True),
-      # Sized for 2 CPU cores, where one GenCast training step (2 members
-      # through a 12 h step of 8 sub-steps with gradients, after up to 2
-      # on-policy spin-up steps) takes seconds: batch 1, 150 steps, the
-      # best of three validation rollouts kept.
+      # Sized for 2 CPU cores, where one controller training step (2
+      # members through a 12 h GenCast step of 6 sub-steps with gradients,
+      # after up to 2 on-policy spin-up steps) takes ~10 s: batch 1, 120
+      # steps, the best of three validation rollouts kept.
       controller_training=ControllerTrainingConfig(
-          members=2, window=1, spinup=2, batch_size=1, num_steps=150,
+          members=2, window=1, spinup=2, batch_size=1, num_steps=120,
           learning_rate=2e-3, control_cost=1e-2, checkpoint_every=10,
-          log_every=5, validate_every=50, validation_steps=6,
+          log_every=5, validate_every=40, validation_steps=6,
           validation_members=2),
       regimes=REGIMES,
       train_regimes=tuple(r.name for r in REGIMES),
