@@ -104,7 +104,7 @@ def markdown(config_name: str, result: dict) -> str:
   return "\n".join([
       f"# Controlled vs unguided rollout cost: {config_name}", "",
       f"One test trajectory, {result['ensemble_size']} members x"
-      f" {result['num_steps']} steps, regime {result['regime']}; both"
+      f" {result['num_steps']} steps, regime {result['regime']}; the"
       " programs compiled once, then run alternately"
       f" {result['repeats']} times each (wall-clock).", "",
       engine.markdown_table(
