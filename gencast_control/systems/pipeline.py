@@ -272,8 +272,11 @@ def load_checkpoints(config: ExperimentConfig, ardm_path,
   """
   if is_gencast_config(config):
     if data_dir is None:
-      raise ValueError(f"the GenCast config {config.name!r} needs the data"
-                       " folder (--data) to put GenCast in the splits' units")
+      raise ValueError(
+          f"the GenCast config {config.name!r} runs through train-ardm,"
+          " train-controller, pilot, benchmarks/gencast_skill.py and"
+          " benchmarks/rollout_cost.py, which read GenCast's units from the"
+          " data folder (--data); this command does not run it")
     ardm, ardm_meta = load_gencast(config, ardm_path, data_dir), {}
   elif is_plugin_spec(ardm_path):  # a model of one's own: no grid config
     ardm, ardm_meta = plugin_model(ardm_path), {}
