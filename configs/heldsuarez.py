@@ -39,18 +39,28 @@ from gencast_control.core.samplers import SamplerConfig
 
 CHANNELS = ("geopotential@500", "temperature@850", "u_component_of_wind@250",
             "v_component_of_wind@850", "surface_pressure")
-# Observation-error stds in physical units, one per channel.
-NOISE = (50.0, 1.0, 2.0, 2.0, 100.0)
-SWATH_NOISE = tuple(1.5 * n for n in NOISE)
+# Observation-error stds per variable, in physical units.
+ERROR_STD = {"geopotential": 50.0, "temperature": 1.0,
+             "u_component_of_wind": 2.0, "v_component_of_wind": 2.0,
+             "surface_pressure": 100.0}
 
-REGIMES = (
-    ObservationRegime("stations_2pct", fraction=0.02, layout="area",
-                      fixed=True, noise_std=NOISE, noise_units="physical"),
-    ObservationRegime("stations_10pct", fraction=0.10, layout="area",
-                      fixed=True, noise_std=NOISE, noise_units="physical"),
-    ObservationRegime("swath_20pct", fraction=0.20, layout="swath",
-                      noise_std=SWATH_NOISE, noise_units="physical"),
-)
+
+def regimes(channels) -> tuple[ObservationRegime, ...]:
+  """The three observing systems for states of `channels` ("name@level"):
+  two fixed station networks and a swath 1.5 times noisier."""
+  noise = tuple(ERROR_STD[channel.split("@")[0]] for channel in channels)
+  swath = tuple(1.5 * n for n in noise)
+  return (
+      ObservationRegime("stations_2pct", fraction=0.02, layout="area",
+                        fixed=True, noise_std=noise, noise_units="physical"),
+      ObservationRegime("stations_10pct", fraction=0.10, layout="area",
+                        fixed=True, noise_std=noise, noise_units="physical"),
+      ObservationRegime("swath_20pct", fraction=0.20, layout="swath",
+                        noise_std=swath, noise_units="physical"),
+  )
+
+
+REGIMES = regimes(CHANNELS)
 
 
 def get_config() -> ExperimentConfig:

@@ -23,9 +23,9 @@ pilot's, given per variable in physical units.
 
 from gencast_control.adapters.gencast.training_config import (
     GenCastArchitectureConfig, GenCastTrainingConfig)
+from gencast_control.configs import heldsuarez
 from gencast_control.core.controller import ControllerConfig
 from gencast_control.core.networks import ConvNetConfig
-from gencast_control.core.regimes import ObservationRegime
 from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
                                                 ExperimentConfig)
 from gencast_control.systems.held_suarez import (HeldSuarezConfig,
@@ -41,23 +41,8 @@ ARCHITECTURE = GenCastArchitectureConfig(
     sampling_noise_levels=6)
 
 CHANNELS = ARCHITECTURE.channels  # GenCast's state channels, in its order
-# Observation-error stds per variable in physical units (the Held-Suarez
-# pilot's): surface pressure 100 Pa, temperature 1 K, geopotential 50 m^2
-# s^-2, winds 2 m/s.
-_ERROR = {"surface_pressure": 100.0, "temperature": 1.0,
-          "geopotential": 50.0, "u_component_of_wind": 2.0,
-          "v_component_of_wind": 2.0}
-NOISE = tuple(_ERROR[c.split("@")[0]] for c in CHANNELS)
-SWATH_NOISE = tuple(1.5 * n for n in NOISE)
-
-REGIMES = (
-    ObservationRegime("stations_2pct", fraction=0.02, layout="area",
-                      fixed=True, noise_std=NOISE, noise_units="physical"),
-    ObservationRegime("stations_10pct", fraction=0.10, layout="area",
-                      fixed=True, noise_std=NOISE, noise_units="physical"),
-    ObservationRegime("swath_20pct", fraction=0.20, layout="swath",
-                      noise_std=SWATH_NOISE, noise_units="physical"),
-)
+# The Held-Suarez pilot's observing systems and per-variable errors.
+REGIMES = heldsuarez.regimes(CHANNELS)
 
 
 def get_config() -> ExperimentConfig:
