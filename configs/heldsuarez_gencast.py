@@ -17,8 +17,11 @@ static inputs, 2 input frames (24 h) as DeepMind's.
 
 Sizes fit the 2-core CPU: an icosahedral mesh refined 3 times (642 nodes),
 latent 32, 4 transformer layers (DeepMind's 1 deg Mini: mesh 4, latent 512,
-16 layers). The observing systems and their errors are the Held-Suarez
-pilot's, given per variable in physical units.
+16 layers); trained with DeepMind's 20 noise levels, it samples with 6
+sub-steps in controller training, the pilot and the benchmarks
+(`ardm.sampling_noise_levels`). The observing systems and their errors are
+the Held-Suarez pilot's, given per variable in physical units. The study's
+commands, tables and reading: docs/gencast_study.md.
 """
 
 from gencast_control.adapters.gencast.training_config import (
