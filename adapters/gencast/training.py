@@ -382,23 +382,21 @@ def _store(config, data_dir) -> xr.Dataset:
 
 def _starting_model(config, stats: NormalizationStats, grid_shape, init,
                     first_batch) -> GenCastModel:
-  """The configured architecture with random parameters, or (init) a
-  DeepMind checkpoint's architecture, task and parameters."""
+  """The configured architecture with random parameters, or (init: a
+  DeepMind CheckPoint) the checkpoint's architecture, task and parameters."""
   from gencast_control.adapters.gencast.assets import (
       with_attention_for_backend)
   if init is None:
     model = new_model(config.ardm, stats, grid_shape)
     return init_params(model, first_batch, config.ardm_training.seed)
-  ckpt = load_checkpoint(init)
-  model = GenCastModel(
-      params=ckpt.params, task_config=ckpt.task_config,
+  return GenCastModel(
+      params=init.params, task_config=init.task_config,
       denoiser_architecture_config=with_attention_for_backend(
-          ckpt.denoiser_architecture_config),
-      sampler_config=ckpt.sampler_config, noise_config=ckpt.noise_config,
-      noise_encoder_config=ckpt.noise_encoder_config, stats=stats,
-      description=f"{ckpt.description} fine-tuned by gencast-control",
+          init.denoiser_architecture_config),
+      sampler_config=init.sampler_config, noise_config=init.noise_config,
+      noise_encoder_config=init.noise_encoder_config, stats=stats,
+      description=f"{init.description} fine-tuned by gencast-control",
       grid_shape=grid_shape)
-  return model
 
 
 def train_ardm_step(config, data_dir, out_path, workdir=None, init=None,
@@ -409,15 +407,15 @@ def train_ardm_step(config, data_dir, out_path, workdir=None, init=None,
   t0 = time.perf_counter()
   store = _store(config, data_dir)
   period = tuple(config.pde.train_period)
-  task = (task_config(config.ardm) if init is None
-          else load_checkpoint(init).task_config)
-  variables = [v for v in task.target_variables]
-  stats = compute_stats(store, variables, task.pressure_levels, period,
+  checkpoint = None if init is None else load_checkpoint(init)
+  task = (task_config(config.ardm) if checkpoint is None
+          else checkpoint.task_config)
+  stats = compute_stats(store, list(task.target_variables), task.pressure_levels, period,
                         config.pde.step_hours)
   grid = store.sizes["latitude"], store.sizes["longitude"]
   first = reader(store, task)(example_times(
       store, period, _input_frames(task))[:1])
-  model = _starting_model(config, stats, grid, init, first)
+  model = _starting_model(config, stats, grid, checkpoint, first)
   if progress:
     size = sum(int(np.size(x)) for x in jax.tree.leaves(model.params))
     print(f"GenCast: {size:,} parameters, mesh refined"
