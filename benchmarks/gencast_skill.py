@@ -45,6 +45,7 @@ from gencast_control.core.config import load_config
 from gencast_control.data import trajectories
 from gencast_control.data.era5_trajectories import MEAN_ATTR, channel_stds
 from gencast_control.evaluation import engine, metrics, provenance
+from gencast_control.evaluation.forecasts import trajectory_context
 from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import state_variables
 from gencast_control.systems.truth import load_test_window
@@ -78,7 +79,8 @@ def forecasts(args) -> tuple[dict, np.ndarray, np.ndarray, list[str], dict]:
   conv_mean, conv_std = _units(args.conv_data, common)
   h = gencast.history_length
   truth = load_test_window(config, args.data)  # [K, h + T, ...] std. units
-  contexts = pipeline.split_context(gencast, args.data, "test")
+  contexts = pipeline.split_context(gencast, args.data, "test",
+                                    *truth.shape[:2])
   key = jax.random.PRNGKey(args.seed)
   physical = lambda x: mean + std * x
   index = [channels.index(c) for c in common]
@@ -86,8 +88,7 @@ def forecasts(args) -> tuple[dict, np.ndarray, np.ndarray, list[str], dict]:
   start = time.perf_counter()
   runs = []
   for k in range(len(truth)):
-    context = jax.tree.map(lambda c: jnp.asarray(c[k, :truth.shape[1]]),
-                           contexts)
+    context = trajectory_context(contexts, k)
     runs.append(np.asarray(ensemble_rollout(
         gencast, jnp.asarray(truth[k, :h]), args.steps,
         engine.member_key(key, k), args.members, context=context,

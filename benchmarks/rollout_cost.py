@@ -30,7 +30,6 @@ import time
 import jax
 
 from gencast_control.api import checkpoint_path
-from gencast_control.baselines.guidance import baseline_program
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import bind_controller
 from gencast_control.evaluation import engine, forecasts, provenance
@@ -55,9 +54,8 @@ def measure(config, data_dir, ardm_path, controller_path, repeats: int,
     truth = load_test_window(config, data_dir)[:1]
     regime, = pipeline.regimes_in_state_units(
         [config.regime(a.regime)], data_dir, state_variables(config))
-    contexts = pipeline.split_context(ardm, data_dir, "test")
-    if contexts is not None:
-      contexts = jax.tree.map(lambda c: c[:1, :truth.shape[1]], contexts)
+    contexts = pipeline.split_context(ardm, data_dir, "test",
+                                      *truth.shape[:2])
   key = jax.random.PRNGKey(seed)
   h = ardm.history_length
   observations = engine.observe(regime, truth, h, key)
@@ -65,11 +63,9 @@ def measure(config, data_dir, ardm_path, controller_path, repeats: int,
   programs = forecasts.forecast_programs(
       ardm, controller, controller_config.horizon, truth[:, :h], observations,
       a.num_steps, key, a.ensemble_size, contexts)
-  programs["dps"] = lambda k: baseline_program(
-      "dps", ardm, truth[k, :h], observations[k], a.num_steps,
-      engine.member_key(key, k), a.ensemble_size,
-      context=None if contexts is None else jax.tree.map(
-          lambda c: c[k], contexts))
+  programs["dps"] = forecasts.baseline_programs(
+      "dps", ardm, truth[:, :h], observations, a.num_steps, key,
+      a.ensemble_size, contexts)
   compiled = {}
   for method, program in programs.items():
     function, arguments = program(0)

@@ -34,7 +34,6 @@ import jax
 import numpy as np
 import tqdm
 
-from gencast_control.baselines.guidance import baseline_program
 from gencast_control.baselines.perfect_model import PerfectModelFilter
 from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.controller import bind_controller
@@ -110,11 +109,9 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
     programs = forecasts.forecast_programs(
         ardm, controller, controller_config.horizon, starts, observations,
         num_steps, key, ensemble_size, contexts)
-    programs["dps"] = lambda k: baseline_program(
-        "dps", ardm, starts[k], observations[k], num_steps,
-        engine.member_key(key, k), ensemble_size,
-        context=None if contexts is None else jax.tree.map(
-            lambda c: c[k], contexts))
+    programs["dps"] = forecasts.baseline_programs(
+        "dps", ardm, starts, observations, num_steps, key, ensemble_size,
+        contexts)
     if reference is not None:
       programs["letkf"] = lambda k: reference(k, observations[k], num_steps)
     runs = {}
@@ -281,10 +278,7 @@ def run_pilot(config: ExperimentConfig, data_dir, ardm_path, controller_path,
       config, ardm_path, controller_path, data_dir=data_dir)
   a = config.assimilation
   truth = load_test_window(config, data_dir, split)
-  contexts = pipeline.split_context(ardm, data_dir, split)
-  if contexts is not None:
-    contexts = jax.tree.map(lambda c: c[:truth.shape[0], :truth.shape[1]],
-                            contexts)
+  contexts = pipeline.split_context(ardm, data_dir, split, *truth.shape[:2])
   ds = trajectories.open_trajectories(pipeline.find_split(data_dir, split),
                                       load=False)
   channels = state_variables(config)

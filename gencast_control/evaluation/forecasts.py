@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from gencast_control.baselines.guidance import baseline_program
 from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.assimilation import (ensemble_program,
                                                ensemble_to_dataset)
@@ -50,16 +51,34 @@ def forecast_programs(ardm, controller, horizon: int, starts,
   controlled rollout assimilates observations[k]. contexts: the model's
   per-step context of each trajectory (leaves [K, h + T, ...]; GenCast's
   forcings), or None."""
-  context = lambda k: None if contexts is None else jax.tree.map(
-      lambda c: jnp.asarray(c[k]), contexts)
   return {
       "unguided": lambda k: ensemble_program(
           ardm, jnp.asarray(starts[k]), num_steps, engine.member_key(key, k),
-          ensemble_size, context=context(k)),
+          ensemble_size, context=trajectory_context(contexts, k)),
       "controlled": lambda k: ensemble_program(
           ardm, jnp.asarray(starts[k]), num_steps, engine.member_key(key, k),
           ensemble_size, observations[k], controller, horizon,
-          context=context(k))}
+          context=trajectory_context(contexts, k))}
+
+
+def baseline_programs(method: str, ardm, starts,
+                      observations: list[Observations], num_steps: int,
+                      key: jax.Array, ensemble_size: int, contexts=None
+                      ) -> Callable[[int], engine.Program]:
+  """Trajectory k -> the program of a guidance baseline (e.g. "dps",
+  `baselines.guidance`) from starts[k], guided by observations[k], with the
+  engine's member key: the same inputs as `forecast_programs`'."""
+  return lambda k: baseline_program(
+      method, ardm, starts[k], observations[k], num_steps,
+      engine.member_key(key, k), ensemble_size,
+      context=trajectory_context(contexts, k))
+
+
+def trajectory_context(contexts, k: int):
+  """Trajectory k's context (leaves [h + T, ...]) of contexts with leaves
+  [K, h + T, ...], or None."""
+  return None if contexts is None else jax.tree.map(
+      lambda c: jnp.asarray(c[k]), contexts)
 
 
 def assimilate_trajectories(ardm: FrozenARDM, controller_config,

@@ -211,9 +211,12 @@ def regimes_in_state_units(regimes, data_dir, channels
   return [r.in_state_units(std) for r in regimes]
 
 
-def split_context(ardm: FrozenARDM, data_dir, split: str):
-  """The model's per-step context (`FrozenARDM.context_for`) of every
-  trajectory of a split, leaves [N, T, ...], or None for a model without
+def split_context(ardm: FrozenARDM, data_dir, split: str,
+                  num_trajectories: int | None = None,
+                  length: int | None = None):
+  """The model's per-step context (`FrozenARDM.context_for`) of the first
+  `num_trajectories` trajectories of a split over their first `length`
+  times (default: all), leaves [N, T, ...], or None for a model without
   one. A trajectory's dates are its `start_time` plus its `time` offsets
   (hours), as the ERA5 / Held-Suarez data step writes them."""
   path = find_split(data_dir, split)
@@ -224,9 +227,10 @@ def split_context(ardm: FrozenARDM, data_dir, split: str):
       return None
     raise ValueError(f"{path} has no start_time coordinate: the model's"
                      " context needs the dates of the states")
-  hours = np.asarray(ds["time"].values, np.float64)
+  hours = np.asarray(ds["time"].values, np.float64)[:length]
   offsets = (hours * 3600).astype("int64").astype("timedelta64[s]")
-  starts = np.asarray(ds["start_time"].values, "datetime64[ns]")
+  starts = np.asarray(ds["start_time"].values,
+                      "datetime64[ns]")[:num_trajectories]
   contexts = [ardm.context_for(start + offsets) for start in starts]
   if contexts[0] is None:
     return None
