@@ -27,8 +27,6 @@ commands, tables and reading: docs/gencast_study.md.
 from gencast_control.adapters.gencast.training_config import (
     GenCastArchitectureConfig, GenCastTrainingConfig)
 from gencast_control.configs import heldsuarez
-from gencast_control.core.controller import ControllerConfig
-from gencast_control.core.networks import ConvNetConfig
 from gencast_control.systems.experiment import (AssimilationConfig, DataConfig,
                                                 ExperimentConfig)
 from gencast_control.systems.held_suarez import (HeldSuarezConfig,
@@ -61,11 +59,8 @@ def get_config() -> ExperimentConfig:
       ardm_training=GenCastTrainingConfig(
           num_steps=2000, batch_size=4, learning_rate=1e-3,
           checkpoint_every=100, log_every=25),
-      controller=ControllerConfig(
-          horizon=2,
-          network=ConvNetConfig(width=16, num_blocks=2, kernel_size=3,
-                                dilations=(1, 4), embedding_size=32),
-          head_pointwise_input=True),
+      # The Held-Suarez pilot's controller.
+      controller=heldsuarez.get_config().controller,
       # Sized for 2 CPU cores, where one controller training step (2
       # members through a 12 h GenCast step of 6 sub-steps with gradients,
       # after up to 2 on-policy spin-up steps) takes ~10 s: batch 1, 120
