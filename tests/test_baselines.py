@@ -8,6 +8,7 @@ import pytest
 from gencast_control.baselines import enkf
 from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.assimilation import ensemble_rollout
+from gencast_control.baselines.filters import assimilate_filter
 from gencast_control.baselines.guidance import assimilate_baseline
 from gencast_control.core.observations import Observations
 from gencast_control.systems.ks import ks_rollout
@@ -145,9 +146,8 @@ def test_enkf_with_perfect_full_observations_tracks_the_truth():
   u0 = jnp.sin(2 * np.pi * jnp.arange(32) / 32 * 2) * 1.5
   truth = np.asarray(ks_rollout(u0, 40, TINY_KS))[20:, :, None]  # [21, 32, 1]
   obs = Observations.from_arrays(truth, np.ones_like(truth), noise_std=1e-3)
-  out = np.asarray(assimilate_baseline(
-      "enkf", None, truth[:1], obs, 20, KEY, 6, ks_config=TINY_KS,
-      initial_std=0.3))
+  out = np.asarray(assimilate_filter("enkf", truth[:1], obs, 20, KEY, 6,
+                                     ks_config=TINY_KS, initial_std=0.3))
   assert out.shape == (6, 21, 32, 1)
   error = np.abs(out[:, 1:] - truth[None, 1:]).max()
   assert error < 0.02, error
@@ -157,12 +157,12 @@ def test_enkf_with_perfect_full_observations_tracks_the_truth():
 def test_enkf_reduces_error_with_sparse_noisy_observations(tiny_ks_data):
   truth = tiny_ks_data[2, :21]
   obs = sample_observations(REGIME, jax.random.PRNGKey(4), jnp.asarray(truth))
-  free = np.asarray(assimilate_baseline(
-      "enkf", None, truth[:1], Observations.from_arrays(
+  free = np.asarray(assimilate_filter(
+      "enkf", truth[:1], Observations.from_arrays(
           truth, np.zeros_like(truth), 0.1), 20, KEY, 8, ks_config=TINY_KS,
       initial_std=0.5))
-  filtered = np.asarray(assimilate_baseline(
-      "enkf", None, truth[:1], obs, 20, KEY, 8, ks_config=TINY_KS,
+  filtered = np.asarray(assimilate_filter(
+      "enkf", truth[:1], obs, 20, KEY, 8, ks_config=TINY_KS,
       initial_std=0.5))
   rmse = lambda e: np.sqrt(np.mean((e.mean(0)[-5:] - truth[-5:])**2))
   assert rmse(filtered) < 0.5 * rmse(free), (rmse(filtered), rmse(free))
@@ -176,13 +176,13 @@ def test_clear_errors(tiny_ardm, problem):
     assimilate_baseline("dps", tiny_ardm, truth[:1], obs, STEPS, KEY, 2,
                         gamma=1.0)
   with pytest.raises(ValueError, match="ks_config"):
-    assimilate_baseline("enkf", None, truth[:1], obs, STEPS, KEY, 2)
+    assimilate_filter("enkf", truth[:1], obs, STEPS, KEY, 2)
   with pytest.raises(ValueError, match="observations cover"):
     assimilate_baseline("sda", tiny_ardm, truth[:1], obs, 50, KEY, 2)
   with pytest.raises(ValueError,
                      match=r"ks solver needs a history \[h, 64, 1\]"):
     from gencast_control.systems.ks import KSConfig
-    assimilate_baseline("enkf", None, truth[:1], obs, STEPS, KEY, 2,
+    assimilate_filter("enkf", truth[:1], obs, STEPS, KEY, 2,
                         ks_config=KSConfig(num_points=64))
 
 
@@ -237,22 +237,21 @@ def test_enkf_on_kolmogorov_flow_assimilates_with_the_true_solver():
   # one observation-slot count for all runs: one compiled program
   options = dict(pde_config=TINY_KOLMOGOROV, initial_std=1.0,
                  localization_radius=3.0, obs_capacity=128)
-  free = np.asarray(assimilate_baseline("enkf", None, truth[:1], no_obs, 6,
+  free = np.asarray(assimilate_filter("enkf", truth[:1], no_obs, 6,
                                         KEY, 6, **options))
-  filtered = np.asarray(assimilate_baseline("enkf", None, truth[:1], obs, 6,
+  filtered = np.asarray(assimilate_filter("enkf", truth[:1], obs, 6,
                                             KEY, 6, **options))
   assert filtered.shape == (6, 7, 16, 16, 1)
   rmse = lambda e: np.sqrt(np.mean((e.mean(0)[-3:] - truth[-3:])**2))
   assert rmse(filtered) < 0.5 * rmse(free), (rmse(filtered), rmse(free))
   # without perturbations every member is the true model run
-  exact = np.asarray(assimilate_baseline(
-      "enkf", None, truth[:1], no_obs, 6, KEY, 6, **dict(options,
-                                                         initial_std=0.0)))
+  exact = np.asarray(assimilate_filter(
+      "enkf", truth[:1], no_obs, 6, KEY, 6, **dict(options, initial_std=0.0)))
   np.testing.assert_allclose(exact[0], truth, atol=1e-3 * np.abs(truth).max())
   with pytest.raises(ValueError, match="obs_capacity=8 is below the 128"):
-    assimilate_baseline("enkf", None, truth[:1], obs, 6, KEY, 2,
+    assimilate_filter("enkf", truth[:1], obs, 6, KEY, 2,
                         **dict(options, obs_capacity=8))
   with pytest.raises(ValueError, match=r"kolmogorov solver needs a history"
                      r" \[h, 16, 16, 1\]"):
-    assimilate_baseline("enkf", None, truth[:1, :4, :4], no_obs, 6, KEY, 2,
+    assimilate_filter("enkf", truth[:1, :4, :4], no_obs, 6, KEY, 2,
                         pde_config=TINY_KOLMOGOROV)

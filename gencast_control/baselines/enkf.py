@@ -74,15 +74,7 @@ class EnKFOptions:
   def __post_init__(self):
     if self.pde_config is None and self.ks_config is not None:
       object.__setattr__(self, "pde_config", self.ks_config)
-    try:
-      system = system_for_config(self.pde_config)
-    except ValueError:
-      system = None
-    if system is None or system.model_step is None:
-      raise ValueError(
-          "enkf needs the true solver: pde_config=KSConfig(...) or"
-          " KolmogorovConfig(...) (or ks_config=KSConfig(...)), got"
-          f" {type(self.pde_config).__name__}")
+    require_solver(self.pde_config, "enkf")
     if not self.localization_radius > 0:
       raise ValueError("localization_radius must be > 0, got"
                        f" {self.localization_radius}")
@@ -93,6 +85,20 @@ class EnKFOptions:
     if int(self.obs_capacity) != self.obs_capacity or self.obs_capacity < 0:
       raise ValueError(f"obs_capacity must be an integer >= 0, got"
                        f" {self.obs_capacity}")
+
+
+def require_solver(pde_config, method: str) -> None:
+  """One-line error unless pde_config is a registered system's config with
+  a true solver (`systems.registry`)."""
+  try:
+    system = system_for_config(pde_config)
+  except ValueError:
+    system = None
+  if system is None or system.model_step is None:
+    raise ValueError(
+        f"{method} needs the true solver: pde_config=KSConfig(...) or"
+        " KolmogorovConfig(...) (or ks_config=KSConfig(...)), got"
+        f" {type(pde_config).__name__}")
 
 
 def gaspari_cohn(distance, half_width):
@@ -220,20 +226,23 @@ def observation_capacity(observations: Observations) -> int:
   return max(1, int((mask > 0).sum(axis=1).max()))
 
 
-def solver_state_shape(options: EnKFOptions) -> tuple[int, ...]:
-  """[*spatial, C] of the filter's true solver."""
+def solver_state_shape(options) -> tuple[int, ...]:
+  """[*spatial, C] of the true solver of a filter's options."""
   return tuple(system_for_config(options.pde_config).solver_state_shape(
       options.pde_config))
 
 
-def check_enkf_inputs(history, options: EnKFOptions, ensemble_size: int):
-  """Checks one history [h, *spatial, C] against the true solver."""
+def check_enkf_inputs(history, options, ensemble_size: int,
+                      method: str = "enkf"):
+  """Checks one history [h, *spatial, C] against the true solver of a
+  filter's options (their `pde_config`)."""
   system = system_for_config(options.pde_config)
   expected = solver_state_shape(options)
   if tuple(history.shape[1:]) != expected:
     raise ValueError(
-        f"enkf with the {system.name} solver needs a history [h,"
+        f"{method} with the {system.name} solver needs a history [h,"
         f" {', '.join(map(str, expected))}] (its pde_config's grid), got"
         f" shape {tuple(history.shape)}")
   if ensemble_size < 2:
-    raise ValueError(f"enkf needs ensemble_size >= 2, got {ensemble_size}")
+    raise ValueError(f"{method} needs ensemble_size >= 2, got"
+                     f" {ensemble_size}")

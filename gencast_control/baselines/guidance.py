@@ -24,9 +24,10 @@ residual std: GuidanceInputs.estimate and .scale):
 * "repaint" (Lugmayr et al. 2022, CVPR; as DiffDA, Huang et al. 2024):
             observed entries of z_{s+1} are replaced by z(y) + sigma_{s+1}
             eps, z(y) = (y - x_n)/r (GuidanceInputs.to_variable).
-* "enkf"    stochastic EnKF with the true solver, KS or Kolmogorov (see
-            `enkf`).
 * "unguided" the plain ARDM forecast.
+
+The classical methods with the true solver (EnKF, LETKF, LETKS) are not
+guidance rules: they have a contract of their own, `baselines.filters`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import jax.numpy as jnp
 
 from typing import Callable
 
-from gencast_control.baselines import enkf
 from gencast_control.core.ardm import FrozenARDM, GuidanceFn, GuidanceInputs
 from gencast_control.core.assimilation import (ensemble_program, member_histories,
                                                member_keys)
@@ -162,13 +162,11 @@ def _guided_rollout(rule_factory, ardm: FrozenARDM, history, observations,
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """A baseline: its options class (None: takes none) and either a guidance
-  rule factory (options, y, mask, noise_std, key) -> GuidanceFn run by the
-  frozen ARDM's sampler, or, for a filter with its own model, `uses_ardm`
-  False."""
+  """A baseline: its options class (None: takes none) and its guidance
+  rule factory (options, y, mask, noise_std, key) -> GuidanceFn, run by the
+  frozen ARDM's sampler (None: the unguided forecast)."""
   options: type | None
   rule: Callable[..., GuidanceFn] | None = None
-  uses_ardm: bool = True
 
 
 BASELINES = {
@@ -176,7 +174,6 @@ BASELINES = {
     "dps": Method(DPSOptions, dps_rule),
     "sda": Method(SDAOptions, sda_rule),
     "repaint": Method(RepaintOptions, repaint_rule),
-    "enkf": Method(enkf.EnKFOptions, uses_ardm=False),
 }
 METHODS = tuple(BASELINES)
 
@@ -202,9 +199,6 @@ def _parse_options(method: str, options: dict):
 def _static_options(options):
   """The options with their numbers zeroed: what shapes the program (the
   numbers travel as traced arguments, `_numeric`)."""
-  if isinstance(options, enkf.EnKFOptions):
-    return dataclasses.replace(options, localization_radius=1.0,
-                               inflation=1.0, initial_std=0.0)
   if isinstance(options, DPSOptions):  # zeta None vs float changes the program
     return DPSOptions(zeta=None if options.zeta is None else 0.0)
   return type(options)()
@@ -213,8 +207,7 @@ def _static_options(options):
 def _numeric(options) -> dict:
   """Numeric options travel as traced arguments (no recompilation)."""
   return {f.name: getattr(options, f.name)
-          for f in dataclasses.fields(options)
-          if f.name not in enkf.STATIC_FIELDS}
+          for f in dataclasses.fields(options)}
 
 
 @functools.lru_cache(maxsize=32)
@@ -224,9 +217,6 @@ def _compiled(method, ardm, num_steps, static_options):
 
   @jax.jit
   def run(histories, observations, keys, numeric, context=None):
-    if rule is None:  # a filter with its own model
-      return enkf.enkf_rollout(histories, observations, num_steps, keys,
-                               static_options, **numeric)
     options = dataclasses.replace(static_options, **numeric)
     member = lambda h, k: _guided_rollout(rule, ardm, h, observations,
                                           num_steps, k, options, context)
@@ -235,7 +225,7 @@ def _compiled(method, ardm, num_steps, static_options):
   return run
 
 
-def baseline_program(method: str, ardm: FrozenARDM | None, history,
+def baseline_program(method: str, ardm: FrozenARDM, history,
                      observations: Observations, num_steps: int,
                      key: jax.Array, ensemble_size: int, context=None,
                      **method_options):
@@ -252,36 +242,16 @@ def baseline_program(method: str, ardm: FrozenARDM | None, history,
   if not isinstance(observations, Observations):
     raise ValueError("observations must be an Observations stream, got"
                      f" {type(observations).__name__}")
-  if spec.uses_ardm and not isinstance(ardm, FrozenARDM):
+  if not isinstance(ardm, FrozenARDM):
     raise ValueError(f"method {method!r} needs a FrozenARDM, got"
                      f" {type(ardm).__name__}")
-  if context is not None and spec.rule is None and spec.options is not None:
-    raise ValueError(f"method {method!r} takes no context; only the guidance"
-                     " rules and the unguided forecast run models with"
-                     " per-step context")
   if spec.options is None:  # the unguided forecast checks its inputs itself
     return ensemble_program(ardm, history, num_steps, key, ensemble_size,
                             context=context)
-  if spec.uses_ardm:
-    ardm.check_history(history)
-    expected = (ardm.history_length,) + tuple(ardm.state_shape)
-    observations.check_compatible(ardm.state_shape, num_steps)
-    static = _static_options(options)
-  else:  # the EnKF: the true solver's state, an observation capacity
-    if not bool(jnp.all(jnp.isfinite(history))):
-      raise ValueError("initial history contains NaN or inf")
-    state_ndim = len(enkf.solver_state_shape(options))
-    single = history[0] if history.ndim == state_ndim + 2 else history
-    expected = tuple(single.shape)
-    enkf.check_enkf_inputs(single, options, ensemble_size)
-    observations.check_compatible(tuple(single.shape[1:]), num_steps)
-    needed = enkf.observation_capacity(observations)
-    if 0 < options.obs_capacity < needed:
-      raise ValueError(f"obs_capacity={options.obs_capacity} is below the"
-                       f" {needed} entries observed at one time")
-    static = dataclasses.replace(_static_options(options),
-                                 obs_capacity=options.obs_capacity or needed)
-    ardm = None
+  ardm.check_history(history)
+  expected = (ardm.history_length,) + tuple(ardm.state_shape)
+  observations.check_compatible(ardm.state_shape, num_steps)
+  static = _static_options(options)
   histories = member_histories(history, ensemble_size, expected)
   run = _compiled(method, ardm, num_steps, static)
   arguments = (histories, observations, member_keys(key, ensemble_size),
@@ -289,7 +259,7 @@ def baseline_program(method: str, ardm: FrozenARDM | None, history,
   return run, arguments + ((context,) if context is not None else ())
 
 
-def assimilate_baseline(method: str, ardm: FrozenARDM | None, history,
+def assimilate_baseline(method: str, ardm: FrozenARDM, history,
                         observations: Observations, num_steps: int,
                         key: jax.Array, ensemble_size: int, context=None,
                         **method_options) -> jax.Array:
@@ -297,8 +267,7 @@ def assimilate_baseline(method: str, ardm: FrozenARDM | None, history,
 
   Args:
     method: one of METHODS.
-    ardm: the frozen ARDM (ignored by "enkf", which uses the true solver);
-      any FrozenARDM whose step runs guidance rules.
+    ardm: the frozen ARDM: any FrozenARDM whose step runs guidance rules.
     history: [h, *spatial, C] states at times -h+1..0 (h = ardm.history_length)
       shared by the members, or one per member [M, h, *spatial, C].
     observations: the stream over times 0..T.
@@ -307,8 +276,7 @@ def assimilate_baseline(method: str, ardm: FrozenARDM | None, history,
     ensemble_size: M.
     context: the trajectory's per-step context, leaves [h + T, ...] (a
       model with forcings, e.g. GenCast; guidance rules only).
-    **method_options: the fields of DPSOptions / SDAOptions / RepaintOptions /
-      enkf.EnKFOptions.
+    **method_options: the fields of DPSOptions / SDAOptions / RepaintOptions.
   """
   run, arguments = baseline_program(method, ardm, history, observations,
                                     num_steps, key, ensemble_size, context,

@@ -40,21 +40,20 @@ def great_circle_km(lat_a, lon_a, lat_b, lon_b):
   return 2 * EARTH_RADIUS_KM * jnp.arcsin(jnp.sqrt(jnp.clip(h, 0.0, 1.0)))
 
 
-def letkf_analysis(columns: jax.Array, predicted: jax.Array,
-                   values: jax.Array, noise_std: jax.Array,
-                   localization: jax.Array, inflation: float | jax.Array
-                   ) -> jax.Array:
-  """Analysed columns [M, G, F] (module docstring; traceable).
+def letkf_weights(predicted: jax.Array, values: jax.Array,
+                  noise_std: jax.Array, localization: jax.Array,
+                  inflation: float | jax.Array) -> jax.Array:
+  """The local transforms [G, M, M]: column g's analysis is
+  mean x + X^T T_g, T_g = w_g 1^T + W_g (module docstring; traceable).
 
   Args:
-    columns: [M, G, F] the members' state, G columns of F values each.
     predicted: [M, P] the members' predicted observations H(x_i).
     values: [P] observations y (unused slots: anything finite).
     noise_std: [P] observation-error stds.
     localization: [G, P] weights rho_gp in [0, 1] (0 for an unused slot).
     inflation: lambda >= 1.
   """
-  m = columns.shape[0]
+  m = predicted.shape[0]
   y_mean = predicted.mean(0)
   y_anom = predicted - y_mean  # [M, P]
   r_inv = localization / noise_std[None, :] ** 2  # [G, P]
@@ -66,10 +65,31 @@ def letkf_analysis(columns: jax.Array, predicted: jax.Array,
                     jnp.sqrt((m - 1) / eigval), eigvec)
   rhs = jnp.einsum("ip,gp,p->gi", y_anom, r_inv, values - y_mean)
   w = jnp.einsum("gij,gj->gi", pa, rhs)  # [G, M]
-  weights = w[:, :, None] + root  # [G, M (anomaly), M (member)]
+  return w[:, :, None] + root  # [G, M (anomaly), M (member)]
+
+
+def apply_weights(columns: jax.Array, weights: jax.Array) -> jax.Array:
+  """Columns [M, G, F] transformed by weights [G, M, M] (`letkf_weights`):
+  x_j <- mean x + sum_i (x_i - mean x) T_g[i, j]. Applied to the states of
+  earlier times with the weights of time t it is the ensemble transform
+  smoother (fixed-lag LETKS; Hunt et al. 2004, Kalnay & Yang 2010)."""
   x_mean = columns.mean(0)
-  x_anom = columns - x_mean  # [M, G, F]
-  return x_mean[None] + jnp.einsum("igf,gij->jgf", x_anom, weights)
+  return x_mean[None] + jnp.einsum("igf,gij->jgf", columns - x_mean, weights)
+
+
+def letkf_analysis(columns: jax.Array, predicted: jax.Array,
+                   values: jax.Array, noise_std: jax.Array,
+                   localization: jax.Array, inflation: float | jax.Array
+                   ) -> jax.Array:
+  """Analysed columns [M, G, F] (module docstring; traceable).
+
+  Args:
+    columns: [M, G, F] the members' state, G columns of F values each.
+    predicted, values, noise_std, localization, inflation: as
+      `letkf_weights`.
+  """
+  return apply_weights(columns, letkf_weights(predicted, values, noise_std,
+                                              localization, inflation))
 
 
 def column_localization(latitude: np.ndarray, longitude: np.ndarray,

@@ -37,6 +37,22 @@ def test_trajectories(config: ExperimentConfig) -> np.ndarray:
   return trajectories_to_array(ds, system.variables)
 
 
+def validation_trajectories(config: ExperimentConfig, num_trajectories: int,
+                            num_steps: int) -> np.ndarray:
+  """Trajectories [K, T + h, *spatial, C] drawn with the validation split's
+  key (fold_in(PRNGKey(data.seed), 1), `experiment.simulate_splits`): what
+  baselines are tuned on, never the test truth."""
+  system = get_system(config.system)
+  if system.generate is None:
+    raise ValueError(f"system {config.system!r} has no solver to draw"
+                     " validation trajectories from")
+  ds = system.generate(
+      jax.random.fold_in(jax.random.PRNGKey(config.data.seed), 1),
+      num_trajectories, num_steps + config.ardm.history_length - 1,
+      config.pde, burn_in_steps=config.data.burn_in_steps)
+  return trajectories_to_array(ds, system.variables)
+
+
 def load_test_window(config: ExperimentConfig, data_dir,
                      split: str = "test") -> np.ndarray:
   """The test split (or another) cut to config.assimilation's trajectories

@@ -1,0 +1,181 @@
+"""Tunes the LETKF's and the LETKS's radius and inflation on VALIDATION data.
+
+For each config, benchmark mode (its K trajectories x T steps x M members),
+start ("truth": members at the true state plus the initial spread; "cold":
+climatological states), observation regime and method, every (localisation
+radius, inflation) of the grid is run on validation trajectories
+(`systems.truth.validation_trajectories`, the validation split's key: never
+the benchmark's test truth; cold starts from climatological states of a seed
+the benchmark does not use) and scored by rmse.a, DAPPER's time-mean
+analysis RMSE after a burn-in of T // 5 (`engine.score`); a run that
+diverges scores inf. The best pair of each setting, with the whole grid's
+scores and this command's provenance, is merged into
+`baselines.filter_tuning.TUNED_FILE`, which the benchmark reads. Settings
+already in the file are kept unless --replace: finished tuning is never
+overwritten silently. --publish writes the table to
+docs/results/tuning_filters_CONFIG.md.
+
+Usage:
+    python benchmarks/tune_filters.py --config ks --mode quick --mode full
+    python benchmarks/tune_filters.py --config kolmogorov --mode quick \\
+        --radius 3 6 --inflation 1.05 1.2 1.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gencast_control.baselines import filter_tuning, filters  # noqa: E402
+from gencast_control.core.checkpoint import atomic_write  # noqa: E402
+from gencast_control.core.config import load_config  # noqa: E402
+from gencast_control.evaluation import benchmark, engine, provenance  # noqa: E402,E501
+from gencast_control.systems.truth import (climatological_histories,  # noqa: E402,E501
+                                           validation_trajectories)
+
+# Grids in grid points and multiplicative factors; per system, the radius
+# spans a fraction of the domain (KS: 128 points, Kolmogorov: 64^2).
+DEFAULT_GRIDS = {
+    "ks": {"radius": (2.0, 4.0, 8.0, 16.0),
+           "inflation": (1.0, 1.02, 1.05, 1.1, 1.2, 1.4)},
+    "kolmogorov": {"radius": (3.0, 6.0), "inflation": (1.05, 1.2, 1.5)},
+}
+OBSERVATION_SEED = 1001  # the benchmark draws with seed 1
+COLD_SEED = 1002
+
+
+def tune_setting(config, method: str, truth: np.ndarray, initial,
+                 observations, options: dict, grid: dict, horizon: int,
+                 ensemble_size: int) -> dict:
+  """Every grid point's validation rmse.a and the best one."""
+  h = config.ardm.history_length
+  num_steps = truth.shape[1] - h
+  burn_in = benchmark.default_burn_in(num_steps)
+  key = jax.random.PRNGKey(OBSERVATION_SEED)
+  scores = []
+  for radius in grid["radius"]:
+    for inflation in grid["inflation"]:
+      run = engine.run_programs(
+          filters.filter_program(
+              method, truth[k, :h] if initial is None else initial[k],
+              observations[k], num_steps, engine.member_key(key, k),
+              ensemble_size, **options, localization_radius=radius,
+              inflation=inflation)
+          for k in range(len(truth)))
+      s = engine.score(run.ensembles, truth[:, h - 1:], burn_in=burn_in)
+      finite = np.isfinite(run.ensembles).all() and np.isfinite(s["rmse_a"])
+      scores.append({"localization_radius": radius, "inflation": inflation,
+                     "rmse_a": s["rmse_a"] if finite else float("inf"),
+                     "spread_a": s.get("spread_a") if finite else None,
+                     "cpu_seconds": run.cpu_seconds})
+  best = min(scores, key=lambda s: s["rmse_a"])
+  return {"best": best, "grid": scores, "burn_in": burn_in}
+
+
+def markdown(config_name: str, entries: dict) -> str:
+  lines = [f"# LETKF / LETKS tuning on validation: {config_name}", "",
+           "Each row: the (radius, inflation) of the grid with the lowest"
+           " validation rmse.a (DAPPER's time-mean analysis RMSE after a"
+           " burn-in of T // 5); the benchmark runs these on the test truth."
+           " Radius in grid points (Gaspari-Cohn half-width).", "",
+           "| method | start | M | regime | K x T | radius | inflation |"
+           " rmse.a | spread.a | grid points | worst rmse.a |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for key, e in sorted(entries.items()):
+    method, start, members, regime = key.split("/")
+    b = e["best"]
+    worst = max(s["rmse_a"] for s in e["grid"])
+    lines.append(
+        f"| {method} | {start} | {members[1:]} | {regime} |"
+        f" {e['validation']['num_trajectories']} x"
+        f" {e['validation']['num_steps']} |"
+        f" {b['localization_radius']:g} | {b['inflation']:g} |"
+        f" {b['rmse_a']:.4f} |"
+        f" {'-' if b['spread_a'] is None else format(b['spread_a'], '.4f')} |"
+        f" {len(e['grid'])} | {worst:.4g} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--config", default="ks")
+  parser.add_argument("--mode", action="append", choices=benchmark.MODES,
+                      help="benchmark sizes to tune for (default quick)")
+  parser.add_argument("--method", action="append",
+                      choices=benchmark.TUNED_FILTERS)
+  parser.add_argument("--start", action="append", choices=benchmark.STARTS)
+  parser.add_argument("--regime", action="append")
+  parser.add_argument("--radius", type=float, nargs="+")
+  parser.add_argument("--inflation", type=float, nargs="+")
+  parser.add_argument("--replace", action="store_true",
+                      help="replace settings already tuned")
+  parser.add_argument("--out", default=str(filter_tuning.TUNED_FILE))
+  parser.add_argument("--publish", action="store_true",
+                      help="also write docs/results/tuning_filters_CONFIG.md")
+  args = parser.parse_args(argv)
+  config = load_config(args.config, [])
+  grid = dict(DEFAULT_GRIDS.get(config.name, DEFAULT_GRIDS["ks"]))
+  grid["radius"] = tuple(args.radius or grid["radius"])
+  grid["inflation"] = tuple(args.inflation or grid["inflation"])
+  regimes = args.regime or [r.name for r in config.regimes]
+  methods = args.method or list(benchmark.TUNED_FILTERS)
+  starts = args.start or list(benchmark.STARTS)
+  command = " ".join(["python", "benchmarks/tune_filters.py"]
+                     + list(sys.argv[1:] if argv is None else argv))
+  existing = {}
+  if os.path.exists(args.out):
+    with open(args.out) as f:
+      existing = json.load(f)
+  section = existing.setdefault("configs", {}).setdefault(config.name, {})
+  horizon = benchmark.load_models(
+      config, *benchmark.pipeline.shipped_checkpoints(config.name)
+  ).controller_config.horizon
+  options = benchmark.baseline_options(config, horizon)
+  h = config.ardm.history_length
+  for mode in args.mode or ["quick"]:
+    size = benchmark.benchmark_size(config, mode)
+    k, t, m = size.num_trajectories, size.num_steps, size.ensemble_size
+    truth = validation_trajectories(config, k, t).astype(np.float32)
+    for start in starts:
+      initial = None if start == "truth" else climatological_histories(
+          config, k * m, h, COLD_SEED).reshape((k, m, h) + truth.shape[2:])
+      for regime in regimes:
+        observations = engine.observe(config.regime(regime), truth, h,
+                                      jax.random.PRNGKey(OBSERVATION_SEED))
+        for method in methods:
+          key = filter_tuning.entry_key(method, start, m, regime)
+          if key in section and not args.replace:
+            print(f"{key}: tuned already (keep; --replace to redo)")
+            continue
+          t0 = time.perf_counter()
+          entry = tune_setting(config, method, truth, initial, observations,
+                               options[method], grid, horizon, m)
+          entry.update(validation={"num_trajectories": k, "num_steps": t,
+                                   "ensemble_size": m, "mode": mode},
+                       command=command,
+                       date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       commit=provenance.git_commit())
+          section[key] = entry
+          b = entry["best"]
+          print(f"{key}: radius {b['localization_radius']:g} inflation"
+                f" {b['inflation']:g} rmse.a {b['rmse_a']:.4f}"
+                f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+          atomic_write(args.out, lambda f: f.write(
+              json.dumps(existing, indent=1, sort_keys=True).encode()))
+  if args.publish:
+    path = provenance.publish_path("tuning_filters", config.name)
+    print(f"wrote {provenance.publish(path, markdown(config.name, section), command)}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

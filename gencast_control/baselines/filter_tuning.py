@@ -1,0 +1,46 @@
+"""The classical filters' tuned settings, chosen on the validation split.
+
+`benchmarks/tune_filters.py` runs every (localisation radius, inflation) of
+a grid for each config, method ("letkf", "letks"), start ("truth", "cold"),
+ensemble size M and observation regime on VALIDATION trajectories (the key
+of `experiment.simulate_splits`'s validation split, never the benchmark's
+test truth; cold starts from climatological states of their own seed) and
+keeps the pair with the lowest rmse.a (DAPPER's time-mean analysis RMSE
+after a burn-in, `engine.score`). The result, with every grid point's score
+and the command that measured it, is TUNED_FILE; `tuned_options` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TUNED_FILE = (Path(__file__).resolve().parent.parent / "checkpoints"
+              / "filters_tuned.json")
+TUNED_FIELDS = ("localization_radius", "inflation")
+
+
+def entry_key(method: str, start: str, ensemble_size: int,
+              regime: str) -> str:
+  """The key of one tuned setting in TUNED_FILE's config section."""
+  return f"{method}/{start}/M{ensemble_size}/{regime}"
+
+
+def load_tuning(path=TUNED_FILE) -> dict:
+  """{config name: {entry_key: entry}} of the tuning file ({} without)."""
+  path = Path(path)
+  if not path.exists():
+    return {}
+  with open(path) as f:
+    return json.load(f).get("configs", {})
+
+
+def tuned_options(config_name: str, method: str, start: str,
+                  ensemble_size: int, regime: str, path=TUNED_FILE
+                  ) -> dict | None:
+  """{localization_radius, inflation} chosen on validation for this
+  setting, or None when it was not tuned."""
+  entry = load_tuning(path).get(config_name, {}).get(
+      entry_key(method, start, ensemble_size, regime))
+  return None if entry is None else {k: entry["best"][k]
+                                     for k in TUNED_FIELDS}

@@ -1,0 +1,248 @@
+"""Classical ensemble DA with the true solver, behind one filter contract.
+
+A filter cycles M members of the solver that made the truth (the
+`model_step` of the config's system, `systems.registry`: a perfect model)
+over the observation times 1..T: every member is forecast one step,
+x_i <- model_step(x_i), then analysed wherever something is observed.
+Methods (`FILTERS`):
+
+* "enkf"   the stochastic EnKF with covariance localisation (`enkf`), kept
+           as the project's untuned reference.
+* "letkf"  the local ensemble transform Kalman filter (`letkf`; Hunt,
+           Kostelich & Szunyogh 2007) with R-localisation on the periodic
+           grid: column g sees observation p with error variance
+           sigma_p^2 / GC(d_gp / c), d_gp the periodic grid distance (in
+           grid points) between the column and the observed point, c the
+           localisation radius; prior multiplicative inflation lambda.
+* "letks"  the fixed-lag ensemble transform smoother with lag L: the local
+           transforms T_g of the analysis at time t (`letkf.apply_weights`)
+           also update the members' states at t-L..t-1, so the estimate of
+           x_s has seen y_1..y_min(s+L, T) (Evensen & van Leeuwen 2000, the
+           EnKS; Kalnay & Yang 2010, its LETKF form). With L = H - 1 it sees
+           what the controller's preview of H frames shows it.
+
+The contract: `filter_program(method, history, observations, num_steps,
+key, ensemble_size, **options)` checks its inputs and returns (jitted
+program, arguments); program(*arguments) is the ensemble [M, T+1, *spatial,
+C], like `assimilation.ensemble_program`. Member m starts at its last
+history state plus initial_std * N(0, I) drawn with fold_in(key, m): from a
+shared true state an unperturbed ensemble has no spread and never updates.
+The numbers of the options (radius, inflation, initial_std) are traced
+arguments; what shapes the program (the solver, the lag, the observation
+slots) is static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gencast_control.baselines import enkf, letkf
+from gencast_control.core.assimilation import member_histories, member_keys
+from gencast_control.core.observations import Observations
+from gencast_control.systems.registry import system_for_config
+
+# Option fields that shape the compiled program; the others are traced.
+STATIC_FIELDS = ("pde_config", "ks_config", "lag", "obs_capacity")
+
+
+@dataclasses.dataclass(frozen=True)
+class LETKFOptions:
+  """Settings of the LETKF on a periodic grid (the LETKS: `LETKSOptions`).
+
+  Attributes:
+    pde_config: the true solver used as the model (as `enkf.EnKFOptions`).
+    localization_radius: Gaspari-Cohn half-width c in grid points.
+    inflation: prior multiplicative inflation lambda >= 1.
+    initial_std: std of the members' initial perturbation.
+    lag: L, the smoother's lag in steps (0: the filter).
+    obs_capacity: observation slots per analysis (0: as many as the most
+      observed time has; `filter_program` sets it).
+  """
+  pde_config: Any = None
+  localization_radius: float = 8.0
+  inflation: float = 1.05
+  initial_std: float = 0.1
+  lag: int = 0
+  obs_capacity: int = 0
+
+  def __post_init__(self):
+    enkf.require_solver(self.pde_config, type(self).__name__)
+    if not self.localization_radius > 0:
+      raise ValueError("localization_radius must be > 0, got"
+                       f" {self.localization_radius}")
+    if not self.inflation >= 1.0:
+      raise ValueError(f"inflation must be >= 1, got {self.inflation}")
+    if not self.initial_std >= 0:
+      raise ValueError(f"initial_std must be >= 0, got {self.initial_std}")
+    for name in ("lag", "obs_capacity"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or int(value) != value or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LETKSOptions(LETKFOptions):
+  """The fixed-lag LETKS: LETKFOptions with a lag L >= 1 (default 3, the
+  KS controller's preview of H = 4 frames)."""
+  lag: int = 3
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.lag < 1:
+      raise ValueError(f"letks needs lag >= 1 (lag 0 is letkf), got"
+                       f" {self.lag}")
+
+
+def letkf_rollout(histories, observations: Observations, num_steps: int,
+                  keys, options: LETKFOptions, localization_radius, inflation,
+                  initial_std) -> jax.Array:
+  """Ensemble [M, T+1, *spatial, C] of the LETKF / LETKS (traceable).
+
+  histories: [M, h, *spatial, C]; keys: [M, 2]. The trajectory [T+1, M, ...]
+  is carried through the scan: step t forecasts row t from row t-1, and the
+  analysis transforms of time t update rows max(t - L, 0)..t (rows past t
+  are still zero, which every transform keeps zero).
+  """
+  starts = histories[:, -1]
+  m, shape = starts.shape[0], starts.shape[1:]
+  spatial, channels = tuple(shape[:-1]), shape[-1]
+  columns = int(np.prod(spatial))
+  eps = jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
+  members = starts + initial_std * eps
+  points = jnp.asarray(enkf.grid_coordinates(spatial, 1))  # [G, D]
+  step = system_for_config(options.pde_config).model_step
+  capacity = options.obs_capacity
+  window = min(options.lag, num_steps) + 1
+
+  def weights(x, t):  # the local transforms [G, M, M] of time t
+    mask = observations.mask[t].reshape(-1)
+    index, used = enkf.observation_slots(mask, capacity)
+    noise = jnp.where(used > 0,
+                      observations.entry_std(t).reshape(-1)[index], 1.0)
+    distance = enkf.periodic_grid_distance(
+        points[:, None, :], points[index // channels][None], spatial)
+    localization = enkf.gaspari_cohn(distance, localization_radius) * used
+    w = letkf.letkf_weights(x.reshape(m, -1)[:, index],
+                            observations.values[t].reshape(-1)[index], noise,
+                            localization, inflation)
+    return jnp.where(jnp.any(mask > 0), w, jnp.eye(m))
+
+  def cycle(trajectory, t):
+    x = step(trajectory[t - 1], options.pde_config)
+    trajectory = trajectory.at[t].set(x)
+    transforms = weights(x, t)
+    first = jnp.clip(t - window + 1, 0, num_steps + 1 - window)
+    rows = jax.lax.dynamic_slice_in_dim(trajectory, first, window)
+    analysed = jax.vmap(lambda r: letkf.apply_weights(
+        r.reshape(m, columns, channels), transforms))(rows)
+    return jax.lax.dynamic_update_slice_in_dim(
+        trajectory, analysed.reshape(rows.shape), first, 0), None
+
+  trajectory = jnp.zeros((num_steps + 1,) + members.shape, members.dtype)
+  trajectory, _ = jax.lax.scan(cycle, trajectory.at[0].set(members),
+                               jnp.arange(1, num_steps + 1))
+  return jnp.moveaxis(trajectory, 1, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Filter:
+  """A classical method: its options class and its rollout
+  (histories, observations, num_steps, keys, static options, **numbers)
+  -> ensemble [M, T+1, *spatial, C]."""
+  options: type
+  rollout: Callable[..., jax.Array]
+
+
+FILTERS = {
+    "enkf": Filter(enkf.EnKFOptions, enkf.enkf_rollout),
+    "letkf": Filter(LETKFOptions, letkf_rollout),
+    "letks": Filter(LETKSOptions, letkf_rollout),
+}
+METHODS = tuple(FILTERS)
+
+
+def parse_options(method: str, options: dict):
+  """The method's options object from keyword options (one-line errors)."""
+  if method not in FILTERS:
+    raise ValueError(f"unknown filter {method!r}; choose one of {METHODS}")
+  cls = FILTERS[method].options
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(options) - names)
+  if unknown:
+    raise ValueError(f"unknown options {unknown} for method {method!r};"
+                     f" valid: {sorted(names)}")
+  return cls(**options)
+
+
+def _numbers(options) -> dict:
+  return {f.name: getattr(options, f.name)
+          for f in dataclasses.fields(options) if f.name not in STATIC_FIELDS}
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(method: str, num_steps: int, static_options):
+  rollout = FILTERS[method].rollout
+  return jax.jit(lambda histories, observations, keys, numbers: rollout(
+      histories, observations, num_steps, keys, static_options, **numbers))
+
+
+def filter_program(method: str, history, observations: Observations,
+                   num_steps: int, key: jax.Array, ensemble_size: int,
+                   **method_options):
+  """(jitted program, its arguments) of `assimilate_filter`, inputs checked."""
+  options = parse_options(method, method_options)
+  if isinstance(ensemble_size, bool) or int(ensemble_size) != ensemble_size:
+    raise ValueError(f"ensemble_size must be an integer, got"
+                     f" {ensemble_size!r}")
+  if num_steps < 1:
+    raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+  if not isinstance(observations, Observations):
+    raise ValueError("observations must be an Observations stream, got"
+                     f" {type(observations).__name__}")
+  history = jnp.asarray(history, jnp.float32)
+  if not bool(jnp.all(jnp.isfinite(history))):
+    raise ValueError("initial history contains NaN or inf")
+  state_ndim = len(enkf.solver_state_shape(options))
+  single = history[0] if history.ndim == state_ndim + 2 else history
+  enkf.check_enkf_inputs(single, options, ensemble_size, method)
+  observations.check_compatible(tuple(single.shape[1:]), num_steps)
+  needed = enkf.observation_capacity(observations)
+  if 0 < options.obs_capacity < needed:
+    raise ValueError(f"obs_capacity={options.obs_capacity} is below the"
+                     f" {needed} entries observed at one time")
+  static = dataclasses.replace(
+      options, localization_radius=1.0, inflation=1.0, initial_std=0.0,
+      obs_capacity=options.obs_capacity or needed)
+  histories = member_histories(history, ensemble_size, tuple(single.shape))
+  return _compiled(method, num_steps, static), (
+      histories, observations, member_keys(key, ensemble_size),
+      _numbers(options))
+
+
+def assimilate_filter(method: str, history, observations: Observations,
+                      num_steps: int, key: jax.Array, ensemble_size: int,
+                      **method_options) -> jax.Array:
+  """Ensemble [M, T+1, *spatial, C] of a classical filter or smoother.
+
+  Args:
+    method: one of METHODS.
+    history: [h, *spatial, C] on the true solver's grid, shared by the
+      members (then perturbed by initial_std), or one per member
+      [M, h, *spatial, C] (a cold start).
+    observations: the stream over times 0..T.
+    num_steps: T.
+    key: PRNG key; member m's perturbation uses fold_in(key, m).
+    ensemble_size: M >= 2.
+    **method_options: the fields of the method's options class
+      (enkf.EnKFOptions, LETKFOptions, LETKSOptions).
+  """
+  program, arguments = filter_program(method, history, observations,
+                                      num_steps, key, ensemble_size,
+                                      **method_options)
+  return program(*arguments)
