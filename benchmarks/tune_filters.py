@@ -24,7 +24,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -38,15 +37,16 @@ import numpy as np  # noqa: E402
 from gencast_control.baselines import filter_tuning, filters  # noqa: E402
 from gencast_control.core.checkpoint import atomic_write  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
-from gencast_control.evaluation import benchmark, engine, provenance  # noqa: E402,E501
-from gencast_control.systems.truth import (climatological_histories,  # noqa: E402,E501
-                                           validation_trajectories)
+from gencast_control.evaluation import (benchmark, engine,  # noqa: E402
+                                        provenance)
+from gencast_control.systems.truth import (  # noqa: E402
+    climatological_histories, validation_trajectories)
 
 # Grids in grid points and multiplicative factors; per system, the radius
 # spans a fraction of the domain (KS: 128 points, Kolmogorov: 64^2).
 DEFAULT_GRIDS = {
-    "ks": {"radius": (2.0, 4.0, 8.0, 16.0),
-           "inflation": (1.0, 1.02, 1.05, 1.1, 1.2, 1.4)},
+    "ks": {"radius": (1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
+           "inflation": (1.0, 1.02, 1.05, 1.1, 1.2, 1.4, 1.7, 2.0)},
     "kolmogorov": {"radius": (3.0, 6.0), "inflation": (1.05, 1.2, 1.5)},
 }
 OBSERVATION_SEED = 1001  # the benchmark draws with seed 1
@@ -114,6 +114,9 @@ def main(argv=None) -> int:
                       choices=benchmark.TUNED_FILTERS)
   parser.add_argument("--start", action="append", choices=benchmark.STARTS)
   parser.add_argument("--regime", action="append")
+  parser.add_argument("--members", type=int, nargs="+",
+                      help="ensemble sizes to tune for instead of the"
+                      " mode's (e.g. the frontier's 8 16 32)")
   parser.add_argument("--radius", type=float, nargs="+")
   parser.add_argument("--inflation", type=float, nargs="+")
   parser.add_argument("--replace", action="store_true",
@@ -141,9 +144,12 @@ def main(argv=None) -> int:
   ).controller_config.horizon
   options = benchmark.baseline_options(config, horizon)
   h = config.ardm.history_length
-  for mode in args.mode or ["quick"]:
+  sizes = [(mode, m) for mode in args.mode or ["quick"]
+           for m in args.members
+           or [benchmark.benchmark_size(config, mode).ensemble_size]]
+  for mode, m in sizes:
     size = benchmark.benchmark_size(config, mode)
-    k, t, m = size.num_trajectories, size.num_steps, size.ensemble_size
+    k, t = size.num_trajectories, size.num_steps
     truth = validation_trajectories(config, k, t).astype(np.float32)
     for start in starts:
       initial = None if start == "truth" else climatological_histories(
@@ -173,7 +179,8 @@ def main(argv=None) -> int:
               json.dumps(existing, indent=1, sort_keys=True).encode()))
   if args.publish:
     path = provenance.publish_path("tuning_filters", config.name)
-    print(f"wrote {provenance.publish(path, markdown(config.name, section), command)}")
+    text = markdown(config.name, section)
+    print(f"wrote {provenance.publish(path, text, command)}")
   return 0
 
 

@@ -326,6 +326,9 @@ def _cmd_evaluate(args):
                      " no solver to draw test trajectories from (for ERA5,"
                      " the folder written by `gencast-control simulate"
                      " --config era5_pilot`)")
+  if args.method and get_system(config.system).model_step is None:
+    raise ValueError(f"--method {args.method[0]} needs the true solver, which"
+                     f" the {config.system} system does not have")
   default_ardm, default_controller = pipeline.shipped_checkpoints(config.name)
   ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
       config, args.ardm or default_ardm, args.controller or default_controller)
@@ -342,13 +345,14 @@ def _cmd_evaluate(args):
   rows = evaluation.evaluate_regimes(config, ardm, controller_config, params,
                                      truth, regimes,
                                      config.assimilation.ensemble_size,
-                                     weights=weights)
+                                     weights=weights,
+                                     methods=args.method or ())
   print(evaluation.markdown_table(rows))
   steps = truth.shape[1] - ardm.history_length
   note = (f"{truth.shape[0]} held-out trajectories x {steps} steps,"
           f" {config.assimilation.ensemble_size} members from the true"
-          f" state; scores over t = 1..{steps}; ratios: unguided / controlled"
-          " RMSE and controlled / unguided time.")
+          f" state; scores over t = 1..{steps}; ratios: each method's over"
+          " the controller's.")
   for path in evaluation.write_evaluation(
       rows, args.out, args.command_line,
       f"Controller vs unguided ARDM: {config.name}", note, publish).values():
@@ -575,6 +579,11 @@ def build_parser() -> argparse.ArgumentParser:
                  " trajectories from the solver)")
   p.add_argument("--regime", action="append",
                  help="regime name (repeatable; default: all of the config's)")
+  p.add_argument("--method", action="append",
+                 choices=("letkf", "letks", "enkf"),
+                 help="also run a classical filter with the true solver"
+                 " (repeatable; letkf/letks with their settings tuned on"
+                 " validation)")
   p.add_argument("--out", default="results/evaluate")
   _add_publish(p, "evaluate_CONFIG")
   _add_overwrite(p)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gencast_control.core import config as config_lib
 from gencast_control.core.checkpoint import atomic_write, check_output, write_json
-from gencast_control.evaluation import engine, forecasts, per_regime, plots
+from gencast_control.evaluation import engine, forecasts, plots
 from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import ExperimentConfig, state_variables
 from gencast_control.systems.truth import test_trajectories
@@ -43,22 +43,6 @@ def build_checkpoints(config: ExperimentConfig, out_dir,
   return ardm_path, controller_path
 
 
-def format_table(scores: dict, regime: str) -> str:
-  rows = [f"regime: {regime}",
-          f"{'method':<22}{'RMSE':>9}{'CRPS':>9}{'spread/skill':>14}"
-          f"{'wall-clock [s]':>16}"]
-  for name, label in (("unguided", "unguided forecast"),
-                      ("controlled", "controlled rollout")):
-    s = scores[name]
-    rows.append(f"{label:<22}{s['rmse']:>9.4f}{s['crps']:>9.4f}"
-                f"{s['spread_skill']:>14.3f}{s['seconds']:>16.3f}")
-  u, c = scores["unguided"], scores["controlled"]
-  rows.append(f"RMSE ratio unguided/controlled: {u['rmse'] / c['rmse']:.1f}x;"
-              f" wall-clock ratio controlled/unguided:"
-              f" {c['seconds'] / u['seconds']:.2f}x")
-  return "\n".join(rows)
-
-
 def run_demo(config: ExperimentConfig, out_dir="results/demo",
              retrain: bool = False, checkpoints=None) -> dict:
   """Runs the demo; returns the scores. `checkpoints` = (ardm, controller)."""
@@ -76,9 +60,11 @@ def run_demo(config: ExperimentConfig, out_dir="results/demo",
   result = forecasts.assimilate_trajectories(
       ardm, controller_config, params, truth, regime,
       config.assimilation.ensemble_size, config.assimilation.seed)
-  scores = forecasts.score(result)
-  table = format_table(scores, regime.name)
-  print(table)
+  scores = forecasts.score(result, system=config.system,
+                           pde_config=config.pde)
+  rows = engine.report_rows({regime.name: scores})
+  table = engine.report_markdown(rows)
+  print(f"regime: {regime.name}\n{table}")
 
   ds = forecasts.result_dataset(config, result)
   nc_path = out_dir / "assimilation.nc"
@@ -88,10 +74,7 @@ def run_demo(config: ExperimentConfig, out_dir="results/demo",
   summary = {"scores": scores, "regime": regime.name,
              "ardm": str(ardm_path), "controller": str(controller_path),
              "total_seconds": round(time.perf_counter() - t_start, 1)}
-  rows = {regime.name: scores}
-  paths = engine.write_report(out_dir, "metrics", summary,
-                              per_regime.flat_rows(rows),
-                              per_regime.markdown_table(rows))
+  paths = engine.write_report(out_dir, "metrics", summary, rows, table)
   write_json(out_dir / "config.json", config_lib.to_dict(config))
   print(f"wrote {nc_path}, {plot_path}, {paths['json']}, {paths['markdown']}")
   return summary

@@ -11,9 +11,9 @@ import pytest
 
 from gencast_control import cli
 
-from gencast_control.evaluation import benchmark
+from gencast_control.evaluation import benchmark, diagnostics
 from gencast_control.adapters.grid import save_grid_ardm
-from gencast_control.baselines.guidance import assimilate_baseline
+from gencast_control.baselines.filters import assimilate_filter
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import (ControllerConfig, init_controller,
                                              save_controller)
@@ -101,7 +101,12 @@ def test_writes_every_method_and_regime(run):
   for r in REGIMES:
     assert goals["rmse_vs_enkf"][r] == pytest.approx(
         rows[r]["controlled"]["rmse"] / rows[r]["enkf"]["rmse"])
-  for name in ("ks_spectra.png", "ks_fields.png",
+  assert "| random_25pct | enkf (untuned) |" in markdown
+  assert "rmse.a" in markdown and "RMSE (pooled)" in markdown
+  for method in rows["random_25pct"].values():
+    histogram = method["rank_histogram"]  # M + 1 = 4 bins
+    assert len(histogram) == 4 and sum(histogram) == pytest.approx(1.0)
+  for name in ("ks_spectra.png", "ks_fields.png", "ks_rank_histogram.png",
                "ks_rmse_vs_time_random_25pct.png"):
     assert (run / name).stat().st_size > 5_000, name
 
@@ -120,8 +125,8 @@ def test_table_matches_a_brute_force_recomputation(run):
   key = jax.random.PRNGKey(1)
   obs = sample_observations(config.regime("stations_10pct"),
                             jax.random.fold_in(key, 0), jnp.asarray(truth))
-  ens = np.asarray(assimilate_baseline(
-      "enkf", None, truth[:1], obs, 3, jax.random.fold_in(key, 1), 3,
+  ens = np.asarray(assimilate_filter(
+      "enkf", truth[:1], obs, 3, jax.random.fold_in(key, 1), 3,
       pde_config=config.pde), np.float64)[:, 1:, :, 0]  # [M, T, X]
   y = truth[1:, :, 0].astype(np.float64)
   m = ens.shape[0]
@@ -210,5 +215,5 @@ def test_divergence_counts_members_far_outside_the_truths_range():
   ensemble = np.ones((1, 3, 5, 8, 1))
   ensemble[0, 1, 3] = 100.0  # one member blows up at t = 3
   ensemble[0, 2, 4, 0] = np.nan
-  assert benchmark.count_diverged(ensemble, truth) == 2
-  assert benchmark.count_diverged(np.ones((1, 3, 5, 8, 1)), truth) == 0
+  assert diagnostics.count_diverged(ensemble, truth) == 2
+  assert diagnostics.count_diverged(np.ones((1, 3, 5, 8, 1)), truth) == 0

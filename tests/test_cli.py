@@ -20,10 +20,18 @@ SMALL_RUN = ["--set", "assimilation.num_steps=60",
 def test_demo_on_shipped_checkpoints(tmp_path, capsys):
   assert cli.main(["demo", "--out", str(tmp_path)] + SMALL_RUN) == 0
   out = capsys.readouterr().out
-  assert "controlled rollout" in out and "unguided forecast" in out
+  assert "| controlled |" in out and "| unguided |" in out
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   assert metrics["scores"]["controlled"]["rmse"] < \
       metrics["scores"]["unguided"]["rmse"]
+  # The engine's scores, KS diagnostics included, in the JSON and the table.
+  controlled = metrics["scores"]["controlled"]
+  for key in ("spectrum_error", "physics_error", "rmse_a", "spread_a"):
+    assert np.isfinite(controlled[key]), key
+  assert controlled["diverged"] == 0
+  assert len(controlled["crps_per_time"]) == 61
+  assert sum(controlled["rank_histogram"]) == pytest.approx(1.0)
+  assert "spectrum err" in (tmp_path / "metrics.md").read_text()
   ds = xr.open_dataset(tmp_path / "assimilation.nc")
   assert ds["u_controlled"].dims == ("sample", "time", "x")
   assert ds["u_controlled"].shape == (2, 61, 128)
@@ -69,17 +77,27 @@ def test_evaluate_writes_table_json_and_plot(tmp_path, capsys, monkeypatch):
   from gencast_control.evaluation import provenance
   monkeypatch.setattr(provenance, "results_dir", lambda: tmp_path / "docs")
   assert cli.main(["evaluate", "--out", str(tmp_path), "--regime",
-                   "random_25pct", "--regime", "every4_25pct", "--publish"]
-                  + SMALL_RUN) == 0
+                   "random_25pct", "--regime", "every4_25pct", "--method",
+                   "letks", "--publish"] + SMALL_RUN) == 0
   assert "| random_25pct |" in capsys.readouterr().out
   rows = json.loads((tmp_path / "evaluation.json").read_text())
   assert set(rows) == {"random_25pct", "every4_25pct"}
+  # the classical smoother on the same truth and observations, its lag the
+  # controller's preview H - 1, labelled as not tuned for this ensemble size
+  letks = rows["random_25pct"]["letks"]
+  assert letks["label"] == "letks (untuned, lag 3)"
+  assert len(letks["rmse_per_time"]) == 61 and np.isfinite(letks["rmse_a"])
   curve = rows["random_25pct"]["controlled"]["rmse_per_time"]
   assert len(curve) == 61 and curve[0] == 0.0  # t = 0..T, from the truth
   assert min(curve[1:]) > 0.0
   assert (tmp_path / "rmse_vs_time.png").exists()
+  scores = rows["random_25pct"]["controlled"]
+  assert np.isfinite([scores["spectrum_error"], scores["physics_error"]]).all()
   markdown = (tmp_path / "evaluation.md").read_text()
-  assert sum(line.startswith("|") for line in markdown.splitlines()) == 4
+  # header, rule and one line per regime and method
+  assert sum(line.startswith("|") for line in markdown.splitlines()) == 8
+  assert "| letks (untuned, lag 3) |" in markdown
+  assert "physics err" in markdown and "Pooled:" in markdown
   header = provenance.parse_header(markdown)  # command, date, ..., commit
   assert header["Command"].startswith("`gencast-control evaluate --out")
   assert (tmp_path / "docs" / "evaluate_ks.md").read_text() == markdown

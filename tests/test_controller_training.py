@@ -125,6 +125,37 @@ def test_encoder_and_head_compose_to_the_full_controller(tiny_ardm):
                              np.asarray(controller(inputs)), rtol=1e-6)
 
 
+def test_without_observations_a_gated_controller_does_not_act(tiny_ardm):
+  """zero_without_observations: u = 0 exactly when nothing is observed in the
+  horizon, a response otherwise; the parameters are the ungated ones, and
+  the encoder/head split composes to the full controller."""
+  gated_config = dataclasses.replace(CONTROLLER,
+                                     zero_without_observations=True)
+  params = _perturbed_params(tiny_ardm)
+  ungated = bind_controller(CONTROLLER, tiny_ardm.periodic, params)
+  gated = bind_controller(gated_config, tiny_ardm.periodic, params)
+  assert (jax.tree.structure(init_controller(gated_config, tiny_ardm,
+                                             jax.random.PRNGKey(0)))
+          == jax.tree.structure(params))
+  rng = np.random.default_rng(0)
+  field = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+  mask = jnp.asarray(rng.uniform(size=(2, 32, 1)) < 0.3, jnp.float32)
+  observed = Preview(mask * field(2, 32, 1), mask, jnp.arange(1.0, 3.0),
+                     jnp.where(mask > 0, 0.1, 1.0))
+  nothing = Preview(jnp.zeros((2, 32, 1)), jnp.zeros((2, 32, 1)),
+                    jnp.arange(1.0, 3.0), jnp.ones((2, 32, 1)))
+  inputs = ControllerInputs(field(32, 1), field(32, 1), jnp.asarray(0.7),
+                            field(32, 1), nothing)
+  assert np.abs(np.asarray(ungated(inputs))).max() > 1e-3
+  np.testing.assert_array_equal(np.asarray(gated(inputs)), 0.0)
+  inputs = inputs._replace(preview=observed)
+  u = np.asarray(gated(inputs))
+  assert np.abs(u).max() > 1e-3
+  encoding = gated.encode(inputs.conditioning, observed)
+  np.testing.assert_allclose(np.asarray(gated.head(encoding, inputs)), u,
+                             rtol=1e-6)
+
+
 def test_the_encoder_sees_each_observations_error_std(tiny_ardm):
   """With error_std_channel the control depends on the stated error stds;
   without it (controllers saved before the channel existed) it does not."""

@@ -125,6 +125,9 @@ def test_pilot_end_to_end_with_latitude_weighted_scores(store, tmp_path):
       assert np.isfinite([s["rmse"], s["crps"]]).all() and s["crps"] > 0
       assert len(s["rmse_per_time"]) == 4  # t = 0..T
       assert sorted(s["per_channel"]) == sorted(CHANNELS)
+      # No spectrum or physics diagnostic on the sphere: skipped, not an
+      # error; the rank histogram has M + 1 = 4 bins.
+      assert "spectrum_error" not in s and len(s["rank_histogram"]) == 4
   assert (out / "pilot.md").read_text().count("| stations_") == 9
   table = list(csv.DictReader((out / "pilot.csv").open()))
   assert len(table) == 9 and float(table[2]["rmse"]) == pytest.approx(

@@ -249,6 +249,22 @@ def test_rank_histogram_breaks_ties_at_random():
   assert np.all(np.abs(key_counts / n - 1 / (m + 1)) < 0.015)
 
 
+def test_rank_histogram_weights_count_each_point_by_its_weight():
+  ens, y = RNG.normal(size=(3, 4, 5)), RNG.normal(size=(4, 5))
+  w = np.linspace(0.5, 2.0, 5)
+  want = np.zeros(4)
+  for i in range(4):
+    for j in range(5):
+      want[np.sum(ens[:, i, j] < y[i, j])] += w[j]
+  np.testing.assert_allclose(metrics.rank_histogram(ens, y, weights=w), want,
+                             rtol=1e-12)
+  unweighted = metrics.rank_histogram(ens, y)
+  assert unweighted.dtype == np.int64 and unweighted.sum() == 20
+  np.testing.assert_allclose(metrics.rank_histogram(ens, y,
+                                                    weights=np.ones(5)),
+                             unweighted)
+
+
 def test_metrics_run_under_jit_and_match_numpy():
   ens, y = RNG.normal(size=(4, 6, 8)), RNG.normal(size=(6, 8))
   w = np.linspace(0.5, 1.5, 6)[:, None]

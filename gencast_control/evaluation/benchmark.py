@@ -12,7 +12,12 @@ and the same number of sampler sub-steps:
   dps, sda        gradient guidance through the frozen denoiser (baselines.py)
   repaint         replacement of the observed entries (baselines.py)
   enkf            stochastic EnKF with the true solver (enkf.py), untuned:
-                  a classical reference, not a tuned LETKF
+                  the project's old classical reference
+  letkf, letks    the localised LETKF and the fixed-lag LETKS (lag H - 1,
+                  the controller's preview) with the true solver
+                  (`baselines.filters`), radius and inflation tuned on the
+                  validation split per regime, start and ensemble size
+                  (`baselines.filter_tuning`); "(untuned)" where not
 
 Starts (`start`): "truth", every member starts from the true state (a twin
 experiment's best case); "cold", member m of trajectory k starts from its own
@@ -20,28 +25,21 @@ random climatological state (`systems.truth.climatological_histories`), as
 in real DA where the state is unknown. Every method gets the same initial
 ensemble.
 
-Scores (over the assimilated times t = B+1..T after a burn-in of B steps, as
-DAPPER's time-averaged analysis RMSE rmse.a; default B = T // 5), with the
-estimators of `metrics`:
+Scores (`engine.score` with the config's system): the pooled rmse, crps and
+spread_skill, DAPPER's rmse_a / spread_a and the rank histogram over the
+assimilated times t = B+1..T after a burn-in of B steps (default B = T // 5);
+the curves rmse_per_time, crps_per_time, spread_per_time and
+spread_skill_per_time over t = 0..T; the system's spectrum_error,
+physics_error (KS total variation, Kolmogorov enstrophy) and diverged
+(members whose state RMS passes DIVERGENCE_FACTOR x the truth's, out of
+K x M) of `diagnostics`. Beside them:
 
-  rmse            RMSE of the ensemble mean over trajectories, times, space
-  crps            fair CRPS (unbiased in the ensemble size)
-  spread_skill    unbiased spread-skill ratio (1 = reliable)
-  spectrum_error  mean |log10 E_ens(k) / E_truth(k)| over k > 0, E_ens the
-                  member-averaged energy spectrum, averaged over times
-  physics_error   relative error of a member's physics diagnostic, averaged
-                  over members and times: KS total variation (sharpness),
-                  Kolmogorov enstrophy (= that of the dissipation 2 nu Z);
-                  the spectrum and the diagnostic of each system are
-                  DIAGNOSTICS[system]
   seconds         wall-clock of the compiled program, summed over the
                   trajectories (compilation excluded: each program is
                   compiled ahead of time, then run once per trajectory)
   cpu_seconds     the process's CPU time over the same runs (all threads):
                   the work done, less sensitive than wall-clock to other
                   jobs sharing the cores
-  diverged        members whose state RMS exceeds DIVERGENCE_FACTOR x the
-                  truth's (or turns non-finite) at some time, out of K x M
   control_size    controlled only: per sampler sub-step, the RMS of the
                   control's displacement (sigma_hat - sigma_next) u over
                   sigma_hat (one member of the first trajectory)
@@ -68,20 +66,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gencast_control.baselines import filter_tuning, filters
 from gencast_control.baselines import guidance as baselines
 from gencast_control.core import assimilation
 from gencast_control.core.config import load_config
 from gencast_control.core.controller import bind_controller
 from gencast_control.core.observations import Observations
-from gencast_control.evaluation import engine, metrics, plots, provenance
+from gencast_control.evaluation import engine, plots, provenance
+from gencast_control.evaluation.diagnostics import (DIVERGENCE_FACTOR,
+                                                    physics_metric_name,
+                                                    wavenumbers)
 from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import ExperimentConfig
 from gencast_control.systems.truth import (climatological_histories,
                                            test_trajectories)
 
-METHODS = ("controlled",) + baselines.METHODS  # unguided, dps, sda, repaint, enkf
+# controlled; unguided, dps, sda, repaint; enkf, letkf, letks
+METHODS = ("controlled",) + baselines.METHODS + filters.METHODS
+TUNED_FILTERS = ("letkf", "letks")
 STARTS = ("truth", "cold")
-DIVERGENCE_FACTOR = 5.0
 GRADIENT_GUIDED = ("dps", "sda")
 DEFAULT_CONFIGS = ("ks", "kolmogorov")
 
@@ -132,103 +135,61 @@ def benchmark_size(config: ExperimentConfig, mode: str) -> BenchmarkSize:
 TUNED_OPTIONS = {"ks": {"sda": {"gamma": 0.01}}}
 
 
-def baseline_options(config: ExperimentConfig) -> dict[str, dict]:
-  """Per-method options: baselines.py's defaults, updated by TUNED_OPTIONS
-  for the config; the EnKF gets the config's true solver."""
+def baseline_options(config: ExperimentConfig, horizon: int = 1
+                     ) -> dict[str, dict]:
+  """Per-method options: the baselines' defaults, updated by TUNED_OPTIONS
+  for the config. The filters get the config's true solver; the LETKF and
+  LETKS an initial spread of the default regime's observation-error std,
+  the LETKS the lag H - 1 of a controller with preview H (their radius and
+  inflation: `filter_options`)."""
+  solver = {"pde_config": config.pde}
+  spread = {**solver, "initial_std": float(
+      config.regime(config.assimilation.regime).noise_std)}
   options = {"dps": {}, "sda": {}, "repaint": {}, "unguided": {},
-             "enkf": {"pde_config": config.pde}}
+             "enkf": solver, "letkf": spread,
+             "letks": {**spread, "lag": max(horizon - 1, 1)}}
   for method, tuned in TUNED_OPTIONS.get(config.name, {}).items():
     options[method] = {**options[method], **tuned}
   return options
 
 
+def filter_label(method: str, options: dict, tuned: bool) -> str:
+  """The table's name of a tuned filter: "letkf (tuned)", "letks (tuned,
+  lag 3)", "(untuned)" where no tuning was found for the setting."""
+  notes = ["tuned" if tuned else "untuned"]
+  if options.get("lag"):
+    notes.append(f"lag {options['lag']}")
+  return f"{method} ({', '.join(notes)})"
+
+
+def filter_options(config: ExperimentConfig, method: str, options: dict,
+                   start: str, ensemble_size: int, regime: str
+                   ) -> tuple[dict, bool]:
+  """(options, tuned): a method's options with the radius and inflation
+  tuned on validation for this setting (`filter_tuning.tuned_options`)
+  where there are some; tuned False where not (the defaults then run)."""
+  base = options.get(method, {})
+  if method not in TUNED_FILTERS:
+    return base, False
+  tuned = filter_tuning.tuned_options(config.name, method, start,
+                                      ensemble_size, regime)
+  return {**base, **(tuned or {})}, tuned is not None
+
+
 # ------------------------------------------------------------------ scores
-
-
-@dataclasses.dataclass(frozen=True)
-class Diagnostics:
-  """What the benchmark measures of one system's forecasts beyond `engine`.
-
-  spectrum(fields, pde_config) -> (k [K], E [..., C, K]): energy spectra of
-    fields [..., *spatial, C].
-  physics: (name, error(forecast, truth) -> relative error of a physical
-    diagnostic, spatial axes removed).
-  """
-  spectrum: Callable[[np.ndarray, object], tuple[np.ndarray, np.ndarray]]
-  physics: tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
-
-
-# By system name (`systems.registry`); add one to benchmark a system of yours.
-DIAGNOSTICS = {
-    "ks": Diagnostics(  # fields [..., X, C]
-        lambda f, pde: metrics.energy_spectrum_1d(
-            f, axis=-2, domain_length=pde.domain_length),
-        ("total_variation",
-         lambda f, t: metrics.total_variation_error(f, t, axis=-2))),
-    "kolmogorov": Diagnostics(  # fields [..., X, Y, C], 2 pi periodic
-        lambda f, pde: metrics.energy_spectrum_2d(
-            f, axes=(-3, -2), domain_length=2 * np.pi),
-        ("enstrophy",
-         lambda f, t: metrics.enstrophy_error(f, t, axes=(-3, -2)))),
-}
-
-
-def diagnostics(config: ExperimentConfig) -> Diagnostics:
-  if config.system not in DIAGNOSTICS:
-    raise ValueError(f"the benchmark has no spectrum or physics diagnostic"
-                     f" for system {config.system!r} (DIAGNOSTICS has"
-                     f" {', '.join(DIAGNOSTICS)})")
-  return DIAGNOSTICS[config.system]
-
-
-def wavenumbers(config: ExperimentConfig) -> np.ndarray:
-  """The wavenumbers of the system's spectra on the config's grid."""
-  zeros = np.zeros(tuple(config.ardm.state_shape[:-1]) + (1,))
-  return diagnostics(config).spectrum(zeros, config.pde)[0]
-
-
-def physics_metric_name(config: ExperimentConfig) -> str:
-  return diagnostics(config).physics[0]
 
 
 def default_burn_in(num_steps: int) -> int:
   return num_steps // 5
 
 
-def count_diverged(ensemble: np.ndarray, truth: np.ndarray) -> int:
-  """Members [K, M, T+1, ...] whose spatial RMS exceeds DIVERGENCE_FACTOR x
-  the truth's RMS over the whole run, or is non-finite, at some time."""
-  spatial = tuple(range(3, ensemble.ndim))
-  size = np.sqrt(np.mean(np.asarray(ensemble, np.float64)**2, axis=spatial))
-  limit = DIVERGENCE_FACTOR * np.sqrt(np.mean(np.asarray(truth,
-                                                         np.float64)**2))
-  bad = ~np.isfinite(size) | (size > limit)
-  return int(np.sum(np.any(bad, axis=-1)))
-
-
 def score_ensemble(ensemble: np.ndarray, truth: np.ndarray,
                    config: ExperimentConfig, burn_in: int = 0) -> dict:
   """`engine.score` of ensembles [K, M, T+1, *spatial, C] against truth
-  [K, T+1, ...] over times burn_in+1..T, plus the system's spectrum and
-  physics errors, the divergence count and the mean spectra (see the module
-  docstring)."""
-  out = engine.score(ensemble, truth, burn_in=burn_in)
-  measure = diagnostics(config)
-  first = burn_in + 1
-  ens = np.moveaxis(np.asarray(ensemble, np.float64)[:, :, first:], 1, 0)
-  tru = np.asarray(truth, np.float64)[:, first:]  # ens: [M, K, T', ...]
-  physics = measure.physics[1](ens, np.broadcast_to(tru, ens.shape))
-  ens_spectrum = measure.spectrum(ens, config.pde)[1].mean(0)  # [K, T, C, k]
-  truth_spectrum = measure.spectrum(tru, config.pde)[1]
-  return {
-      **out,
-      "spectrum_error": float(np.mean(metrics.spectrum_error(
-          ens_spectrum, truth_spectrum))),
-      "physics_error": float(np.mean(physics)),
-      "diverged": count_diverged(ensemble, truth),
-      "spectrum": ens_spectrum.mean(axis=(0, 1, 2)).tolist(),
-      "truth_spectrum": truth_spectrum.mean(axis=(0, 1, 2)).tolist(),
-  }
+  [K, T+1, ...] over times burn_in+1..T, with the config's system's
+  spectrum, physics and divergence scores (`diagnostics`)."""
+  return engine.score(ensemble, truth, burn_in=burn_in, system=config.system,
+                      pde_config=config.pde)
 
 
 # --------------------------------------------------------------- programs
@@ -258,9 +219,13 @@ def method_program(method: str, models: Models, history: jax.Array,
     return assimilation.ensemble_program(
         models.ardm, history, num_steps, key, ensemble_size, observations,
         models.controller, models.controller_config.horizon)
+  if method in filters.FILTERS:
+    return filters.filter_program(method, history, observations, num_steps,
+                                  key, ensemble_size,
+                                  **options.get(method, {}))
   return baselines.baseline_program(
-      method, models.ardm if method != "enkf" else None, history,
-      observations, num_steps, key, ensemble_size, **options.get(method, {}))
+      method, models.ardm, history, observations, num_steps, key,
+      ensemble_size, **options.get(method, {}))
 
 
 def control_sizes(models: Models, history: jax.Array,
@@ -321,7 +286,9 @@ def benchmark_config(config: ExperimentConfig, models: Models,
   """
   methods = check_methods(methods)
   regime_objects = [config.regime(name) for name in regimes]
-  options = baseline_options(config) if options is None else options
+  options = (baseline_options(config, models.controller_config.horizon)
+             if options is None else options)
+  start = "truth" if initial is None else "cold"
   h = models.ardm.history_length
   num_steps = truth.shape[1] - h
   burn_in = default_burn_in(num_steps) if burn_in is None else burn_in
@@ -333,10 +300,12 @@ def benchmark_config(config: ExperimentConfig, models: Models,
     observations = engine.observe(regime, truth, h, key)
     rows = {}
     for method in methods:
+      method_options, tuned = filter_options(config, method, options, start,
+                                             ensemble_size, regime.name)
       run = engine.run_programs(
           method_program(method, models, jnp.asarray(starts[k]),
                          observations[k], num_steps, engine.member_key(key, k),
-                         ensemble_size, options)
+                         ensemble_size, {method: method_options})
           for k in range(len(truth)))
       ensembles, seconds, cpu_seconds = (run.ensembles, run.seconds,
                                          run.cpu_seconds)
@@ -345,6 +314,12 @@ def benchmark_config(config: ExperimentConfig, models: Models,
       scores = score_ensemble(ensembles, truth[:, h - 1:], config, burn_in)
       scores.update(seconds=seconds, cpu_seconds=cpu_seconds,
                     memory=run.memory)
+      if method in filters.FILTERS:
+        scores["options"] = {k: v for k, v in method_options.items()
+                             if k != "pde_config"}
+      if method in TUNED_FILTERS:
+        scores["tuned"] = tuned
+        scores["label"] = filter_label(method, method_options, tuned)
       if method == "controlled":
         scores["control_size"] = control_sizes(
             models, jnp.asarray(starts[0]), observations[0], num_steps,
@@ -366,17 +341,23 @@ def benchmark_config(config: ExperimentConfig, models: Models,
 # ---------------------------------------------------------------- reports
 
 
-def ratios(rows: dict, method: str, clock: str = "seconds"
-           ) -> tuple[float | None, float | None]:
-  """(RMSE method / controller, time method / controller), None without a
-  controller row; clock: "seconds" (wall) or "cpu_seconds"."""
-  if "controlled" not in rows:
-    return None, None
-  c, m = rows["controlled"], rows[method]
-  return engine.ratio(m["rmse"], c["rmse"]), engine.ratio(m[clock], c[clock])
-
-
 DIFFUSION_METHODS = ("controlled", "unguided", "dps", "sda", "repaint")
+
+
+def worst_lead(rows: dict) -> tuple[int, float]:
+  """(t, ratio): the lead time t >= 1 where the controller's RMSE curve is
+  highest over the unguided forecast's, and that ratio."""
+  c = np.asarray(rows["controlled"]["rmse_per_time"][1:])
+  u = np.asarray(rows["unguided"]["rmse_per_time"][1:])
+  ratio = c / np.maximum(u, 1e-12)
+  t = int(np.argmax(ratio))
+  return t + 1, float(ratio[t])
+
+
+def best_classical(rows: dict) -> str:
+  """The tuned LETKF or LETKS with the lowest rmse.a in rows."""
+  return min((m for m in TUNED_FILTERS if m in rows),
+             key=lambda m: rows[m]["rmse_a"])
 
 
 def goal_summary(regimes: dict) -> dict:
@@ -410,10 +391,28 @@ def goal_summary(regimes: dict) -> dict:
         for r, rows in with_controller.items()}
   summary["controller_calibrated"] = passing(
       lambda rows: 0.7 <= rows["controlled"]["spread_skill"] <= 1.3)
+  if all("unguided" in rows for rows in with_controller.values()):
+    summary["controller_not_worse_at_any_lead"] = passing(
+        lambda rows: worst_lead(rows)[1] <= 1.0)
+    summary["worst_lead_vs_unguided"] = {
+        r: worst_lead(rows) for r, rows in with_controller.items()}
   if all("enkf" in rows for rows in with_controller.values()):
     summary["rmse_vs_enkf"] = {
         r: rows["controlled"]["rmse"] / rows["enkf"]["rmse"]
         for r, rows in with_controller.items()}
+  if all(any(m in rows for m in TUNED_FILTERS)
+         for rows in with_controller.values()):
+    best = {r: best_classical(rows) for r, rows in with_controller.items()}
+    summary["rmse_a_vs_best_classical"] = {
+        r: {"method": m, "ratio": rows["controlled"]["rmse_a"]
+            / rows[m]["rmse_a"]}
+        for (r, rows), m in zip(with_controller.items(), best.values())}
+    summary["controller_beats_classical"] = passing(
+        lambda rows: rows["controlled"]["rmse_a"]
+        < rows[best_classical(rows)]["rmse_a"])
+    summary["controller_within_1.2x_classical"] = passing(
+        lambda rows: rows["controlled"]["rmse_a"]
+        <= 1.2 * rows[best_classical(rows)]["rmse_a"])
   for clock, label in (("seconds", ""), ("cpu_seconds", "_cpu")):
     speed = {}
     for r, rows in with_controller.items():
@@ -426,39 +425,18 @@ def goal_summary(regimes: dict) -> dict:
 
 
 def table_rows(results: dict) -> list[dict]:
-  """One flat row per (config, regime, method)."""
+  """One flat row per (config, regime, method): the config's setup and
+  `engine.report_rows` (ratios to the controller)."""
   out = []
   for name, result in results["configs"].items():
     setup = result["setup"]
-    for regime, rows in result["regimes"].items():
-      for method, s in rows.items():
-        rmse_ratio, time_ratio = ratios(rows, method)
-        cpu_ratio = ratios(rows, method, "cpu_seconds")[1]
-        memory = s.get("memory") or {}
-        out.append({
-            "config": name, "start": setup.get("start", "truth"),
-            "burn_in": setup.get("burn_in", 0), "regime": regime,
-            "method": method,
-            "rmse": s["rmse"], "rmse_vs_controlled": rmse_ratio,
-            "seconds": s["seconds"], "seconds_vs_controlled": time_ratio,
-            "cpu_seconds": s["cpu_seconds"],
-            "cpu_seconds_vs_controlled": cpu_ratio,
-            "crps": s["crps"], "spread_skill": s["spread_skill"],
-            "spectrum_error": s["spectrum_error"],
-            "physics_metric": setup["physics_metric"],
-            "physics_error": s["physics_error"],
-            "diverged": s.get("diverged"),
-            "memory_bytes": memory.get("total"),
-            "memory_argument_bytes": memory.get("argument"),
-            "memory_output_bytes": memory.get("output"),
-            "memory_temp_bytes": memory.get("temp"),
-            **{k: setup[k] for k in ("num_trajectories", "num_steps",
-                                     "ensemble_size", "sampler_substeps")}})
+    sizes = {k: setup[k] for k in ("num_trajectories", "num_steps",
+                                   "ensemble_size", "sampler_substeps")}
+    out += [{"config": name, "start": setup.get("start", "truth"),
+             "burn_in": setup.get("burn_in", 0), **row,
+             "physics_metric": setup.get("physics_metric"), **sizes}
+            for row in engine.report_rows(result["regimes"])]
   return out
-
-
-def _fmt(x, spec=".4f", suffix=""):
-  return "-" if x is None else f"{x:{spec}}{suffix}"
 
 
 def markdown_report(results: dict) -> str:
@@ -484,24 +462,7 @@ def markdown_report(results: dict) -> str:
               f" {s['physics_metric']} error; diverged: members out of"
               f" {s['num_trajectories'] * s['ensemble_size']} whose RMS"
               f" passed {DIVERGENCE_FACTOR:g}x the truth's.", "",
-              "| regime | method | RMSE | RMSE / ctrl | time [s] |"
-              " time / ctrl | CPU time / ctrl | CRPS | spread/skill |"
-              " spectrum err | physics err | diverged | XLA mem [MiB] |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for regime, rows in result["regimes"].items():
-      for method, m in rows.items():
-        r_ratio, t_ratio = ratios(rows, method)
-        c_ratio = ratios(rows, method, "cpu_seconds")[1]
-        memory = (m.get("memory") or {}).get("total")
-        label = "enkf (untuned)" if method == "enkf" else method
-        lines.append(
-            f"| {regime} | {label} | {m['rmse']:.4f} |"
-            f" {_fmt(r_ratio, '.2f', 'x')} | {m['seconds']:.3f} |"
-            f" {_fmt(t_ratio, '.2f', 'x')} | {_fmt(c_ratio, '.2f', 'x')} |"
-            f" {m['crps']:.4f} |"
-            f" {m['spread_skill']:.2f} | {m['spectrum_error']:.3f} |"
-            f" {m['physics_error']:.3f} | {m.get('diverged', '-')} |"
-            f" {_fmt(None if memory is None else memory / 2**20, '.1f')} |")
+              engine.report_markdown(engine.report_rows(result["regimes"]))]
     goals = result["goals"]
     lines.append("")
     sizes = {r: rows["controlled"]["control_size"]
@@ -520,6 +481,12 @@ def markdown_report(results: dict) -> str:
          "Controller lowest CRPS among the diffusion methods"),
         ("controller_not_worse_than_unguided",
          "Controller RMSE <= the unguided forecast's"),
+        ("controller_not_worse_at_any_lead",
+         "Controller RMSE <= the unguided forecast's at every lead time"),
+        ("controller_beats_classical",
+         "Controller rmse.a below the best tuned LETKF/LETKS's"),
+        ("controller_within_1.2x_classical",
+         "Controller rmse.a within 1.2x the best tuned LETKF/LETKS's"),
         ("controller_calibrated", "Controller spread/skill in [0.7, 1.3]")):
       if key in goals:
         g = goals[key]
@@ -531,6 +498,17 @@ def markdown_report(results: dict) -> str:
       if key in goals:
         lines.append(f"{label}: " + ", ".join(
             f"{r} {v:.2f}x" for r, v in goals[key].items()) + ".")
+    if "worst_lead_vs_unguided" in goals:
+      lines.append("Worst lead time, controller RMSE / unguided RMSE: "
+                   + ", ".join(f"{r} {v:.2f}x at t = {t}" for r, (t, v)
+                               in goals["worst_lead_vs_unguided"].items())
+                   + ".")
+    if "rmse_a_vs_best_classical" in goals:
+      lines.append("Controller rmse.a / best tuned classical rmse.a: "
+                   + ", ".join(f"{r} {v['ratio']:.2f}x ({v['method']})"
+                               for r, v in
+                               goals["rmse_a_vs_best_classical"].items())
+                   + ".")
     for label, name in (("wall-clock", ""), ("CPU time", "_cpu")):
       speed = goals.get(f"speedup_vs_fastest_gradient_guided{name}")
       if speed:
@@ -546,16 +524,21 @@ def markdown_report(results: dict) -> str:
 # The files run_benchmark writes (glob patterns; the plots are named by
 # config and regime).
 OUTPUT_FILES = ("benchmark.json", "benchmark.csv", "benchmark.md",
-                "*_rmse_vs_time_*.png", "*_spectra.png", "*_fields.png")
+                "*_rmse_vs_time_*.png", "*_spectra.png",
+                "*_rank_histogram.png", "*_fields.png")
 
 
 def write_plots(name: str, result: dict, examples: dict, config,
                 out_dir: Path) -> list[Path]:
-  """Error vs time per regime, spectra per regime, example fields."""
+  """Error vs time per regime, spectra and rank histograms per regime,
+  example fields."""
   paths = []
   k = wavenumbers(config)
-  spectra = {}
+  spectra, ranks = {}, {}
   for regime, rows in result["regimes"].items():
+    ranks[regime] = {m: np.asarray(s["rank_histogram"])
+                     for m, s in rows.items()
+                     if s.get("rank_histogram") is not None}
     curves = {m: np.asarray(s["rmse_per_time"]) for m, s in rows.items()}
     paths.append(plots.plot_error_vs_time(
         curves, out_dir / f"{name}_rmse_vs_time_{regime}.png",
@@ -566,6 +549,9 @@ def write_plots(name: str, result: dict, examples: dict, config,
                             for m, s in rows.items()})
   paths.append(plots.plot_spectra(spectra, out_dir / f"{name}_spectra.png",
                                   f"{name}: energy spectra (member mean)"))
+  paths.append(plots.plot_rank_histograms(
+      ranks, out_dir / f"{name}_rank_histogram.png",
+      f"{name}: rank histograms of the truth"))
   regime = (config.assimilation.regime if config.assimilation.regime in
             examples else next(iter(examples)))
   fields = examples[regime]
@@ -707,7 +693,8 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
                   "ardm": str(ardm_path), "controller": str(controller_path),
                   "baseline_options": {
                       m: {k: repr(v) for k, v in o.items()}
-                      for m, o in baseline_options(config).items()},
+                      for m, o in baseline_options(
+                          config, models.controller_config.horizon).items()},
                   "seconds": round(time.perf_counter() - t0, 1)},
         "regimes": out["regimes"]}
     result["goals"] = goal_summary(out["regimes"])

@@ -122,7 +122,8 @@ def evaluate_pilot(config: ExperimentConfig, ardm: FrozenARDM,
       bar.update()
     rows[regime.name] = {
         method: {**engine.score(run.ensembles, truth[:, h - 1:], weights,
-                                channels=channels, channel_std=channel_std),
+                                channels=channels, channel_std=channel_std,
+                                system=config.system, pde_config=config.pde),
                  "seconds": run.seconds, "cpu_seconds": run.cpu_seconds}
         for method, run in runs.items()}
     if keep_ensembles:
@@ -137,36 +138,19 @@ def _methods(by_method: dict) -> list[str]:
   return [m for m in METHODS if m in by_method]
 
 
-def flat_rows(rows: dict[str, dict]) -> list[dict]:
-  """One row per (regime, method): pooled and per-channel physical scores,
-  wall-clock and its ratio to the unguided rollout."""
-  out = []
-  for name, by_method in rows.items():
-    base = by_method["unguided"]["seconds"]
-    for method in _methods(by_method):
-      s = by_method[method]
-      out.append({
-          "regime": name, "method": method, "rmse": s["rmse"],
-          "crps": s["crps"], "spread_skill": s["spread_skill"],
-          **{f"rmse {c}": v["rmse"] for c, v in s["per_channel"].items()},
-          **{f"crps {c}": v["crps"] for c, v in s["per_channel"].items()},
-          "seconds": s["seconds"],
-          "seconds_vs_unguided": engine.ratio(s["seconds"], base)})
-  return out
+def report_rows(rows: dict[str, dict]) -> list[dict]:
+  """`engine.report_rows` with ratios to the unguided rollout: pooled and
+  per-channel physical scores, wall-clock and CPU time."""
+  return engine.report_rows(rows, reference="unguided")
 
 
 def markdown_table(rows: dict[str, dict]) -> str:
-  """One line per (regime, method): pooled and per-channel physical RMSE,
-  wall-clock and its ratio to the unguided rollout."""
-  table = flat_rows(rows)
-  channels = [k[len("rmse "):] for k in table[0] if k.startswith("rmse ")]
-  return engine.markdown_table(
-      ["regime", "method", "RMSE (std. units)", "CRPS (std. units)"]
-      + [f"RMSE {c}" for c in channels] + ["time [s]", "time / unguided"],
-      ([r["regime"], r["method"], f"{r['rmse']:.4f}", f"{r['crps']:.4f}"]
-       + [f"{r[f'rmse {c}']:.4g}" for c in channels]
-       + [f"{r['seconds']:.3f}", None if r["seconds_vs_unguided"] is None
-          else f"{r['seconds_vs_unguided']:.2f}"] for r in table))
+  """The engine's table (`engine.report_markdown`) of `report_rows`, ratios
+  to the unguided rollout, plus the per-channel physical RMSE."""
+  table = report_rows(rows)
+  channels = [k for k in table[0] if k.startswith("rmse ")]
+  return engine.report_markdown(table, engine.TABLE_COLUMNS + tuple(channels),
+                                reference="unguided")
 
 
 def plot_maps(arrays: dict, regime: str, channel: int, channel_name: str,
@@ -219,7 +203,7 @@ def write_pilot(rows: dict[str, dict], out_dir,
   clean = {r: {m: s for m, s in by.items() if m in METHODS}
            for r, by in rows.items()}
   paths = engine.write_report(
-      out_dir, "pilot", clean, flat_rows(clean),
+      out_dir, "pilot", clean, report_rows(clean),
       (note.strip() + "\n\n" if note.strip() else "")
       + markdown_table(clean), command, title, publish)
   curves = {f"{r} {m}": np.asarray(s["rmse_per_time"])

@@ -120,15 +120,19 @@ def assimilate_trajectories(ardm: FrozenARDM, controller_config,
       seconds_controlled=runs["controlled"].seconds, regime=regime)
 
 
-def score(result: AssimilationResult, weights: np.ndarray | None = None
+def score(result: AssimilationResult, weights: np.ndarray | None = None,
+          system: str | None = None, pde_config=None
           ) -> dict[str, dict[str, float]]:
   """`engine.score` of both ensembles (over t = 1..T: t = 0, the given
   initial state, is left out) plus their wall-clock.
 
   weights: optional [*spatial] weights of the spatial means (e.g.
     `spatial_weights`: latitude area weights on a lat/lon grid); None = uniform.
+  system, pde_config: the config's system and pde section, for the system's
+    spectrum, physics and divergence scores (`diagnostics`; none for ERA5).
   """
-  return {name: {**engine.score(getattr(result, name), result.truth, weights),
+  return {name: {**engine.score(getattr(result, name), result.truth, weights,
+                                system=system, pde_config=pde_config),
                  "seconds": getattr(result, f"seconds_{name}")}
           for name in ("unguided", "controlled")}
 

@@ -369,14 +369,17 @@ def spread_skill_ratio(ensemble, truth, weights=None, axes: Axes = None,
 
 
 def rank_histogram(ensemble, truth, num_bins: int | None = None,
-                   ensemble_axis: int = 0, seed: Any = 0) -> np.ndarray:
+                   ensemble_axis: int = 0, seed: Any = 0,
+                   weights=None) -> np.ndarray:
   """Counts of the truth's rank among the M members (Hamill 2001; WB2).
 
   The rank of y is #{i : X_i < y} in 0..M; ties (X_i == y) are broken
   uniformly at random, rank = #{X_i < y} + U{0..#ties}, using `seed` (an int,
   a numpy Generator or a jax PRNG key). For a reliable ensemble the M + 1
   bins are equally likely. `num_bins` must divide M + 1 (adjacent bins are
-  merged, as in WB2). Returns int64 counts [num_bins] over all points.
+  merged, as in WB2). Returns int64 counts [num_bins] over all points; with
+  `weights` (broadcast against the truth, e.g. area weights) each point
+  counts its weight: float sums sum_{rank(y_i) = r} w_i.
   """
   ens, truth, m, _ = _check_ensemble(np.asarray(ensemble),
                                      np.asarray(truth), ensemble_axis, 1)
@@ -392,8 +395,11 @@ def rank_histogram(ensemble, truth, num_bins: int | None = None,
   else:
     u = np.random.default_rng(seed).uniform(size=truth.shape)
   rank = below + np.minimum(np.floor(u * (ties + 1)), ties).astype(np.int64)
-  return np.bincount(rank.ravel() // ((m + 1) // num_bins),
-                     minlength=num_bins).astype(np.int64)
+  w = _check_weights(weights, truth.shape, np)
+  counts = np.bincount(rank.ravel() // ((m + 1) // num_bins),
+                       weights=None if w is None else w.ravel(),
+                       minlength=num_bins)
+  return counts.astype(np.int64) if w is None else counts
 
 
 # ----------------------------------------------------------------- spectra

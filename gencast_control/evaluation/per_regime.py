@@ -1,7 +1,10 @@
 """Evaluation of a controller against the unguided ARDM over observation regimes.
 
 For each regime, both methods share the truth, observations and PRNG keys,
-and are run, timed and scored by `evaluation.engine` (scores over t = 1..T).
+and are run, timed and scored by `evaluation.engine` (scores over t = 1..T);
+on systems with a true solver the classical filters of `baselines.filters`
+(the tuned LETKF and LETKS, the untuned EnKF) can run beside them on the
+same observations and keys (`methods`, the command's --method).
 Results are a JSON-able dict and evaluation.{json,csv,md} plus an
 error-vs-time plot; the markdown carries the provenance header
 (`provenance`) and, with --publish, also goes to docs/results/.
@@ -14,54 +17,71 @@ from typing import Sequence
 
 import numpy as np
 
-from gencast_control.evaluation import engine, forecasts, plots
+from gencast_control.baselines import filters
+from gencast_control.evaluation import benchmark, engine, forecasts, plots
 from gencast_control.systems.experiment import ExperimentConfig
-
-METHODS = ("unguided", "controlled")
 
 
 def evaluate_regimes(config: ExperimentConfig, ardm, controller_config,
                      controller_params, truth: np.ndarray,
                      regimes: Sequence[str], ensemble_size: int,
-                     seed: int = 1, weights: np.ndarray | None = None
-                     ) -> dict[str, dict]:
-  """{regime: {method: scores}} (`forecasts.score`, with the RMSE curve over
-  t = 0..T).
+                     seed: int = 1, weights: np.ndarray | None = None,
+                     methods: Sequence[str] = ()) -> dict[str, dict]:
+  """{regime: {method: scores}} (`forecasts.score`: the engine's scores,
+  the per-lead-time curves over t = 0..T and the system's diagnostics).
 
   weights: optional [*spatial] weights of the spatial means (latitude area
     weights for ERA5, `forecasts.spatial_weights`); None = uniform.
+  methods: classical filters to run as well (`filters.METHODS`), with the
+    benchmark's options (`benchmark.filter_options`: true start, this
+    ensemble size).
   """
-  return {name: forecasts.score(forecasts.assimilate_trajectories(
-              ardm, controller_config, controller_params, truth,
-              config.regime(name), ensemble_size, seed), weights)
-          for name in regimes}
-
-
-def flat_rows(rows: dict[str, dict]) -> list[dict]:
-  """One row per (regime, method) with its ratios to the controller."""
-  out = []
-  for name, by_method in rows.items():
-    c = by_method["controlled"]
-    for method in METHODS:
-      s = by_method[method]
-      out.append({"regime": name, "method": method, "rmse": s["rmse"],
-                  "rmse_vs_controlled": engine.ratio(s["rmse"], c["rmse"]),
-                  "crps": s["crps"], "spread_skill": s["spread_skill"],
-                  "seconds": s["seconds"],
-                  "seconds_vs_controlled": engine.ratio(s["seconds"],
-                                                        c["seconds"])})
+  unknown = sorted(set(methods) - set(filters.METHODS))
+  if unknown:
+    raise ValueError(f"unknown method(s) {unknown}; evaluate runs the"
+                     " controller, the unguided forecast and"
+                     f" {filters.METHODS}")
+  options = benchmark.baseline_options(config, controller_config.horizon)
+  out = {}
+  for name in regimes:
+    result = forecasts.assimilate_trajectories(
+        ardm, controller_config, controller_params, truth,
+        config.regime(name), ensemble_size, seed)
+    out[name] = forecasts.score(result, weights, config.system, config.pde)
+    for method in methods:
+      out[name][method] = filter_scores(
+          config, method, options, result, ensemble_size, seed, weights)
   return out
 
 
+def filter_scores(config: ExperimentConfig, method: str, options: dict,
+                  result: forecasts.AssimilationResult, ensemble_size: int,
+                  seed: int, weights: np.ndarray | None) -> dict:
+  """A classical filter's scores on the truth, observations and member keys
+  of `result` (from the true state)."""
+  import jax
+  method_options, tuned = benchmark.filter_options(
+      config, method, options, "truth", ensemble_size, result.regime.name)
+  key = jax.random.PRNGKey(seed)
+  run = engine.run_programs(
+      filters.filter_program(method, result.truth[k, :1],
+                             result.observations[k],
+                             result.truth.shape[1] - 1,
+                             engine.member_key(key, k), ensemble_size,
+                             **method_options)
+      for k in range(len(result.truth)))
+  scores = engine.score(run.ensembles, result.truth, weights,
+                        system=config.system, pde_config=config.pde)
+  scores.update(seconds=run.seconds, cpu_seconds=run.cpu_seconds)
+  if method in benchmark.TUNED_FILTERS:
+    scores["label"] = benchmark.filter_label(method, method_options, tuned)
+  return scores
+
+
 def markdown_table(rows: dict[str, dict]) -> str:
-  return engine.markdown_table(
-      ("regime", "RMSE unguided", "RMSE controlled", "RMSE ratio",
-       "time unguided [s]", "time controlled [s]", "time ratio"),
-      ((name, f"{s['unguided']['rmse']:.4f}", f"{s['controlled']['rmse']:.4f}",
-        f"{s['unguided']['rmse'] / s['controlled']['rmse']:.1f}x",
-        f"{s['unguided']['seconds']:.3f}", f"{s['controlled']['seconds']:.3f}",
-        f"{s['controlled']['seconds'] / s['unguided']['seconds']:.2f}x")
-       for name, s in rows.items()))
+  """The table of {regime: {method: scores}} (`engine.report_markdown`),
+  ratios to the controller."""
+  return engine.report_markdown(engine.report_rows(rows))
 
 
 def publish_path(config_name: str):
@@ -86,11 +106,11 @@ def write_evaluation(rows: dict[str, dict], out_dir,
   (a docs/results/ path, `publish_path`) the markdown also goes there.
   """
   paths = engine.write_report(
-      out_dir, "evaluation", rows, flat_rows(rows),
+      out_dir, "evaluation", rows, engine.report_rows(rows),
       (note.strip() + "\n\n" if note.strip() else "") + markdown_table(rows),
       command, title, publish)
   curves = {f"{name} {method}": np.asarray(s[method]["rmse_per_time"])
-            for name, s in rows.items() for method in METHODS}
+            for name, s in rows.items() for method in s}
   paths["plot"] = plots.plot_error_vs_time(
       curves, Path(out_dir) / "rmse_vs_time.png", "RMSE of the ensemble mean")
   return paths

@@ -132,6 +132,32 @@ def plot_spectra(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
   return save_figure(fig, path, dpi=100)
 
 
+def plot_rank_histograms(panels: dict[str, dict[str, np.ndarray]], path,
+                         title: str = "") -> Path:
+  """Rank histograms: one panel per key of `panels`, one step line per
+  (method -> frequencies [M+1] of the truth's rank 0..M) inside it, and the
+  flat 1/(M+1) of a reliable ensemble dashed."""
+  cols = min(3, len(panels))
+  rows = -(-len(panels) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows),
+                           constrained_layout=True, squeeze=False)
+  for ax, (panel, lines) in zip(axes.ravel(), panels.items()):
+    for name, freq in lines.items():
+      freq = np.asarray(freq)
+      ax.stairs(freq, np.arange(len(freq) + 1) - 0.5, label=name)
+    if lines:
+      ax.axhline(1.0 / len(freq), color="k", ls="--", lw=1)
+      ax.set_xticks(np.arange(len(freq)))
+    ax.set_title(panel, fontsize=9)
+    ax.set_xlabel("rank of the truth")
+  for ax in axes.ravel()[len(panels):]:
+    ax.axis("off")
+  axes[0, 0].set_ylabel("frequency")
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle(title)
+  return save_figure(fig, path, dpi=100)
+
+
 def plot_fields(panels: dict[str, np.ndarray], path, title: str = "",
                 columns: int = 8) -> Path:
   """One image per panel, rows drawn bottom-up: [time, x] space-time fields

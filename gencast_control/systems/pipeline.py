@@ -382,7 +382,11 @@ def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
   if config.controller_training.warm_start:
     warm_config, initial, _ = load_controller(
         config.controller_training.warm_start, ardm)
-    if warm_config != config.controller:
+    # The gate changes what u is made of, not the parameters: a controller
+    # can be fine-tuned into it.
+    if dataclasses.replace(warm_config, zero_without_observations=False) != (
+        dataclasses.replace(config.controller,
+                            zero_without_observations=False)):
       raise ValueError(
           f"warm_start {config.controller_training.warm_start} has another"
           " controller architecture than the config's `controller` section")

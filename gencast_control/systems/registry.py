@@ -3,7 +3,7 @@
 A `System` tells the drivers (simulate, demo, benchmark, evaluate, pilot,
 the EnKF) what one dynamical system is, so none of them branches on which
 system it runs (how its forecasts are measured and drawn is evaluation's:
-`evaluation.benchmark.DIAGNOSTICS`, `evaluation.plots.plot_assimilation`):
+`evaluation.diagnostics.DIAGNOSTICS`, `evaluation.plots.plot_assimilation`):
 
   variables, spatial_dims   the state's channels (() = from the config or
                             the data) and the grid's dims
