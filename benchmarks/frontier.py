@@ -1,8 +1,9 @@
 """The accuracy-cost frontier: each method's cost to match the controller.
 
 Every method runs over a range of budgets on the SAME held-out truth,
-observations, initial ensembles and keys as the benchmark
-(`evaluation.benchmark.method_program`):
+observations and keys as the benchmark, and initial ensembles drawn as its
+(`evaluation.benchmark.method_program`; M members: the same as the
+benchmark's where M is its ensemble size):
 
   controlled        at the sampler sub-steps it was trained with
   dps, sda, repaint the same frozen ARDM with 6, 12, 25 and 50 sampler
@@ -108,7 +109,7 @@ def sweep(config, models, truth, regime, start: str, cells_, rounds: int,
                             ).reshape((len(truth), members, h)
                                       + truth.shape[2:])))
       options, tuned = benchmark.filter_options(config, method, base, start,
-                                                members, regime)
+                                                members, num_steps, regime)
       run = engine.run_programs(
           benchmark.method_program(
               method, cell_models, jnp.asarray(initial[members][k]),
@@ -119,10 +120,11 @@ def sweep(config, models, truth, regime, start: str, cells_, rounds: int,
       if r == 0:
         s = engine.score(run.ensembles, truth[:, h - 1:], burn_in=burn_in)
         finite = bool(np.isfinite(run.ensembles).all())
+        label = (benchmark.filter_label(method, options, tuned)
+                 if method in benchmark.TUNED_FILTERS else method)
         rows[i].update(rmse_a=s["rmse_a"] if finite else float("inf"),
                        spread_a=s.get("spread_a"), members=members,
-                       tuned=(tuned if method in benchmark.TUNED_FILTERS
-                              else None))
+                       label=label)
       log(f"  {regime} round {r}: {method} {budget}: rmse.a"
           f" {rows[i]['rmse_a']:.4f} CPU {run.cpu_seconds:.2f} s")
   for row in rows:
@@ -165,7 +167,7 @@ def markdown(results: dict) -> str:
               "| method | budget | rmse.a | spread.a | CPU [s] |"
               " CPU / controller |", "|---|---|---|---|---|---|"]
     for r in rows:
-      label = r["method"] + (" (untuned)" if r["tuned"] is False else "")
+      label = r["label"]
       spread = "-" if r["spread_a"] is None else f"{r['spread_a']:.4f}"
       lines.append(f"| {label} | {r['budget']} | {r['rmse_a']:.4f} |"
                    f" {spread} | {r['cpu_seconds']:.3f} |"
@@ -216,7 +218,8 @@ def main(argv=None) -> int:
   parser.add_argument("--trajectories", type=int, default=2)
   parser.add_argument("--steps", type=int, default=50)
   parser.add_argument("--ensemble-size", type=int, default=4)
-  parser.add_argument("--rounds", type=int, default=2)
+  parser.add_argument("--rounds", type=int, default=2,
+                      choices=range(1, 21), metavar="1..20")
   parser.add_argument("--seed", type=int, default=1)
   parser.add_argument("--out", default="results/frontier")
   parser.add_argument("--publish", action="store_true")

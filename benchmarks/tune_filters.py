@@ -54,7 +54,7 @@ COLD_SEED = 1002
 
 
 def tune_setting(config, method: str, truth: np.ndarray, initial,
-                 observations, options: dict, grid: dict, horizon: int,
+                 observations, options: dict, grid: dict,
                  ensemble_size: int) -> dict:
   """Every grid point's validation rmse.a and the best one."""
   h = config.ardm.history_length
@@ -74,11 +74,16 @@ def tune_setting(config, method: str, truth: np.ndarray, initial,
       s = engine.score(run.ensembles, truth[:, h - 1:], burn_in=burn_in)
       finite = np.isfinite(run.ensembles).all() and np.isfinite(s["rmse_a"])
       scores.append({"localization_radius": radius, "inflation": inflation,
-                     "rmse_a": s["rmse_a"] if finite else float("inf"),
+                     "rmse_a": s["rmse_a"] if finite else None,
                      "spread_a": s.get("spread_a") if finite else None,
                      "cpu_seconds": run.cpu_seconds})
-  best = min(scores, key=lambda s: s["rmse_a"])
-  return {"best": best, "grid": scores, "burn_in": burn_in}
+  finite = [s for s in scores if s["rmse_a"] is not None]
+  if not finite:
+    raise ValueError(f"{method} diverged at every grid point")
+  best = min(finite, key=lambda s: s["rmse_a"])
+  fixed = {k: options.get(k) for k in filter_tuning.FIXED_FIELDS}
+  return {"best": best, "grid": scores, "burn_in": burn_in,
+          "options": fixed}
 
 
 def markdown(config_name: str, entries: dict) -> str:
@@ -91,9 +96,10 @@ def markdown(config_name: str, entries: dict) -> str:
            " rmse.a | spread.a | grid points | worst rmse.a |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
   for key, e in sorted(entries.items()):
-    method, start, members, regime = key.split("/")
+    method, start, members, _, regime = key.split("/")
     b = e["best"]
-    worst = max(s["rmse_a"] for s in e["grid"])
+    worst = max((s["rmse_a"] for s in e["grid"]), key=lambda v: (
+        v is None, v or 0.0))
     lines.append(
         f"| {method} | {start} | {members[1:]} | {regime} |"
         f" {e['validation']['num_trajectories']} x"
@@ -101,7 +107,8 @@ def markdown(config_name: str, entries: dict) -> str:
         f" {b['localization_radius']:g} | {b['inflation']:g} |"
         f" {b['rmse_a']:.4f} |"
         f" {'-' if b['spread_a'] is None else format(b['spread_a'], '.4f')} |"
-        f" {len(e['grid'])} | {worst:.4g} |")
+        f" {len(e['grid'])} |"
+        f" {'diverged' if worst is None else format(worst, '.4g')} |")
   return "\n".join(lines) + "\n"
 
 
@@ -158,13 +165,13 @@ def main(argv=None) -> int:
         observations = engine.observe(config.regime(regime), truth, h,
                                       jax.random.PRNGKey(OBSERVATION_SEED))
         for method in methods:
-          key = filter_tuning.entry_key(method, start, m, regime)
+          key = filter_tuning.entry_key(method, start, m, t, regime)
           if key in section and not args.replace:
             print(f"{key}: tuned already (keep; --replace to redo)")
             continue
           t0 = time.perf_counter()
           entry = tune_setting(config, method, truth, initial, observations,
-                               options[method], grid, horizon, m)
+                               options[method], grid, m)
           entry.update(validation={"num_trajectories": k, "num_steps": t,
                                    "ensemble_size": m, "mode": mode},
                        command=command,

@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="steps left out of the scores (default: steps // 5)")
   p.add_argument("--method", "--methods", action="extend", nargs="+",
                  help="method (repeatable; default: controlled unguided dps"
-                 " sda repaint enkf)")
+                 " sda repaint enkf letkf letks)")
   p.add_argument("--regime", action="extend", nargs="+",
                  help="regime name(s) (repeatable; default: all of the"
                  " config's)")

@@ -84,6 +84,23 @@ def test_letks_is_the_letkf_smoothed_over_its_lag(problem):
           < rmse_per_time(filtered, truth)[interior].mean())
 
 
+def test_the_smoother_does_not_inflate_earlier_states_again(problem):
+  # One observed point, a short localisation radius: far from it the
+  # analysis only inflates the forecast (by sqrt(lambda)), which the
+  # smoother's earlier rows must not get a second time.
+  truth, _ = problem
+  mask = np.zeros_like(truth)
+  mask[:, 0] = 1.0
+  one_point = Observations.from_arrays(truth, mask, 0.3)
+  options = dict(localization_radius=1.0, inflation=1.2)
+  filtered = run("letkf", truth, one_point, **options)
+  smoothed = run("letks", truth, one_point, lag=2, **options)
+  far = slice(4, 28)
+  np.testing.assert_allclose(smoothed[:, :, far], filtered[:, :, far],
+                             atol=1e-3)  # float noise, grown by the chaos
+  assert np.abs(smoothed[:, :-1, 0] - filtered[:, :-1, 0]).max() > 1e-3
+
+
 def test_without_observations_members_run_the_true_model(problem):
   truth, _ = problem
   nothing = Observations.from_arrays(truth, np.zeros_like(truth), 0.3)

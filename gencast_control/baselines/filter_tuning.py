@@ -18,12 +18,13 @@ from pathlib import Path
 TUNED_FILE = (Path(__file__).resolve().parent.parent / "checkpoints"
               / "filters_tuned.json")
 TUNED_FIELDS = ("localization_radius", "inflation")
+FIXED_FIELDS = ("lag", "initial_std")  # must match the run's
 
 
-def entry_key(method: str, start: str, ensemble_size: int,
+def entry_key(method: str, start: str, ensemble_size: int, num_steps: int,
               regime: str) -> str:
   """The key of one tuned setting in TUNED_FILE's config section."""
-  return f"{method}/{start}/M{ensemble_size}/{regime}"
+  return f"{method}/{start}/M{ensemble_size}/T{num_steps}/{regime}"
 
 
 def load_tuning(path=TUNED_FILE) -> dict:
@@ -36,11 +37,14 @@ def load_tuning(path=TUNED_FILE) -> dict:
 
 
 def tuned_options(config_name: str, method: str, start: str,
-                  ensemble_size: int, regime: str, path=TUNED_FILE
-                  ) -> dict | None:
+                  ensemble_size: int, num_steps: int, regime: str,
+                  options: dict, path=TUNED_FILE) -> dict | None:
   """{localization_radius, inflation} chosen on validation for this
-  setting, or None when it was not tuned."""
+  setting, or None when it was not tuned, or tuned with another lag or
+  initial spread than `options` (the method's other options) hold."""
   entry = load_tuning(path).get(config_name, {}).get(
-      entry_key(method, start, ensemble_size, regime))
-  return None if entry is None else {k: entry["best"][k]
-                                     for k in TUNED_FIELDS}
+      entry_key(method, start, ensemble_size, num_steps, regime))
+  if entry is None or any(entry["options"].get(k) != options.get(k)
+                          for k in FIXED_FIELDS):
+    return None
+  return {k: entry["best"][k] for k in TUNED_FIELDS}

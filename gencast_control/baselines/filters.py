@@ -16,7 +16,8 @@ Methods (`FILTERS`):
            localisation radius; prior multiplicative inflation lambda.
 * "letks"  the fixed-lag ensemble transform smoother with lag L: the local
            transforms T_g of the analysis at time t (`letkf.apply_weights`)
-           also update the members' states at t-L..t-1, so the estimate of
+           also update the members' states at t-L..t-1 (without the prior
+           inflation, which is x_t's: T_g / sqrt(lambda)), so the estimate of
            x_s has seen y_1..y_min(s+L, T) (Evensen & van Leeuwen 2000, the
            EnKS; Kalnay & Yang 2010, its LETKF form). With L = H - 1 it sees
            what the controller's preview of H frames shows it.
@@ -58,7 +59,9 @@ class LETKFOptions:
   Attributes:
     pde_config: the true solver used as the model (as `enkf.EnKFOptions`).
     localization_radius: Gaspari-Cohn half-width c in grid points.
-    inflation: prior multiplicative inflation lambda >= 1.
+    inflation: prior multiplicative inflation lambda >= 1 of the forecast
+      covariance (anomalies x sqrt(lambda); the EnKF's `inflation`
+      multiplies the anomalies).
     initial_std: std of the members' initial perturbation.
     lag: L, the smoother's lag in steps (0: the filter).
     obs_capacity: observation slots per analysis (0: as many as the most
@@ -120,7 +123,7 @@ def letkf_rollout(histories, observations: Observations, num_steps: int,
   capacity = options.obs_capacity
   window = min(options.lag, num_steps) + 1
 
-  def weights(x, t):  # the local transforms [G, M, M] of time t
+  def weights(x, t):  # (the local transforms [G, M, M] of time t, observed)
     mask = observations.mask[t].reshape(-1)
     index, used = enkf.observation_slots(mask, capacity)
     noise = jnp.where(used > 0,
@@ -131,16 +134,22 @@ def letkf_rollout(histories, observations: Observations, num_steps: int,
     w = letkf.letkf_weights(x.reshape(m, -1)[:, index],
                             observations.values[t].reshape(-1)[index], noise,
                             localization, inflation)
-    return jnp.where(jnp.any(mask > 0), w, jnp.eye(m))
+    observed = jnp.any(mask > 0)
+    return jnp.where(observed, w, jnp.eye(m)), observed
 
   def cycle(trajectory, t):
     x = step(trajectory[t - 1], options.pde_config)
     trajectory = trajectory.at[t].set(x)
-    transforms = weights(x, t)
+    transforms, observed = weights(x, t)
+    # T carries the prior inflation of x_t (sqrt(lambda), letkf_weights);
+    # the earlier rows are not inflated: they get T / sqrt(lambda).
+    lagged = jnp.where(observed, transforms / jnp.sqrt(inflation), transforms)
     first = jnp.clip(t - window + 1, 0, num_steps + 1 - window)
     rows = jax.lax.dynamic_slice_in_dim(trajectory, first, window)
-    analysed = jax.vmap(lambda r: letkf.apply_weights(
-        r.reshape(m, columns, channels), transforms))(rows)
+    times = first + jnp.arange(window)
+    analysed = jax.vmap(lambda r, s: letkf.apply_weights(
+        r.reshape(m, columns, channels),
+        jnp.where(s == t, transforms, lagged)))(rows, times)
     return jax.lax.dynamic_update_slice_in_dim(
         trajectory, analysed.reshape(rows.shape), first, 0), None
 

@@ -23,7 +23,8 @@ Starts (`start`): "truth", every member starts from the true state (a twin
 experiment's best case); "cold", member m of trajectory k starts from its own
 random climatological state (`systems.truth.climatological_histories`), as
 in real DA where the state is unknown. Every method gets the same initial
-ensemble.
+ensemble; the classical filters add their initial spread to it (from the
+true state an unperturbed ensemble has no spread and never updates).
 
 Scores (`engine.score` with the config's system): the pooled rmse, crps and
 spread_skill, DAPPER's rmse_a / spread_a and the rank histogram over the
@@ -143,11 +144,11 @@ def baseline_options(config: ExperimentConfig, horizon: int = 1
   the LETKS the lag H - 1 of a controller with preview H (their radius and
   inflation: `filter_options`)."""
   solver = {"pde_config": config.pde}
-  spread = {**solver, "initial_std": float(
-      config.regime(config.assimilation.regime).noise_std)}
+  spread = {**solver, "initial_std": float(np.mean(
+      config.regime(config.assimilation.regime).noise_std))}
   options = {"dps": {}, "sda": {}, "repaint": {}, "unguided": {},
              "enkf": solver, "letkf": spread,
-             "letks": {**spread, "lag": max(horizon - 1, 1)}}
+             "letks": {**spread, "lag": max(horizon - 1, 1)}}  # lag >= 1
   for method, tuned in TUNED_OPTIONS.get(config.name, {}).items():
     options[method] = {**options[method], **tuned}
   return options
@@ -163,16 +164,17 @@ def filter_label(method: str, options: dict, tuned: bool) -> str:
 
 
 def filter_options(config: ExperimentConfig, method: str, options: dict,
-                   start: str, ensemble_size: int, regime: str
-                   ) -> tuple[dict, bool]:
+                   start: str, ensemble_size: int, num_steps: int,
+                   regime: str) -> tuple[dict, bool]:
   """(options, tuned): a method's options with the radius and inflation
-  tuned on validation for this setting (`filter_tuning.tuned_options`)
-  where there are some; tuned False where not (the defaults then run)."""
+  tuned on validation for this setting (`filter_tuning.tuned_options`: the
+  same start, M, T, regime, lag and initial spread) where there are some;
+  tuned False where not (the defaults then run)."""
   base = options.get(method, {})
   if method not in TUNED_FILTERS:
     return base, False
   tuned = filter_tuning.tuned_options(config.name, method, start,
-                                      ensemble_size, regime)
+                                      ensemble_size, num_steps, regime, base)
   return {**base, **(tuned or {})}, tuned is not None
 
 
@@ -301,7 +303,8 @@ def benchmark_config(config: ExperimentConfig, models: Models,
     rows = {}
     for method in methods:
       method_options, tuned = filter_options(config, method, options, start,
-                                             ensemble_size, regime.name)
+                                             ensemble_size, num_steps,
+                                             regime.name)
       run = engine.run_programs(
           method_program(method, models, jnp.asarray(starts[k]),
                          observations[k], num_steps, engine.member_key(key, k),
@@ -356,7 +359,7 @@ def worst_lead(rows: dict) -> tuple[int, float]:
 
 def best_classical(rows: dict) -> str:
   """The tuned LETKF or LETKS with the lowest rmse.a in rows."""
-  return min((m for m in TUNED_FILTERS if m in rows),
+  return min((m for m in TUNED_FILTERS if rows.get(m, {}).get("tuned")),
              key=lambda m: rows[m]["rmse_a"])
 
 
@@ -400,8 +403,9 @@ def goal_summary(regimes: dict) -> dict:
     summary["rmse_vs_enkf"] = {
         r: rows["controlled"]["rmse"] / rows["enkf"]["rmse"]
         for r, rows in with_controller.items()}
-  if all(any(m in rows for m in TUNED_FILTERS)
-         for rows in with_controller.values()):
+  if with_controller and all(
+      any(rows.get(m, {}).get("tuned") for m in TUNED_FILTERS)
+      for rows in with_controller.values()):
     best = {r: best_classical(rows) for r, rows in with_controller.items()}
     summary["rmse_a_vs_best_classical"] = {
         r: {"method": m, "ratio": rows["controlled"]["rmse_a"]

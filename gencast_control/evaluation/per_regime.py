@@ -41,7 +41,8 @@ def evaluate_regimes(config: ExperimentConfig, ardm, controller_config,
     raise ValueError(f"unknown method(s) {unknown}; evaluate runs the"
                      " controller, the unguided forecast and"
                      f" {filters.METHODS}")
-  options = benchmark.baseline_options(config, controller_config.horizon)
+  options = (benchmark.baseline_options(config, controller_config.horizon)
+             if methods else {})
   out = {}
   for name in regimes:
     result = forecasts.assimilate_trajectories(
@@ -61,7 +62,8 @@ def filter_scores(config: ExperimentConfig, method: str, options: dict,
   of `result` (from the true state)."""
   import jax
   method_options, tuned = benchmark.filter_options(
-      config, method, options, "truth", ensemble_size, result.regime.name)
+      config, method, options, "truth", ensemble_size,
+      result.truth.shape[1] - 1, result.regime.name)
   key = jax.random.PRNGKey(seed)
   run = engine.run_programs(
       filters.filter_program(method, result.truth[k, :1],
