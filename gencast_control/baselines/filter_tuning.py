@@ -27,9 +27,10 @@ def entry_key(method: str, start: str, ensemble_size: int, num_steps: int,
   return f"{method}/{start}/M{ensemble_size}/T{num_steps}/{regime}"
 
 
-def load_tuning(path=TUNED_FILE) -> dict:
-  """{config name: {entry_key: entry}} of the tuning file ({} without)."""
-  path = Path(path)
+def load_tuning(path=None) -> dict:
+  """{config name: {entry_key: entry}} of the tuning file (default
+  TUNED_FILE; {} without one)."""
+  path = Path(TUNED_FILE if path is None else path)
   if not path.exists():
     return {}
   with open(path) as f:
@@ -38,7 +39,7 @@ def load_tuning(path=TUNED_FILE) -> dict:
 
 def tuned_options(config_name: str, method: str, start: str,
                   ensemble_size: int, num_steps: int, regime: str,
-                  options: dict, path=TUNED_FILE) -> dict | None:
+                  options: dict, path=None) -> dict | None:
   """{localization_radius, inflation} chosen on validation for this
   setting, or None when it was not tuned, or tuned with another lag or
   initial spread than `options` (the method's other options) hold."""

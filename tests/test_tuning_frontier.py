@@ -1,0 +1,86 @@
+"""benchmarks/tune_filters.py and benchmarks/frontier.py on tiny settings."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+from gencast_control.baselines import filter_tuning
+from gencast_control.core.config import load_config
+from gencast_control.evaluation import benchmark
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def script(name):
+  spec = importlib.util.spec_from_file_location(
+      name, ROOT / "benchmarks" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_tuning_records_the_grid_and_the_benchmark_reads_it(tmp_path, capsys,
+                                                             monkeypatch):
+  out = tmp_path / "tuned.json"
+  argv = ["--config", "ks", "--regime", "random_25pct", "--method", "letks",
+          "--start", "truth", "--radius", "4", "8", "--inflation", "1.05",
+          "--out", str(out)]
+  tune = script("tune_filters")
+  assert tune.main(argv) == 0
+  key = filter_tuning.entry_key("letks", "truth", 4, 50, "random_25pct")
+  entry = json.loads(out.read_text())["configs"]["ks"][key]
+  assert len(entry["grid"]) == 2
+  assert entry["best"]["rmse_a"] == min(s["rmse_a"] for s in entry["grid"])
+  assert entry["options"] == {"lag": 3, "initial_std": 0.1}
+  assert entry["validation"] == {"num_trajectories": 2, "num_steps": 50,
+                                 "ensemble_size": 4, "mode": "quick"}
+  # finished tuning is kept unless --replace
+  assert tune.main(argv) == 0
+  assert "tuned already" in capsys.readouterr().out
+  # the benchmark runs the tuned setting only where it was tuned for it
+  monkeypatch.setattr(filter_tuning, "TUNED_FILE", out)
+  config = load_config("ks", [])
+  options = benchmark.baseline_options(config, horizon=4)
+  tuned, ok = benchmark.filter_options(config, "letks", options, "truth", 4,
+                                       50, "random_25pct")
+  assert ok and tuned["localization_radius"] == entry["best"][
+      "localization_radius"]
+  for other in (("cold", 4, 50), ("truth", 8, 50), ("truth", 4, 100)):
+    assert not benchmark.filter_options(config, "letks", options, *other,
+                                        "random_25pct")[1]
+  lag2 = benchmark.baseline_options(config, horizon=3)  # another lag
+  assert not benchmark.filter_options(config, "letks", lag2, "truth", 4, 50,
+                                      "random_25pct")[1]
+  assert benchmark.filter_label("letks", tuned, True) == (
+      "letks (tuned, lag 3)")
+
+
+def test_frontier_prints_the_cost_to_reach_the_controller(tmp_path):
+  frontier = script("frontier")
+  argv = ["--config", "ks", "--regime", "random_25pct", "--method", "repaint",
+          "--method", "letkf", "--substeps", "2", "3", "--members", "4",
+          "--trajectories", "1", "--steps", "6", "--ensemble-size", "2",
+          "--rounds", "2", "--out", str(tmp_path)]
+  assert frontier.main(argv) == 0
+  results = json.loads((tmp_path / "frontier_ks_cold.json").read_text())
+  rows = results["regimes"]["random_25pct"]
+  assert [(r["method"], r["budget"]) for r in rows] == [
+      ("controlled", "6 sub-steps"), ("repaint", "2 sub-steps"),
+      ("repaint", "3 sub-steps"), ("letkf", "4 members")]
+  assert all(r["cpu_seconds"] > 0 for r in rows)
+  ctrl = rows[0]["rmse_a"]
+  for method, match in results["cost_to_match"]["random_25pct"].items():
+    mine = [r for r in rows if r["method"] == method]
+    reached = [r for r in mine if r["rmse_a"] <= ctrl]
+    assert (match["budget"] is None) == (not reached)
+  markdown = (tmp_path / "frontier_ks_cold.md").read_text()
+  assert "letkf (untuned) | 4 members" in markdown
+  assert (tmp_path / "frontier_ks_cold.png").exists()
+
+
+def test_frontier_refuses_an_unknown_method():
+  with pytest.raises(ValueError, match="unknown method 'kalman'"):
+    script("frontier").main(["--method", "kalman", "--steps", "2",
+                             "--trajectories", "1"])
