@@ -74,17 +74,7 @@ class EnKFOptions:
   def __post_init__(self):
     if self.pde_config is None and self.ks_config is not None:
       object.__setattr__(self, "pde_config", self.ks_config)
-    require_solver(self.pde_config, "enkf")
-    if not self.localization_radius > 0:
-      raise ValueError("localization_radius must be > 0, got"
-                       f" {self.localization_radius}")
-    if not self.inflation >= 1.0:
-      raise ValueError(f"inflation must be >= 1, got {self.inflation}")
-    if not self.initial_std >= 0:
-      raise ValueError(f"initial_std must be >= 0, got {self.initial_std}")
-    if int(self.obs_capacity) != self.obs_capacity or self.obs_capacity < 0:
-      raise ValueError(f"obs_capacity must be an integer >= 0, got"
-                       f" {self.obs_capacity}")
+    check_filter_options(self, "enkf")
 
 
 def require_solver(pde_config, method: str) -> None:
@@ -99,6 +89,24 @@ def require_solver(pde_config, method: str) -> None:
         f"{method} needs the true solver: pde_config=KSConfig(...) or"
         " KolmogorovConfig(...) (or ks_config=KSConfig(...)), got"
         f" {type(pde_config).__name__}")
+
+
+def check_filter_options(options, method: str) -> None:
+  """One-line errors for a filter's common options: its solver
+  (`require_solver`), localization_radius > 0, inflation >= 1,
+  initial_std >= 0 and an integer obs_capacity >= 0."""
+  require_solver(options.pde_config, method)
+  if not options.localization_radius > 0:
+    raise ValueError("localization_radius must be > 0, got"
+                     f" {options.localization_radius}")
+  if not options.inflation >= 1.0:
+    raise ValueError(f"inflation must be >= 1, got {options.inflation}")
+  if not options.initial_std >= 0:
+    raise ValueError(f"initial_std must be >= 0, got {options.initial_std}")
+  capacity = options.obs_capacity
+  if isinstance(capacity, bool) or int(capacity) != capacity or capacity < 0:
+    raise ValueError(f"obs_capacity must be an integer >= 0, got"
+                     f" {capacity!r}")
 
 
 def gaspari_cohn(distance, half_width):

@@ -45,6 +45,7 @@ import numpy as np
 
 from gencast_control.baselines import enkf, letkf
 from gencast_control.core.assimilation import member_histories, member_keys
+from gencast_control.core.config import options_from_kwargs
 from gencast_control.core.observations import Observations
 from gencast_control.systems.registry import system_for_config
 
@@ -75,18 +76,9 @@ class LETKFOptions:
   obs_capacity: int = 0
 
   def __post_init__(self):
-    enkf.require_solver(self.pde_config, type(self).__name__)
-    if not self.localization_radius > 0:
-      raise ValueError("localization_radius must be > 0, got"
-                       f" {self.localization_radius}")
-    if not self.inflation >= 1.0:
-      raise ValueError(f"inflation must be >= 1, got {self.inflation}")
-    if not self.initial_std >= 0:
-      raise ValueError(f"initial_std must be >= 0, got {self.initial_std}")
-    for name in ("lag", "obs_capacity"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or int(value) != value or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    enkf.check_filter_options(self, type(self).__name__)
+    if isinstance(self.lag, bool) or int(self.lag) != self.lag or self.lag < 0:
+      raise ValueError(f"lag must be an integer >= 0, got {self.lag!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,13 +172,8 @@ def parse_options(method: str, options: dict):
   """The method's options object from keyword options (one-line errors)."""
   if method not in FILTERS:
     raise ValueError(f"unknown filter {method!r}; choose one of {METHODS}")
-  cls = FILTERS[method].options
-  names = {f.name for f in dataclasses.fields(cls)}
-  unknown = sorted(set(options) - names)
-  if unknown:
-    raise ValueError(f"unknown options {unknown} for method {method!r};"
-                     f" valid: {sorted(names)}")
-  return cls(**options)
+  return options_from_kwargs(FILTERS[method].options, options,
+                             f"method {method!r}")
 
 
 def _numbers(options) -> dict:

@@ -43,6 +43,7 @@ from typing import Callable
 from gencast_control.core.ardm import FrozenARDM, GuidanceFn, GuidanceInputs
 from gencast_control.core.assimilation import (ensemble_program, member_histories,
                                                member_keys)
+from gencast_control.core.config import options_from_kwargs
 from gencast_control.core.observations import Observations
 
 
@@ -188,12 +189,7 @@ def _parse_options(method: str, options: dict):
       raise ValueError(f"method {method!r} takes no options, got"
                        f" {sorted(options)}")
     return None
-  names = {f.name for f in dataclasses.fields(cls)}
-  unknown = sorted(set(options) - names)
-  if unknown:
-    raise ValueError(f"unknown options {unknown} for method {method!r};"
-                     f" valid: {sorted(names)}")
-  return cls(**options)
+  return options_from_kwargs(cls, options, f"method {method!r}")
 
 
 def _static_options(options):

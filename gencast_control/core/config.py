@@ -22,6 +22,17 @@ def to_dict(config) -> dict[str, Any]:
   return dataclasses.asdict(config)
 
 
+def options_from_kwargs(cls, options: dict[str, Any], what: str):
+  """cls(**options), with a one-line error naming the unknown options of
+  `what` (e.g. "method 'dps'") and the valid ones."""
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(options) - names)
+  if unknown:
+    raise ValueError(f"unknown options {unknown} for {what};"
+                     f" valid: {sorted(names)}")
+  return cls(**options)
+
+
 def from_dict(cls, data: dict[str, Any]):
   """Rebuilds a (nested) frozen dataclass from `to_dict`'s output."""
   if not isinstance(data, dict):

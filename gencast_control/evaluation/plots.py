@@ -113,10 +113,7 @@ def plot_spectra(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
   """Energy spectra E(k) on log-log axes: one panel per key of `panels`,
   one line per (name -> (wavenumbers, E)) inside it; the k = 0 mode is
   left out."""
-  cols = min(3, len(panels))
-  rows = -(-len(panels) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows),
-                           constrained_layout=True, squeeze=False)
+  fig, axes = _panel_grid(len(panels))
   for ax, (panel, lines) in zip(axes.ravel(), panels.items()):
     for name, (k, e) in lines.items():
       ax.loglog(np.asarray(k)[1:], np.maximum(np.asarray(e)[1:], 1e-12),
@@ -124,12 +121,7 @@ def plot_spectra(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
                 lw=2 if name == "truth" else 1)
     ax.set_title(panel, fontsize=9)
     ax.set_xlabel("wavenumber")
-  for ax in axes.ravel()[len(panels):]:
-    ax.axis("off")
-  axes[0, 0].set_ylabel("E(k)")
-  axes[0, 0].legend(fontsize=7)
-  fig.suptitle(title)
-  return save_figure(fig, path, dpi=100)
+  return _finish_panels(fig, axes, len(panels), "E(k)", title, path)
 
 
 def plot_rank_histograms(panels: dict[str, dict[str, np.ndarray]], path,
@@ -137,10 +129,7 @@ def plot_rank_histograms(panels: dict[str, dict[str, np.ndarray]], path,
   """Rank histograms: one panel per key of `panels`, one step line per
   (method -> frequencies [M+1] of the truth's rank 0..M) inside it, and the
   flat 1/(M+1) of a reliable ensemble dashed."""
-  cols = min(3, len(panels))
-  rows = -(-len(panels) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows),
-                           constrained_layout=True, squeeze=False)
+  fig, axes = _panel_grid(len(panels))
   for ax, (panel, lines) in zip(axes.ravel(), panels.items()):
     for name, freq in lines.items():
       freq = np.asarray(freq)
@@ -150,9 +139,23 @@ def plot_rank_histograms(panels: dict[str, dict[str, np.ndarray]], path,
       ax.set_xticks(np.arange(len(freq)))
     ax.set_title(panel, fontsize=9)
     ax.set_xlabel("rank of the truth")
-  for ax in axes.ravel()[len(panels):]:
+  return _finish_panels(fig, axes, len(panels), "frequency", title, path)
+
+
+def _panel_grid(count: int):
+  """(figure, axes [rows, cols]) of `count` small panels, 3 per row."""
+  cols = min(3, count)
+  rows = -(-count // cols)
+  return plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows),
+                      constrained_layout=True, squeeze=False)
+
+
+def _finish_panels(fig, axes, count: int, ylabel: str, title: str,
+                   path) -> Path:
+  """Hides the unused panels, labels the first, saves the figure."""
+  for ax in axes.ravel()[count:]:
     ax.axis("off")
-  axes[0, 0].set_ylabel("frequency")
+  axes[0, 0].set_ylabel(ylabel)
   axes[0, 0].legend(fontsize=7)
   fig.suptitle(title)
   return save_figure(fig, path, dpi=100)
