@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import jax
 import numpy as np
 
 from gencast_control.baselines import filters
@@ -60,7 +61,6 @@ def filter_scores(config: ExperimentConfig, method: str, options: dict,
                   seed: int, weights: np.ndarray | None) -> dict:
   """A classical filter's scores on the truth, observations and member keys
   of `result` (from the true state)."""
-  import jax
   method_options, tuned = benchmark.filter_options(
       config, method, options, "truth", ensemble_size,
       result.truth.shape[1] - 1, result.regime.name)
