@@ -42,7 +42,6 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
@@ -56,7 +55,7 @@ from gencast_control.evaluation import (benchmark, engine,  # noqa: E402
 from gencast_control.evaluation.plots import save_figure  # noqa: E402
 from gencast_control.systems import pipeline  # noqa: E402
 from gencast_control.systems.truth import (  # noqa: E402
-    climatological_histories, test_trajectories)
+    cold_ensembles, test_trajectories)
 
 DIFFUSION = ("dps", "sda", "repaint")
 SUBSTEPS = (6, 12, 25, 50)
@@ -103,19 +102,14 @@ def sweep(config, models, truth, regime, start: str, cells_, rounds: int,
     for i in order:
       method, budget, cell_models, members = cells_[i]
       if members not in initial:
-        initial[members] = ([traj[:h] for traj in truth] if start == "truth"
-                            else list(climatological_histories(
-                                config, len(truth) * members, h, seed
-                            ).reshape((len(truth), members, h)
-                                      + truth.shape[2:])))
+        initial[members] = (truth[:, :h] if start == "truth" else
+                            cold_ensembles(config, len(truth), members, h,
+                                           seed))
       options, tuned = benchmark.filter_options(config, method, base, start,
                                                 members, num_steps, regime)
-      run = engine.run_programs(
-          benchmark.method_program(
-              method, cell_models, jnp.asarray(initial[members][k]),
-              observations[k], num_steps, engine.member_key(key, k), members,
-              {method: options})
-          for k in range(len(truth)))
+      run = benchmark.run_method(method, cell_models, initial[members],
+                                 observations, num_steps, key, members,
+                                 {method: options})
       rows[i]["cpu"].append(run.cpu_seconds)
       if r == 0:
         s = engine.score(run.ensembles, truth[:, h - 1:], burn_in=burn_in)

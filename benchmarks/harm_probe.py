@@ -61,9 +61,8 @@ def probe(config, models, truth, regime: str, members: int) -> dict:
   starts = [t[:h] for t in truth]
 
   def curve(method, observations):
-    run = engine.run_programs(benchmark.method_program(
-        method, models, jnp.asarray(starts[k]), observations[k], steps,
-        engine.member_key(key, k), members, {}) for k in range(len(truth)))
+    run = benchmark.run_method(method, models, starts, observations, steps,
+                               key, members, {})
     return engine.score(run.ensembles, truth[:, h - 1:])["rmse_per_time"]
 
   cold = climatological_histories(config, members, h, SEED)

@@ -40,7 +40,7 @@ from gencast_control.core.config import load_config  # noqa: E402
 from gencast_control.evaluation import (benchmark, engine,  # noqa: E402
                                         provenance)
 from gencast_control.systems.truth import (  # noqa: E402
-    climatological_histories, validation_trajectories)
+    cold_ensembles, validation_trajectories)
 
 # Grids in grid points and multiplicative factors; per system, the radius
 # spans a fraction of the domain (KS: 128 points, Kolmogorov: 64^2).
@@ -159,8 +159,8 @@ def main(argv=None) -> int:
     k, t = size.num_trajectories, size.num_steps
     truth = validation_trajectories(config, k, t).astype(np.float32)
     for start in starts:
-      initial = None if start == "truth" else climatological_histories(
-          config, k * m, h, COLD_SEED).reshape((k, m, h) + truth.shape[2:])
+      initial = (None if start == "truth"
+                 else cold_ensembles(config, k, m, h, COLD_SEED))
       for regime in regimes:
         observations = engine.observe(config.regime(regime), truth, h,
                                       jax.random.PRNGKey(OBSERVATION_SEED))

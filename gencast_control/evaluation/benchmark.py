@@ -79,8 +79,7 @@ from gencast_control.evaluation.diagnostics import (DIVERGENCE_FACTOR,
                                                     wavenumbers)
 from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import ExperimentConfig
-from gencast_control.systems.truth import (climatological_histories,
-                                           test_trajectories)
+from gencast_control.systems.truth import cold_ensembles, test_trajectories
 
 # controlled; unguided, dps, sda, repaint; enkf, letkf, letks
 METHODS = ("controlled",) + baselines.METHODS + filters.METHODS
@@ -230,6 +229,18 @@ def method_program(method: str, models: Models, history: jax.Array,
       ensemble_size, **options.get(method, {}))
 
 
+def run_method(method: str, models: Models, starts, observations,
+               num_steps: int, key: jax.Array, ensemble_size: int,
+               options: dict) -> engine.MethodRun:
+  """The method on every trajectory k (from starts[k], with observations[k]
+  and the engine's member key), run and timed by `engine.run_programs`."""
+  return engine.run_programs(
+      method_program(method, models, jnp.asarray(starts[k]), observations[k],
+                     num_steps, engine.member_key(key, k), ensemble_size,
+                     options)
+      for k in range(len(observations)))
+
+
 def control_sizes(models: Models, history: jax.Array,
                   observations: Observations, num_steps: int,
                   key: jax.Array) -> list[float]:
@@ -305,11 +316,8 @@ def benchmark_config(config: ExperimentConfig, models: Models,
       method_options, tuned = filter_options(config, method, options, start,
                                              ensemble_size, num_steps,
                                              regime.name)
-      run = engine.run_programs(
-          method_program(method, models, jnp.asarray(starts[k]),
-                         observations[k], num_steps, engine.member_key(key, k),
-                         ensemble_size, {method: method_options})
-          for k in range(len(truth)))
+      run = run_method(method, models, starts, observations, num_steps, key,
+                       ensemble_size, {method: method_options})
       ensembles, seconds, cpu_seconds = (run.ensembles, run.seconds,
                                          run.cpu_seconds)
       if not np.isfinite(ensembles).all():
@@ -683,8 +691,7 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
     initial = None
     if start == "cold":
       k, m = sz.num_trajectories, sz.ensemble_size
-      initial = climatological_histories(config, k * m, h, seed).reshape(
-          (k, m, h) + tuple(models.ardm.state_shape))
+      initial = cold_ensembles(config, k, m, h, seed)
     steps_burn_in = default_burn_in(sz.num_steps) if burn_in is None else burn_in
     out = benchmark_config(config, models, truth, names, methods,
                            sz.ensemble_size, seed, log=log, initial=initial,

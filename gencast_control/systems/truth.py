@@ -104,6 +104,17 @@ def climatological_histories(config: ExperimentConfig, count: int,
                    for i, t in zip(traj, t0)]).astype(np.float32)
 
 
+def cold_ensembles(config: ExperimentConfig, num_trajectories: int,
+                   ensemble_size: int, history_length: int, seed: int = 0
+                   ) -> np.ndarray:
+  """Cold-start ensembles [K, M, h, *spatial, C]: every member of every
+  trajectory its own `climatological_histories` window."""
+  histories = climatological_histories(
+      config, num_trajectories * ensemble_size, history_length, seed)
+  return histories.reshape((num_trajectories, ensemble_size)
+                           + histories.shape[1:])
+
+
 def climatological_start(config: ExperimentConfig, data_dir, count: int,
                          ensemble_size: int, history_length: int,
                          seed: int, reference=None
