@@ -35,7 +35,6 @@ from gencast_control.core.ardm import (ControllerInputs, FrozenARDM,
                                        GuidanceInputs, model_fingerprint)
 from gencast_control.core.networks import ConvNet, ConvNetConfig, fourier_embedding
 from gencast_control.core.layout import StateLayout
-from gencast_control.core.observations import Preview
 from gencast_control.core.samplers import (SamplerConfig, noise_levels,
                                            sample, solver_move)
 
@@ -182,10 +181,7 @@ class GridARDM(FrozenARDM):
     """The sampler's u(z_hat, sigma_hat, denoised, s) from u_psi."""
     if preview is None:
       raise ValueError("a controlled step needs a preview of observations")
-    norm_preview = Preview(values=preview.mask * self.normalize(preview.values),
-                           mask=preview.mask, offsets=preview.offsets,
-                           error_std=preview.error_std
-                           / self.normalization.std)
+    norm_preview = preview.in_units(self.normalize, self.normalization.std)
 
     # The step's encoding (conditioning and preview only) is computed once,
     # outside the sampler's sub-step loop, for controllers that split.

@@ -108,6 +108,10 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--config", default="ks")
   parser.add_argument("--controller", help="default: the shipped one")
+  parser.add_argument("--set", action="append", default=[],
+                      metavar="FIELD=VALUE",
+                      help="config override, e.g. controller.spread_gate=True"
+                      " for a --controller trained with it")
   parser.add_argument("--regime", action="append",
                       help="default: all of the config's")
   parser.add_argument("--trajectories", type=int, default=2)
@@ -116,7 +120,7 @@ def main(argv=None) -> int:
   parser.add_argument("--out", default="results/harm_probe.md")
   parser.add_argument("--publish", action="store_true")
   args = parser.parse_args(argv)
-  config = load_config(args.config, [])
+  config = load_config(args.config, args.set)
   ardm, controller = pipeline.shipped_checkpoints(config.name)
   models = benchmark.load_models(config, ardm, args.controller or controller)
   truth = validation_trajectories(config, args.trajectories,

@@ -15,7 +15,8 @@ from gencast_control.training import training_loop
 from gencast_control.core.ardm import ControllerInputs
 from gencast_control.core.assimilation import ensemble_rollout
 from gencast_control.core.controller import (ControllerConfig, bind_controller,
-                                             config_from_metadata, init_controller)
+                                             config_from_metadata,
+                                             extend_params, init_controller)
 from gencast_control.training.controller_training import (ControllerTrainingConfig,
                                                           fair_crps, window_score)
 from gencast_control.core.networks import ConvNetConfig
@@ -154,6 +155,81 @@ def test_without_observations_a_gated_controller_does_not_act(tiny_ardm):
   encoding = gated.encode(inputs.conditioning, observed)
   np.testing.assert_allclose(np.asarray(gated.head(encoding, inputs)), u,
                              rtol=1e-6)
+
+
+def _spread_gated(tiny_ardm):
+  """(ungated controller, its spread-gated extension at initialisation)."""
+  params = _perturbed_params(tiny_ardm)
+  config = dataclasses.replace(CONTROLLER, spread_gate=True)
+  extended = extend_params(config, tiny_ardm, params, jax.random.PRNGKey(2))
+  return (bind_controller(CONTROLLER, tiny_ardm.periodic, params),
+          bind_controller(config, tiny_ardm.periodic, extended))
+
+
+def _observed(truth):
+  rng = np.random.default_rng(3)
+  values = np.where(rng.uniform(size=truth.shape) < 0.3, truth, np.nan)
+  return Observations.from_arrays(values, noise_std=0.1)
+
+
+def test_a_spread_gate_starts_as_the_controller_it_extends(tiny_ardm,
+                                                          tiny_ks_data):
+  """extend_params adds the gate at 1: the same ensemble bit for bit; a
+  gated controller refuses a one-member ensemble."""
+  ungated, gated = _spread_gated(tiny_ardm)
+  truth = tiny_ks_data[0, :7]
+  run = lambda c, m=3: np.asarray(ensemble_rollout(
+      tiny_ardm, truth[:1], 6, jax.random.PRNGKey(4), m, _observed(truth), c,
+      2))
+  np.testing.assert_array_equal(run(gated), run(ungated))
+  with pytest.raises(ValueError, match="at least 2 members"):
+    run(gated, 1)
+  with pytest.raises(ValueError, match="lacks the parameters"):
+    extend_params(gated.config, tiny_ardm, {}, jax.random.PRNGKey(0))
+  with pytest.raises(ValueError, match="parameters this controller lacks"):
+    extend_params(CONTROLLER, tiny_ardm, gated.params, jax.random.PRNGKey(0))
+
+
+def test_a_spread_gated_ensemble_is_stepped_together(tiny_ardm, tiny_ks_data):
+  """A gate that closes at zero spread leaves an ensemble started from one
+  state to its first unguided step, and each member's path depends on the
+  other members' (the spread), where an ungated member's does not."""
+  ungated, gated = _spread_gated(tiny_ardm)
+  gate = "controller/~spread_gate/spread_gate"
+  params = dict(gated.params)
+  # 2 sigmoid(10 log(s + eps) + 10 log(10)) = 2 s'^2 / (s'^2 + 0.1^2)-like
+  w = np.zeros_like(params[gate]["w"])
+  w[1, 0, 0] = 10.0  # the centre tap of the local log spread
+  params[gate] = {"w": jnp.asarray(w),
+                  "b": jnp.full_like(params[gate]["b"], 10.0 * np.log(10.0))}
+  gated = bind_controller(gated.config, tiny_ardm.periodic, params)
+  truth = tiny_ks_data[0, :7]
+  obs = _observed(truth)
+  key = jax.random.PRNGKey(4)
+  run = lambda c, start: np.asarray(ensemble_rollout(
+      tiny_ardm, start, 6, key, 3, obs, c, 2))
+  plain = np.asarray(ensemble_rollout(tiny_ardm, truth[:1], 6, key, 3))
+  steered = run(ungated, truth[:1])
+  left_alone = run(gated, truth[:1])
+  assert np.abs(steered[:, 1] - plain[:, 1]).max() > 1e-2
+  np.testing.assert_allclose(left_alone[:, 1], plain[:, 1], atol=1e-3)
+  starts = np.stack([truth[:1], truth[:1], tiny_ks_data[1, :1]])
+  moved = np.stack([truth[:1], truth[:1], tiny_ks_data[2, :1]])
+  assert np.abs(run(gated, starts)[0] - run(gated, moved)[0]).max() > 1e-4
+  np.testing.assert_array_equal(run(ungated, starts)[0],
+                                run(ungated, moved)[0])
+
+
+def test_the_preview_carries_the_spread_into_each_units():
+  preview = Preview(jnp.ones((2, 4, 1)), jnp.asarray([[[1.0]] * 4, [[0.0]] * 4]),
+                    jnp.arange(1.0, 3.0), jnp.full((2, 4, 1), 0.4),
+                    jnp.full((4, 1), 0.2))
+  scaled = preview.in_units(lambda x: (x - 1.0) / 2.0, 2.0)
+  np.testing.assert_allclose(np.asarray(scaled.ensemble_spread), 0.1)
+  np.testing.assert_allclose(np.asarray(scaled.error_std), 0.2)
+  np.testing.assert_array_equal(np.asarray(scaled.values), 0.0)
+  assert preview._replace(ensemble_spread=None).in_units(
+      lambda x: x, 2.0).ensemble_spread is None
 
 
 def test_the_encoder_sees_each_observations_error_std(tiny_ardm):

@@ -24,9 +24,10 @@ from gencast_control.adapters import gencast as g  # noqa: E402
 from gencast_control.adapters.gencast import assets as gencast_assets  # noqa: E402
 from gencast_control.adapters.gencast import tiny  # noqa: E402
 from gencast_control.core.checkpoint import CheckpointError  # noqa: E402
-from gencast_control.core.assimilation import rollout  # noqa: E402
+from gencast_control.core.assimilation import (  # noqa: E402
+    ensemble_rollout, rollout)
 from gencast_control.core.controller import (  # noqa: E402
-    ControllerConfig, bind_controller)
+    ControllerConfig, bind_controller, extend_params)
 from gencast_control.baselines.guidance import (  # noqa: E402
     DPSOptions, assimilate_baseline, dps_rule)
 from gencast_control.training.controller_training import (  # noqa: E402
@@ -340,6 +341,53 @@ def test_state_objective_training_lowers_the_crps_and_keeps_gencast_frozen(
   assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
   assert after < 0.9 * before, (before, after)
   jax.tree.map(np.testing.assert_array_equal, frozen, model.params)
+
+
+def test_an_ensemble_aware_controller_runs_on_gencast(setup):
+  """The spread gate through GenCast's adapter and the one training path:
+  added at 1 it is the controller it extends, closed it is the unguided
+  forecast, and the training loss has a gradient in it."""
+  s = setup
+  ardm = s["ardm"]
+  h = ardm.history_length
+  states, context = ardm.trajectories(s["inputs"], s["targets"],
+                                      s["forcings"])
+  truth = jnp.asarray(states[0, h - 1:h + 1])
+  observations = observe_defined(
+      ardm.in_physical_units([ObservationRegime("half", fraction=0.5,
+                                                noise_std=0.1)]),
+      jax.random.PRNGKey(3), truth)
+  bumped = jax.tree.map(lambda p: p + 0.05 * jnp.sign(p + 1e-3), s["params"])
+  gated_config = dataclasses.replace(CONTROLLER, spread_gate=True)
+  extended = extend_params(gated_config, ardm, bumped, jax.random.PRNGKey(0))
+  start = jax.random.normal(jax.random.PRNGKey(4), (2,) + states.shape[2:])
+  histories = jnp.asarray(states[0, :h]) + 0.01 * start[:, None] * jnp.asarray(
+      ardm.channel_std)
+  run = lambda c, config=CONTROLLER: np.asarray(ensemble_rollout(
+      ardm, histories, 1, jax.random.PRNGKey(5), 2, observations,
+      None if c is None else bind_controller(config, ardm.periodic, c), 1,
+      context=jax.tree.map(lambda x: jnp.asarray(x[0, :h + 1]), context)))
+  plain, steered = run(None), run(bumped)
+  std = np.asarray(ardm.channel_std)
+  np.testing.assert_allclose(run(extended, gated_config) / std, steered / std,
+                             rtol=0, atol=1e-5)
+  closed = dict(extended)
+  gate = "controller/~spread_gate/spread_gate"
+  closed[gate] = dict(closed[gate], b=jnp.full_like(closed[gate]["b"], -30.0))
+  assert np.nanmax(np.abs(steered - plain) / std) > 1e-3
+  np.testing.assert_allclose(run(closed, gated_config) / std, plain / std,
+                             rtol=0, atol=1e-5)
+  loss_fn = controller_loss_fn(
+      ardm, channel_scale(states), [ObservationRegime("half", fraction=0.5,
+                                                      noise_std=0.1)],
+      gated_config, g.ControllerTrainingConfig(
+          objective="state", members=2, window=1, spinup=0,
+          cold_fraction=0.0, batch_size=1))
+  batch = window_batches(states, context, 1, 2, h + 1, h)(
+      jax.random.PRNGKey(6))
+  grads = jax.grad(lambda p: loss_fn(p, jax.random.PRNGKey(6), batch)[0])(
+      extended)
+  assert float(jnp.abs(grads[gate]["w"]).sum()) > 0
 
 
 def test_controller_checkpoint_round_trip(setup, tmp_path):

@@ -20,7 +20,6 @@ import numpy as np
 
 from gencast_control.core.ardm import ControllerInputs, FrozenARDM
 from gencast_control.core.layout import StateLayout
-from gencast_control.core.observations import Preview
 from gencast_control.core.samplers import SamplerConfig, sample
 
 LAT = np.arange(-80.0, 81.0, 20.0)
@@ -77,8 +76,7 @@ class ToyARDM(FrozenARDM):
     if controller is not None:
       conditioning = last
       # observations in units of the sampler variable's scale
-      norm = Preview(preview.mask * preview.values, preview.mask,
-                     preview.offsets, preview.error_std)
+      norm = preview.in_units(lambda x: x, 1.0)
 
       def control(z_hat, sigma_hat, denoised, s):
         del s

@@ -142,11 +142,11 @@ class ControlledGenCast(_gc.gencast.GenCast):
       raise ValueError(
           "preview values and mask must both have shape [H, lat, lon, C] or"
           f" [batch, H, lat, lon, C], got {values.shape} and {mask.shape}")
-    norm_preview = Preview(
-        values=jnp.where(mask > 0, channel_stats.normalize(values), 0.0),
-        mask=mask, offsets=jnp.asarray(preview.offsets, jnp.float32),
-        error_std=jnp.asarray(preview.error_std, jnp.float32)
-        / channel_stats.std)
+    norm_preview = preview._replace(
+        values=values, mask=mask,
+        offsets=jnp.asarray(preview.offsets, jnp.float32),
+        error_std=jnp.asarray(preview.error_std, jnp.float32)).in_units(
+            channel_stats.normalize, channel_stats.std)
     return _StepContext(layout, channel_stats,
                         stack_conditioning(inputs, forcings),
                         last_input_frame(inputs, layout, targets_template),
@@ -156,7 +156,8 @@ class ControlledGenCast(_gc.gencast.GenCast):
     preview_axis = 0 if context.preview.values.ndim == 5 else None
     in_axes = ControllerInputs(
         state=0, denoised=0, sigma=None, conditioning=0,
-        preview=Preview(preview_axis, preview_axis, None, preview_axis))
+        preview=Preview(preview_axis, preview_axis, None, preview_axis,
+                        preview_axis))
     controller = jax.vmap(self._controller, in_axes=(in_axes,))
 
     def control(x_hat, denoised, sigma_hat, substep):

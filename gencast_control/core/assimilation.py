@@ -7,9 +7,11 @@ For n = 0..T-1 (Srivastava et al. 2025, arXiv 2510.06637, Sec. 3):
 
 with no adjoint, no gradient of the denoiser and no test-time optimisation.
 Without a controller the same loop is the unguided ARDM forecast. Ensemble
-members use independent noise, key_m = fold_in(key, m), and are vmapped; with
-several local devices the members are split over them (a `sample` mesh axis,
-jax.sharding), the model and the observations replicated.
+members use independent noise, key_m = fold_in(key, m), and are stepped
+together (a scan over the steps, the members vmapped inside it), so an
+ensemble-aware controller sees their spread; with several local devices the
+members are split over them (a `sample` mesh axis, jax.sharding), the model
+and the observations replicated.
 """
 
 from __future__ import annotations
@@ -23,18 +25,23 @@ import numpy as np
 import xarray as xr
 
 from gencast_control.core.ardm import ControllerFn, FrozenARDM
+from gencast_control.core.controller import uses_ensemble_spread
 from gencast_control.core.observations import Observations
 
 
 def forecast_step(ardm: FrozenARDM, history: jax.Array, n, key: jax.Array,
                   observations: Observations | None,
                   controller: ControllerFn | None, horizon: int,
-                  remat: bool = False, first_step=0, context=None):
-  """Step n of `rollout` (traceable): (next history, x_{n+1}, energy)."""
+                  remat: bool = False, first_step=0, context=None,
+                  spread: jax.Array | None = None):
+  """Step n of `rollout` (traceable): (next history, x_{n+1}, energy).
+  spread: the ensemble's spread of x_n for an ensemble-aware controller
+  (`ensemble_step`), handed to it with the preview."""
   h = ardm.history_length
   preview = step_context = None
   if controller is not None:
-    preview = observations.preview(n, horizon)
+    preview = observations.preview(n, horizon)._replace(
+        ensemble_spread=spread)
   if context is not None:
     step_context = jax.tree.map(
         lambda c: jax.lax.dynamic_slice_in_dim(c, n, h + 1), context)
@@ -87,6 +94,46 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
           jnp.sum(energies, axis=0))
 
 
+def ensemble_step(ardm: FrozenARDM, histories: jax.Array, n,
+                  keys: jax.Array, observations: Observations | None,
+                  controller: ControllerFn | None, horizon: int,
+                  remat: bool = False, first_step=0, context=None):
+  """Step n of every member (traceable): histories [M, h, ...], keys [M]
+  -> (next histories, x_{n+1} [M, ...], energies [M, ...]). An ensemble-aware
+  controller (`controller.uses_ensemble_spread`) sees the members' spread of
+  x_n, one reduction over the members per step."""
+  spread = None
+  if uses_ensemble_spread(controller):
+    spread = jnp.std(histories[:, -1], axis=0, ddof=1)
+  step = lambda history, key: forecast_step(
+      ardm, history, n, key, observations, controller, horizon, remat,
+      first_step, context, spread)
+  return jax.vmap(step)(histories, keys)
+
+
+def ensemble_states(ardm: FrozenARDM, histories: jax.Array, num_steps: int,
+                    keys: jax.Array, observations: Observations | None = None,
+                    controller: ControllerFn | None = None, horizon: int = 1,
+                    remat: bool = False, first_step: int | jax.Array = 0,
+                    context=None) -> tuple[jax.Array, jax.Array]:
+  """The members x_0..x_T stepped together (traceable): `rollout` of every
+  member, keys [M] (member m's key), histories [M, h, *spatial, C].
+
+  Returns (states [M, T+1, *spatial, C], energies [M, S] or [M]).
+  """
+
+  def body(histories, n):
+    histories, x_next, energy = ensemble_step(
+        ardm, histories, n, keys, observations, controller, horizon, remat,
+        first_step, context)
+    return histories, (x_next, energy)
+
+  _, (states, energies) = jax.lax.scan(body, histories,
+                                       jnp.arange(num_steps), unroll=remat)
+  states = jnp.concatenate([histories[None, :, -1], states], axis=0)
+  return jnp.moveaxis(states, 0, 1), jnp.sum(energies, axis=0)
+
+
 def member_histories(history, ensemble_size: int,
                      expected: tuple[int, ...]) -> jax.Array:
   """The initial history of every member, [M, h, *spatial, C].
@@ -109,9 +156,14 @@ def member_histories(history, ensemble_size: int,
   return history
 
 
-def _check_inputs(ardm, num_steps, observations, controller, context):
+def _check_inputs(ardm, num_steps, observations, controller, context,
+                  ensemble_size=2):
   if num_steps < 1:
     raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+  if uses_ensemble_spread(controller) and ensemble_size < 2:
+    raise ValueError(
+        "this controller is ensemble-aware (spread_gate): it needs an"
+        f" ensemble of at least 2 members, got ensemble_size={ensemble_size}")
   if controller is not None:
     if observations is None:
       raise ValueError("a controlled rollout needs observations")
@@ -193,7 +245,8 @@ def ensemble_program(ardm: FrozenARDM, history, num_steps: int,
       history, ensemble_size,
       (ardm.history_length,) + tuple(ardm.state_shape))
   ardm.check_history(histories)
-  _check_inputs(ardm, num_steps, observations, controller, context)
+  _check_inputs(ardm, num_steps, observations, controller, context,
+                ensemble_size)
   run = _compiled_ensemble(ardm, controller, num_steps, horizon)
   keys = member_keys(key, ensemble_size)
   sharding = member_sharding(ensemble_size)
@@ -210,10 +263,9 @@ def _compiled_ensemble(ardm, controller, num_steps, horizon):
 
   @jax.jit
   def run(histories, observations, keys, first_step=0, context=None):
-    member = lambda h, k: rollout(ardm, h, num_steps, k, observations,
-                                  controller, horizon, first_step=first_step,
-                                  context=context)[0]
-    return jax.vmap(member)(histories, keys)
+    return ensemble_states(ardm, histories, num_steps, keys, observations,
+                           controller, horizon, first_step=first_step,
+                           context=context)[0]
 
   return run
 
@@ -224,13 +276,8 @@ def _compiled_step(ardm, controller, horizon):
 
   @jax.jit
   def step(histories, observations, keys, n, first_step=0, context=None):
-    def member(history, key):
-      history, x_next, _ = forecast_step(ardm, history, n, key, observations,
-                                         controller, horizon,
-                                         first_step=first_step,
-                                         context=context)
-      return history, x_next
-    return jax.vmap(member)(histories, keys)
+    return ensemble_step(ardm, histories, n, keys, observations, controller,
+                         horizon, first_step=first_step, context=context)[:2]
 
   return step
 

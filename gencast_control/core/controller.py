@@ -21,6 +21,21 @@ to an additive control u_s in the sampler's variable. It has two parts:
 The head's output layer is zero-initialised, so a freshly initialised
 controller is exactly the pretrained sampler (u = 0).
 
+With `spread_gate` the controller is ensemble-aware: the members of an
+ensemble are stepped together and each sees the spread s_n (standard
+deviation over the members) of their latest state x_n, in normalised units;
+the control is gated pointwise,
+
+    u_s <- 2 sigmoid(g_psi(log(s_n + eps), log(<s_n> + eps))) * u_s,
+
+with g_psi one zero-initialised convolution (<s_n>: the spatial mean), so a
+gate added to a trained controller starts as that controller (gate 1). The
+family contains the Kalman-like gain 2 s^2 / (s^2 + b^2) = 2 sigmoid(2 log s
+- 2 log b): a confident ensemble (small spread, e.g. started from the truth)
+can learn to leave a good background alone, where a member steered alone
+cannot tell a good background from a poor one (docs/method.md). It needs an
+ensemble of at least two members.
+
 With `zero_without_observations` the control is the difference
 
     u_s = h_psi(c_n, inputs_s) - h_psi(c_n^0, inputs_s^0),
@@ -43,7 +58,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gencast_control.core.ardm import ControllerInputs, FrozenARDM
-from gencast_control.core.networks import ConvNet, ConvNetConfig, fourier_embedding
+from gencast_control.core.networks import (ConvNet, ConvNetConfig,
+                                           fourier_embedding, pad_spatial)
 from gencast_control.core.observations import Preview
 
 
@@ -75,6 +91,9 @@ class ControllerConfig:
       with the preview emptied (module docstring), so no observation means
       no control. The parameters are the same as without it (a controller
       can be fine-tuned into it); the encoder and the head run twice.
+    spread_gate: gate u by the ensemble's spread (module docstring); its
+      parameters are added to the others, so a controller without it can be
+      fine-tuned into it (`extend_params`).
   """
   horizon: int = 2
   network: ConvNetConfig = ConvNetConfig(
@@ -87,6 +106,7 @@ class ControllerConfig:
       embedding_size=16)
   head_pointwise_input: bool = False
   zero_without_observations: bool = False
+  spread_gate: bool = False
 
   def __post_init__(self):
     if self.horizon < 1:
@@ -117,8 +137,25 @@ def step_features(conditioning: jax.Array, preview: Preview,
 
 def empty_preview(preview: Preview) -> Preview:
   """The preview with nothing observed (values 0, masks 0, error stds 1)."""
-  return Preview(jnp.zeros_like(preview.values), jnp.zeros_like(preview.mask),
-                 preview.offsets, jnp.ones_like(preview.error_std))
+  return preview._replace(values=jnp.zeros_like(preview.values),
+                          mask=jnp.zeros_like(preview.mask),
+                          error_std=jnp.ones_like(preview.error_std))
+
+
+# eps of the spread gate's log(s + eps), in normalised units.
+SPREAD_FLOOR = 1e-3
+
+
+def spread_features(spread: jax.Array) -> jax.Array:
+  """The spread gate's inputs [*spatial, 2C]: log(s + eps) and
+  log(<s> + eps), <s> the spatial mean of s per channel. Where s is not
+  finite (a channel the model leaves undefined at some times, e.g.
+  GenCast's precipitation at its input times) it reads as 1, the field's
+  own std: no information."""
+  spread = jnp.where(jnp.isfinite(spread), spread, 1.0)
+  axes = tuple(range(spread.ndim - 1))
+  mean = jnp.broadcast_to(jnp.mean(spread, axis=axes), spread.shape)
+  return jnp.log(jnp.concatenate([spread, mean], axis=-1) + SPREAD_FLOOR)
 
 
 def substep_features(encoding: jax.Array, inputs: ControllerInputs,
@@ -177,9 +214,28 @@ class Controller(hk.Module):
     head = lambda c, i: net(substep_features(c, i, background_std),
                             noise_level)
     if not self._config.zero_without_observations:
-      return head(encoding, inputs)
-    empty = inputs._replace(preview=empty_preview(inputs.preview))
-    return head(encoding[0], inputs) - head(encoding[1], empty)
+      u = head(encoding, inputs)
+    else:
+      empty = inputs._replace(preview=empty_preview(inputs.preview))
+      u = head(encoding[0], inputs) - head(encoding[1], empty)
+    if self._config.spread_gate:
+      u = u * self.spread_gate(inputs.preview.ensemble_spread)
+    return u
+
+  def spread_gate(self, spread: jax.Array | None) -> jax.Array:
+    """2 sigmoid(g_psi(log spread features)), 1 at initialisation."""
+    if spread is None:
+      raise ValueError(
+          "this controller is ensemble-aware (spread_gate) and needs the"
+          " ensemble's spread: run it in an ensemble of at least 2 members"
+          " (assimilation.ensemble_rollout); an adapter that converts the"
+          " preview must keep it (Preview.in_units)")
+    kernel = self._config.network.kernel_size
+    conv = hk.ConvND(len(self._periodic), spread.shape[-1], kernel,
+                     padding="VALID", w_init=jnp.zeros, name="spread_gate")
+    features = pad_spatial(spread_features(spread), (kernel - 1) // 2,
+                           self._periodic)
+    return 2.0 * jax.nn.sigmoid(conv(features))
 
   def __call__(self, inputs: ControllerInputs) -> jax.Array:
     return self.head(self.encode(inputs.conditioning, inputs.preview), inputs)
@@ -214,7 +270,7 @@ def init_controller(config: ControllerConfig, ardm: FrozenARDM,
       conditioning=jnp.zeros(tuple(spatial) + (ardm.conditioning_channels,)),
       preview=Preview(frames, frames,
                       jnp.arange(1, config.horizon + 1, dtype=jnp.float32),
-                      frames))
+                      frames, zeros if config.spread_gate else None))
   # One compiled program: op-by-op (eager) init compiles every op alone.
   return jax.jit(make_controller(config, ardm.periodic).init)(key, dummy)
 
@@ -250,6 +306,42 @@ def bind_controller(config: ControllerConfig, periodic: Sequence[bool],
                     params: hk.Params) -> BoundController:
   """u_psi with its parameters bound, as the ARDM's `controller` argument."""
   return BoundController(config, tuple(periodic), params)
+
+
+def uses_ensemble_spread(controller) -> bool:
+  """True for a controller that needs the ensemble's spread (spread_gate):
+  its members must be stepped together."""
+  config = getattr(controller, "config", None)
+  return bool(getattr(config, "spread_gate", False))
+
+
+def extend_params(config: ControllerConfig, ardm: FrozenARDM,
+                  params: hk.Params, key: jax.Array) -> hk.Params:
+  """`params` of a controller completed to `config`'s architecture: the
+  parameters `config` adds (the spread gate) at their initial values, which
+  leave u unchanged; every other parameter must be in `params` with its
+  shape (ValueError otherwise)."""
+  fresh = init_controller(config, ardm, key)
+  extended = {}
+  for module, leaves in fresh.items():
+    if module not in params:
+      if not module.endswith("/spread_gate"):
+        raise ValueError(f"the warm start lacks the parameters of {module}")
+      extended[module] = leaves
+      continue
+    for name, leaf in leaves.items():
+      given = params[module].get(name)
+      if given is None or np.shape(given) != np.shape(leaf):
+        raise ValueError(
+            f"the warm start's {module}/{name} has shape"
+            f" {None if given is None else np.shape(given)}, this"
+            f" controller's {np.shape(leaf)}")
+    extended[module] = dict(params[module])
+  extra = sorted(set(params) - set(fresh))
+  if extra:
+    raise ValueError(f"the warm start has parameters this controller lacks:"
+                     f" {', '.join(extra)}")
+  return extended
 
 
 def save_controller(path, params: hk.Params, config: ControllerConfig,

@@ -34,11 +34,25 @@ class Preview(NamedTuple):
   offsets:   [H] time offsets Delta = j - n of the frames (1..H).
   error_std: [H, *spatial, C] sigma_obs of each observation (0 where
              unobserved).
+  ensemble_spread: [*spatial, C] the spread (standard deviation over the
+             members) of the ensemble's latest state x_n, for a controller
+             that sees it (`ControllerConfig.spread_gate`); None otherwise.
   """
   values: jax.Array
   mask: jax.Array
   offsets: jax.Array
   error_std: jax.Array
+  ensemble_spread: jax.Array | None = None
+
+  def in_units(self, to_units, std) -> "Preview":
+    """The preview in another unit system: values through `to_units` (zeros
+    where unobserved), error stds and the ensemble spread divided by `std`
+    (an adapter's normalisation, or its inverse)."""
+    spread = self.ensemble_spread
+    return self._replace(
+        values=jnp.where(self.mask > 0, to_units(self.values), 0.0),
+        error_std=self.error_std / std,
+        ensemble_spread=None if spread is None else spread / std)
 
 
 @jax.tree_util.register_dataclass

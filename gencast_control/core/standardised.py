@@ -86,9 +86,7 @@ class StandardisedARDM(FrozenARDM):
   def _preview(self, preview: Preview | None) -> Preview | None:
     if preview is None:
       return None
-    return preview._replace(
-        values=preview.mask * self.to_physical(preview.values),
-        error_std=preview.error_std * self.std)
+    return preview.in_units(self.to_physical, 1.0 / self.std)
 
   def _guidance(self, rule: GuidanceFn | None) -> GuidanceFn | None:
     if rule is None:

@@ -245,18 +245,22 @@ def control_sizes(models: Models, history: jax.Array,
                   observations: Observations, num_steps: int,
                   key: jax.Array) -> list[float]:
   """Per sub-step RMS of (sigma_hat - sigma_next) u / sigma_hat over one
-  controlled rollout: sqrt(2 e_s / T) from the sampler's energies e_s."""
+  controlled ensemble rollout: sqrt(2 e_s / T) from the sampler's energies
+  e_s, averaged over the members. history: [h, ...] (two members start
+  from it) or an initial ensemble [M, h, ...]."""
   history = jnp.asarray(history, jnp.float32)
-  if history.ndim == len(models.ardm.state_shape) + 2:
-    history = history[0]  # an initial ensemble: its first member
+  if history.ndim == len(models.ardm.state_shape) + 1:
+    history = jnp.broadcast_to(history, (2,) + history.shape)
 
   @jax.jit
-  def energies(history, observations):
-    return assimilation.rollout(models.ardm, history, num_steps, key,
-                                observations, models.controller,
-                                models.controller_config.horizon)[1]
+  def energies(histories, observations):
+    keys = assimilation.member_keys(key, histories.shape[0])
+    return assimilation.ensemble_states(
+        models.ardm, histories, num_steps, keys, observations,
+        models.controller, models.controller_config.horizon)[1]
 
-  e = np.atleast_1d(np.asarray(energies(history, observations)))
+  e = np.asarray(energies(history, observations)).reshape(history.shape[0],
+                                                          -1).mean(axis=0)
   return np.sqrt(2.0 * e / num_steps).tolist()
 
 

@@ -55,7 +55,7 @@ import numpy as np
 from gencast_control.core.config import require
 from gencast_control.training import sharding, training_loop
 from gencast_control.core.ardm import FrozenARDM
-from gencast_control.core.assimilation import rollout
+from gencast_control.core.assimilation import ensemble_states
 from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                              init_controller)
 from gencast_control.core.observations import Observations
@@ -370,23 +370,25 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
     return (None if c is None else jax.tree.map(
         lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, start, length), c))
 
-  def member(start, member_key):
-    k_spin, k_window = jax.random.split(member_key)
-    history = start
-    if spinup > 0:
-      spin_controller = frozen_controller if training.on_policy else None
-      states, _ = rollout(ardm, start, spinup, k_spin, shown, spin_controller,
-                          horizon, context=times(context, 0, h + spinup))
-      states = jax.lax.stop_gradient(
-          jnp.concatenate([start[:h - 1], states], axis=0))
-      history = jax.lax.dynamic_slice_in_dim(states, k, h)
-    window_obs = shift_observations(shown, k, window + 1 + horizon)
-    states, energy = rollout(ardm, history, window, k_window, window_obs,
-                             controller, horizon, remat=True,
-                             context=times(context, k, h + window))
-    return states[1:], jnp.sum(energy)
-
-  states, energy = jax.vmap(member)(starts, member_keys)  # [M, L, ...]
+  # The members are stepped together (an ensemble-aware controller sees
+  # their spread); spin-up and window draw their keys from each member's.
+  k_spin, k_window = jax.vmap(jax.random.split, out_axes=1)(member_keys)
+  histories = starts
+  if spinup > 0:
+    spin_controller = frozen_controller if training.on_policy else None
+    states, _ = ensemble_states(ardm, starts, spinup, k_spin, shown,
+                                spin_controller, horizon,
+                                context=times(context, 0, h + spinup))
+    states = jax.lax.stop_gradient(
+        jnp.concatenate([starts[:, :h - 1], states], axis=1))
+    histories = jax.lax.dynamic_slice_in_dim(states, k, h, axis=1)
+  window_obs = shift_observations(shown, k, window + 1 + horizon)
+  states, energy = ensemble_states(ardm, histories, window, k_window,
+                                   window_obs, controller, horizon,
+                                   remat=True,
+                                   context=times(context, k, h + window))
+  states = states[:, 1:]  # [M, L, ...]
+  energy = jnp.sum(energy.reshape(training.members, -1), axis=1)
   window_truth = jax.lax.dynamic_slice_in_dim(truth, k + 1, window)
   window_scored = shift_observations(scored, k + 1, window)
   score = window_score(training.objective, states, window_truth,
@@ -474,9 +476,9 @@ def validation_fn(ardm: FrozenARDM, data: np.ndarray,
   @jax.jit
   def scores(params, observations):
     controller = bind_controller(config, ardm.periodic, params)
-    run = lambda s, k: rollout(ardm, s, steps, k, observations, controller,
-                               config.horizon, context=context)[0]
-    ens = jax.vmap(run)(starts, jax.random.split(key, members))
+    ens = ensemble_states(ardm, starts, steps, jax.random.split(key, members),
+                          observations, controller, config.horizon,
+                          context=context)[0]
     ens = jnp.where(valid, ens[:, steps // 2 + 1:], 0.0) / scale
     tru = jnp.where(valid, truth[h - 1:][steps // 2 + 1:], 0.0) / scale
     count = jnp.maximum(jnp.sum(valid), 1)
