@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from gencast_control.core.checkpoint import atomic_write  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
+from gencast_control.core.controller import uses_ensemble_spread  # noqa: E402
 from gencast_control.core.observations import Observations  # noqa: E402
 from gencast_control.evaluation import (benchmark, engine,  # noqa: E402
                                         provenance)
@@ -74,7 +75,7 @@ def probe(config, models, truth, regime: str, members: int) -> dict:
       "control_size": {
           "true start": benchmark.control_sizes(
               models, jnp.asarray(starts[0]), observed[0], steps,
-              engine.member_key(key, 0)),
+              engine.member_key(key, 0), members),
           "cold start": benchmark.control_sizes(
               models, jnp.asarray(cold), observed[0], steps,
               engine.member_key(key, 0))}}
@@ -87,8 +88,8 @@ def markdown(config_name: str, results: dict, setup: dict) -> str:
            f" {setup['num_steps']} steps, {setup['ensemble_size']} members,"
            " every member at the true state; RMSE of the ensemble mean per"
            " lead time t. Control size: RMS of (sigma_hat - sigma_next) u /"
-           " sigma_hat per sampler sub-step (first trajectory, first"
-           " member).", "",
+           " sigma_hat per sampler sub-step (first trajectory,"
+           f" {setup['control_size_of']}).", "",
            "| regime | run | " + " | ".join(f"t = {t}" for t in leads)
            + " |", "|---|---|" + "---|" * len(leads)]
   for regime, r in results.items():
@@ -131,7 +132,10 @@ def main(argv=None) -> int:
     results[regime] = probe(config, models, truth, regime, args.members)
     print(f"{regime}: done", flush=True)
   setup = {"num_trajectories": args.trajectories, "num_steps": args.steps,
-           "ensemble_size": args.members}
+           "ensemble_size": args.members,
+           "control_size_of": ("mean over the members"
+                               if uses_ensemble_spread(models.controller)
+                               else "first member")}
   text = markdown(config.name, results, setup)
   command = " ".join(["python", "benchmarks/harm_probe.py"]
                      + list(sys.argv[1:] if argv is None else argv))

@@ -13,6 +13,15 @@ kept). The shipped ARDM was trained with this config on a 2-core CPU shared
 with other jobs (load ~10): simulate 16 min, train-ardm 18 min wall-clock; the
 controller's training time is in docs/results.md.
 Scale `data`, `ardm` and the training sections up on a GPU.
+
+The controller is ensemble-aware (`spread_gate`, as KS's). The shipped one
+was trained in two stages: 60 steps of this config without the gate
+(spread_gate=False), then 40 steps fine-tuned into the gate from it:
+
+    gencast-control train-controller --config kolmogorov --data DATA \
+      --ardm ARDM --out kolmogorov_controller.npz \
+      --set controller_training.num_steps=40 \
+      --set controller_training.warm_start=UNGATED.npz
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
@@ -68,7 +77,8 @@ def get_config() -> ExperimentConfig:
           # a heteroscedastic regime) for networks of mixed quality.
           error_std_channel=False,
           head=ConvNetConfig(width=12, num_blocks=1, kernel_size=3,
-                             dilations=(1,), embedding_size=16)),
+                             dilations=(1,), embedding_size=16),
+          spread_gate=True),
       controller_training=ControllerTrainingConfig(
           objective="state", members=2, window=2, spinup=4, on_policy=True,
           cold_fraction=0.5, batch_size=2, num_steps=60, learning_rate=3e-3,

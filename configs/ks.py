@@ -10,6 +10,20 @@ examples from cold starts, on-policy spin-ups of up to 16 steps, and a
 200-step cold-start validation rollout every 100 steps (best kept). Eight
 observation regimes are defined, two of them networks of mixed quality (each
 station its own error std); the controller is trained on all at once.
+
+The controller is ensemble-aware (`spread_gate`: its control is gated by the
+ensemble's spread, gencast_control.core.controller). The shipped one was
+trained in stages: 800 steps of this config without the gate
+(spread_gate=False), then fine-tuned into the gate twice, 300 steps each at
+learning rate 1e-3 (the second with seed 1), the best by validation kept:
+
+    gencast-control train-controller --config ks --data DATA --ardm ARDM \
+      --out stage1.npz --set controller_training.num_steps=300 \
+      --set controller_training.learning_rate=1e-3 \
+      --set controller_training.warm_start=UNGATED.npz
+    gencast-control train-controller ... --out ks_controller.npz \
+      --set controller_training.warm_start=stage1.npz \
+      --set controller_training.seed=1   (same steps and learning rate)
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
@@ -62,7 +76,8 @@ def get_config() -> ExperimentConfig:
                                 dilations=(1, 4, 16), embedding_size=32),
           encoding_channels=16,
           head=ConvNetConfig(width=16, num_blocks=1, kernel_size=3,
-                             dilations=(1,), embedding_size=16)),
+                             dilations=(1,), embedding_size=16),
+          spread_gate=True),
       controller_training=ControllerTrainingConfig(
           objective="state", members=2, window=4, spinup=16, on_policy=True,
           cold_fraction=0.5, batch_size=4, num_steps=800, learning_rate=2e-3,

@@ -220,16 +220,38 @@ def test_a_spread_gated_ensemble_is_stepped_together(tiny_ardm, tiny_ks_data):
                                 run(ungated, moved)[0])
 
 
-def test_the_preview_carries_the_spread_into_each_units():
-  preview = Preview(jnp.ones((2, 4, 1)), jnp.asarray([[[1.0]] * 4, [[0.0]] * 4]),
-                    jnp.arange(1.0, 3.0), jnp.full((2, 4, 1), 0.4),
-                    jnp.full((4, 1), 0.2))
+def test_the_preview_carries_the_spread_into_each_units(tiny_ardm):
+  """Preview.in_units scales the spread like the error stds, and the grid
+  adapter hands the controller the spread in its normalised units."""
+  mask = jnp.asarray([[[1.0]] * 4, [[0.0]] * 4])
+  preview = Preview(3.0 * jnp.ones((2, 4, 1)), mask, jnp.arange(1.0, 3.0),
+                    jnp.full((2, 4, 1), 0.4), jnp.full((4, 1), 0.2))
   scaled = preview.in_units(lambda x: (x - 1.0) / 2.0, 2.0)
   np.testing.assert_allclose(np.asarray(scaled.ensemble_spread), 0.1)
   np.testing.assert_allclose(np.asarray(scaled.error_std), 0.2)
-  np.testing.assert_array_equal(np.asarray(scaled.values), 0.0)
+  np.testing.assert_array_equal(np.asarray(scaled.values), mask)
   assert preview._replace(ensemble_spread=None).in_units(
       lambda x: x, 2.0).ensemble_spread is None
+
+  seen = []
+
+  class Probe:
+    def encode(self, conditioning, preview):
+      seen.append(np.asarray(preview.ensemble_spread))
+      return conditioning
+
+    def head(self, encoding, inputs):
+      return jnp.zeros_like(inputs.state)
+
+  spread = jnp.asarray(np.random.default_rng(0).uniform(size=(32, 1)),
+                       jnp.float32)
+  frames = jnp.zeros((2, 32, 1))
+  tiny_ardm.step(jnp.zeros((1, 32, 1)), jax.random.PRNGKey(0),
+                 Preview(frames, frames, jnp.arange(1.0, 3.0), frames,
+                         spread), Probe())
+  np.testing.assert_allclose(
+      seen[0], np.asarray(spread) / np.asarray(tiny_ardm.normalization.std),
+      rtol=1e-6)
 
 
 def test_the_encoder_sees_each_observations_error_std(tiny_ardm):

@@ -142,7 +142,16 @@ class ControlledGenCast(_gc.gencast.GenCast):
       raise ValueError(
           "preview values and mask must both have shape [H, lat, lon, C] or"
           f" [batch, H, lat, lon, C], got {values.shape} and {mask.shape}")
+    spread = preview.ensemble_spread
+    if spread is not None:
+      spread = jnp.asarray(spread, jnp.float32)
+      if spread.shape != values.shape[:-4] + values.shape[-3:]:
+        raise ValueError(
+            f"preview ensemble_spread has shape {spread.shape}; with preview"
+            f" values {values.shape} it must be"
+            f" {values.shape[:-4] + values.shape[-3:]}")
     norm_preview = preview._replace(
+        ensemble_spread=spread,
         values=values, mask=mask,
         offsets=jnp.asarray(preview.offsets, jnp.float32),
         error_std=jnp.asarray(preview.error_std, jnp.float32)).in_units(

@@ -94,6 +94,10 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
           jnp.sum(energies, axis=0))
 
 
+_ONE_MEMBER = ("this controller is ensemble-aware (spread_gate): it needs an"
+               " ensemble of at least 2 members, got 1")
+
+
 def ensemble_step(ardm: FrozenARDM, histories: jax.Array, n,
                   keys: jax.Array, observations: Observations | None,
                   controller: ControllerFn | None, horizon: int,
@@ -101,10 +105,14 @@ def ensemble_step(ardm: FrozenARDM, histories: jax.Array, n,
   """Step n of every member (traceable): histories [M, h, ...], keys [M]
   -> (next histories, x_{n+1} [M, ...], energies [M, ...]). An ensemble-aware
   controller (`controller.uses_ensemble_spread`) sees the members' spread of
-  x_n, one reduction over the members per step."""
+  x_n, one reduction over the members per step (no gradient flows through
+  it: the spread of identical members has none)."""
   spread = None
   if uses_ensemble_spread(controller):
-    spread = jnp.std(histories[:, -1], axis=0, ddof=1)
+    if histories.shape[0] < 2:
+      raise ValueError(_ONE_MEMBER)
+    spread = jax.lax.stop_gradient(jnp.std(histories[:, -1], axis=0,
+                                           ddof=1))
   step = lambda history, key: forecast_step(
       ardm, history, n, key, observations, controller, horizon, remat,
       first_step, context, spread)
@@ -161,9 +169,7 @@ def _check_inputs(ardm, num_steps, observations, controller, context,
   if num_steps < 1:
     raise ValueError(f"num_steps must be >= 1, got {num_steps}")
   if uses_ensemble_spread(controller) and ensemble_size < 2:
-    raise ValueError(
-        "this controller is ensemble-aware (spread_gate): it needs an"
-        f" ensemble of at least 2 members, got ensemble_size={ensemble_size}")
+    raise ValueError(_ONE_MEMBER)
   if controller is not None:
     if observations is None:
       raise ValueError("a controlled rollout needs observations")

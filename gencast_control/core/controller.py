@@ -28,8 +28,9 @@ the control is gated pointwise,
 
     u_s <- 2 sigmoid(g_psi(log(s_n + eps), log(<s_n> + eps))) * u_s,
 
-with g_psi one zero-initialised convolution (<s_n>: the spatial mean), so a
-gate added to a trained controller starts as that controller (gate 1). The
+with g_psi a zero-initialised convolution, one filter per channel over that
+channel's two features (<s_n>: the spatial mean), so a gate added to a
+trained controller starts as that controller (gate 1). The
 family contains the Kalman-like gain 2 s^2 / (s^2 + b^2) = 2 sigmoid(2 log s
 - 2 log b): a confident ensemble (small spread, e.g. started from the truth)
 can learn to leave a good background alone, where a member steered alone
@@ -147,15 +148,20 @@ SPREAD_FLOOR = 1e-3
 
 
 def spread_features(spread: jax.Array) -> jax.Array:
-  """The spread gate's inputs [*spatial, 2C]: log(s + eps) and
-  log(<s> + eps), <s> the spatial mean of s per channel. Where s is not
-  finite (a channel the model leaves undefined at some times, e.g.
-  GenCast's precipitation at its input times) it reads as 1, the field's
-  own std: no information."""
-  spread = jnp.where(jnp.isfinite(spread), spread, 1.0)
+  """The spread gate's inputs [*spatial, 2C]: per channel c, the pair
+  log(s_c + eps), log(<s_c> + eps), <s_c> the spatial mean of s_c. Where s
+  is not finite (a channel the model leaves undefined at some points or
+  times, e.g. GenCast's sea-surface temperature over land, its
+  precipitation at the input times) it reads as 1, the field's own std (no
+  information), and <s_c> is the mean over the finite entries (1 if none)."""
   axes = tuple(range(spread.ndim - 1))
-  mean = jnp.broadcast_to(jnp.mean(spread, axis=axes), spread.shape)
-  return jnp.log(jnp.concatenate([spread, mean], axis=-1) + SPREAD_FLOOR)
+  finite = jnp.isfinite(spread)
+  count = jnp.sum(finite, axis=axes)
+  total = jnp.sum(jnp.where(finite, spread, 0.0), axis=axes)
+  mean = jnp.where(count > 0, total / jnp.maximum(count, 1), 1.0)
+  pair = jnp.stack([jnp.where(finite, spread, 1.0),
+                    jnp.broadcast_to(mean, spread.shape)], axis=-1)
+  return jnp.log(pair.reshape(spread.shape[:-1] + (-1,)) + SPREAD_FLOOR)
 
 
 def substep_features(encoding: jax.Array, inputs: ControllerInputs,
@@ -231,8 +237,10 @@ class Controller(hk.Module):
           " (assimilation.ensemble_rollout); an adapter that converts the"
           " preview must keep it (Preview.in_units)")
     kernel = self._config.network.kernel_size
+    # One small filter per channel over its own two features (grouped).
     conv = hk.ConvND(len(self._periodic), spread.shape[-1], kernel,
-                     padding="VALID", w_init=jnp.zeros, name="spread_gate")
+                     padding="VALID", w_init=jnp.zeros,
+                     feature_group_count=spread.shape[-1], name="spread_gate")
     features = pad_spatial(spread_features(spread), (kernel - 1) // 2,
                            self._periodic)
     return 2.0 * jax.nn.sigmoid(conv(features))
@@ -329,6 +337,10 @@ def extend_params(config: ControllerConfig, ardm: FrozenARDM,
         raise ValueError(f"the warm start lacks the parameters of {module}")
       extended[module] = leaves
       continue
+    if set(params[module]) != set(leaves):
+      raise ValueError(f"the warm start's {module} has parameters"
+                       f" {sorted(params[module])}, this controller's"
+                       f" {sorted(leaves)}")
     for name, leaf in leaves.items():
       given = params[module].get(name)
       if given is None or np.shape(given) != np.shape(leaf):

@@ -43,7 +43,8 @@ K x M) of `diagnostics`. Beside them:
                   jobs sharing the cores
   control_size    controlled only: per sampler sub-step, the RMS of the
                   control's displacement (sigma_hat - sigma_next) u over
-                  sigma_hat (one member of the first trajectory)
+                  sigma_hat (first trajectory: one member, or the mean
+                  over the members of an ensemble-aware controller)
   memory          XLA's estimate for the compiled program of one
                   trajectory's ensemble (argument + output + temp bytes of
                   `compiled.memory_analysis()`), not a measured peak
@@ -71,7 +72,8 @@ from gencast_control.baselines import filter_tuning, filters
 from gencast_control.baselines import guidance as baselines
 from gencast_control.core import assimilation
 from gencast_control.core.config import load_config
-from gencast_control.core.controller import bind_controller
+from gencast_control.core.controller import (bind_controller,
+                                             uses_ensemble_spread)
 from gencast_control.core.observations import Observations
 from gencast_control.evaluation import engine, plots, provenance
 from gencast_control.evaluation.diagnostics import (DIVERGENCE_FACTOR,
@@ -243,24 +245,30 @@ def run_method(method: str, models: Models, starts, observations,
 
 def control_sizes(models: Models, history: jax.Array,
                   observations: Observations, num_steps: int,
-                  key: jax.Array) -> list[float]:
+                  key: jax.Array, ensemble_size: int = 2) -> list[float]:
   """Per sub-step RMS of (sigma_hat - sigma_next) u / sigma_hat over one
-  controlled ensemble rollout: sqrt(2 e_s / T) from the sampler's energies
-  e_s, averaged over the members. history: [h, ...] (two members start
-  from it) or an initial ensemble [M, h, ...]."""
+  controlled rollout, sqrt(2 e_s / T) from the sampler's energies e_s: of its
+  first member, or, for an ensemble-aware controller (whose members are
+  stepped together), the mean over the ensemble. history: [h, ...] shared
+  by `ensemble_size` members, or an initial ensemble [M, h, ...]."""
+  ardm, controller = models.ardm, models.controller
+  horizon = models.controller_config.horizon
   history = jnp.asarray(history, jnp.float32)
-  if history.ndim == len(models.ardm.state_shape) + 1:
-    history = jnp.broadcast_to(history, (2,) + history.shape)
-
-  @jax.jit
-  def energies(histories, observations):
-    keys = assimilation.member_keys(key, histories.shape[0])
-    return assimilation.ensemble_states(
-        models.ardm, histories, num_steps, keys, observations,
-        models.controller, models.controller_config.horizon)[1]
-
-  e = np.asarray(energies(history, observations)).reshape(history.shape[0],
-                                                          -1).mean(axis=0)
+  shared = history.ndim == len(ardm.state_shape) + 1
+  if not uses_ensemble_spread(controller):
+    first = history if shared else history[0]
+    run = jax.jit(lambda h, o: assimilation.rollout(
+        ardm, h, num_steps, key, o, controller, horizon)[1])
+    e = np.atleast_1d(np.asarray(run(first, observations)))
+  else:
+    members = ensemble_size if shared else history.shape[0]
+    histories = assimilation.member_histories(
+        history, members, (ardm.history_length,) + tuple(ardm.state_shape))
+    run = jax.jit(lambda h, o: assimilation.ensemble_states(
+        ardm, h, num_steps, assimilation.member_keys(key, members), o,
+        controller, horizon)[1])
+    e = np.asarray(run(histories, observations)).reshape(members,
+                                                         -1).mean(axis=0)
   return np.sqrt(2.0 * e / num_steps).tolist()
 
 
@@ -338,7 +346,7 @@ def benchmark_config(config: ExperimentConfig, models: Models,
       if method == "controlled":
         scores["control_size"] = control_sizes(
             models, jnp.asarray(starts[0]), observations[0], num_steps,
-            engine.member_key(key, 0))
+            engine.member_key(key, 0), ensemble_size)
       rows[method] = scores
       log(f"  {config.name} {regime.name:<16} {method:<11} RMSE"
           f" {scores['rmse']:.4f}  {seconds:8.3f} s  (CPU {cpu_seconds:.2f} s)")

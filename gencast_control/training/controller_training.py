@@ -388,7 +388,7 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
                                    remat=True,
                                    context=times(context, k, h + window))
   states = states[:, 1:]  # [M, L, ...]
-  energy = jnp.sum(energy.reshape(training.members, -1), axis=1)
+  energy = jnp.sum(energy.reshape(energy.shape[0], -1), axis=1)
   window_truth = jax.lax.dynamic_slice_in_dim(truth, k + 1, window)
   window_scored = shift_observations(scored, k + 1, window)
   score = window_score(training.objective, states, window_truth,
@@ -527,6 +527,13 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
   Returns:
     (controller params, history of logged metrics).
   """
+  if config.spread_gate and min(training.members,
+                                training.validation_members) < 2:
+    raise ValueError(
+        "an ensemble-aware controller (controller.spread_gate) trains and"
+        " validates ensembles of at least 2 members; got members="
+        f"{training.members}, validation_members="
+        f"{training.validation_members}")
   streamed = batches is not None
   if streamed:
     if train_data is not None or context is not None:
