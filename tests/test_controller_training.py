@@ -16,7 +16,8 @@ from gencast_control.core.ardm import ControllerInputs
 from gencast_control.core.assimilation import ensemble_rollout
 from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                              config_from_metadata,
-                                             extend_params, init_controller)
+                                             extend_params, init_controller,
+                                             load_warm_start, save_controller)
 from gencast_control.training.controller_training import (ControllerTrainingConfig,
                                                           fair_crps, window_score)
 from gencast_control.core.networks import ConvNetConfig
@@ -173,10 +174,20 @@ def _observed(truth):
 
 
 def test_a_spread_gate_starts_as_the_controller_it_extends(tiny_ardm,
-                                                          tiny_ks_data):
+                                                          tiny_ks_data,
+                                                          tmp_path):
   """extend_params adds the gate at 1: the same ensemble bit for bit; a
-  gated controller refuses a one-member ensemble."""
+  gated controller refuses a one-member ensemble; a warm start from an
+  ungated checkpoint is that extension, one of another architecture is
+  refused."""
   ungated, gated = _spread_gated(tiny_ardm)
+  path = save_controller(tmp_path / "ungated.npz", ungated.params, CONTROLLER,
+                         tiny_ardm)
+  jax.tree.map(np.testing.assert_array_equal,
+               load_warm_start(path, gated.config, tiny_ardm), gated.params)
+  with pytest.raises(ValueError, match="another controller architecture"):
+    load_warm_start(path, dataclasses.replace(gated.config,
+                                              encoding_channels=5), tiny_ardm)
   truth = tiny_ks_data[0, :7]
   run = lambda c, m=3: np.asarray(ensemble_rollout(
       tiny_ardm, truth[:1], 6, jax.random.PRNGKey(4), m, _observed(truth), c,

@@ -165,7 +165,7 @@ def train_controller_step(config: GenCastJobConfig, out_path, workdir,
   from gencast_control.training import sharding
   from gencast_control.adapters.gencast import assets as gencast_assets
   from gencast_control.adapters.gencast.ardm import GenCastARDM
-  from gencast_control.core.controller import save_controller
+  from gencast_control.core.controller import load_warm_start, save_controller
   from gencast_control.data.example_stream import ExampleStream
   from gencast_control.training.controller_training import train_controller
   t0 = time.perf_counter()
@@ -190,11 +190,13 @@ def train_controller_step(config: GenCastJobConfig, out_path, workdir,
           f" batch {training.batch_size} ({stream.local_batch} read per"
           f" process), sharded={training.shard_batch}; model ready in"
           f" {time.perf_counter() - t0:.0f} s", flush=True)
+  initial = (load_warm_start(training.warm_start, config.controller, ardm)
+             if training.warm_start else None)
   try:
     params, history = train_controller(
         ardm, None, ardm.in_physical_units(config.regimes), config.controller,
-        training, workdir=workdir, progress=progress, batches=stream,
-        scale=ardm.channel_std, data_identity=identity)
+        training, workdir=workdir, progress=progress, params=initial,
+        batches=stream, scale=ardm.channel_std, data_identity=identity)
   finally:
     stream.close()
   losses = [r["loss"] for r in history if "loss" in r]

@@ -356,6 +356,21 @@ def extend_params(config: ControllerConfig, ardm: FrozenARDM,
   return extended
 
 
+def load_warm_start(path, config: ControllerConfig,
+                    ardm: FrozenARDM) -> hk.Params:
+  """The parameters of a warm start (`controller_training.warm_start`) for
+  `config`: a checkpoint for `ardm` of the same architecture up to the
+  gates, which change what u is made of, not the parameters it shares (the
+  spread gate's own start where u is unchanged: `extend_params`)."""
+  warm_config, params, _ = load_controller(path, ardm)
+  gates = dict(zero_without_observations=False, spread_gate=False)
+  if dataclasses.replace(warm_config, **gates) != dataclasses.replace(
+      config, **gates):
+    raise ValueError(f"warm_start {path} has another controller architecture"
+                     " than the config's `controller` section")
+  return extend_params(config, ardm, params, jax.random.PRNGKey(0))
+
+
 def save_controller(path, params: hk.Params, config: ControllerConfig,
                     ardm: FrozenARDM, metadata: dict | None = None):
   """Saves u_psi with its config and the fingerprint of the ARDM it steers."""

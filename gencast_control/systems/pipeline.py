@@ -33,8 +33,8 @@ from gencast_control.core.checkpoint import CheckpointError
 from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.layout import StateLayout
 from gencast_control.core.plugins import is_plugin_spec, plugin_model
-from gencast_control.core.controller import (extend_params, load_controller,
-                                             save_controller)
+from gencast_control.core.controller import (load_controller,
+                                             load_warm_start, save_controller)
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.data import trajectories
 from gencast_control.systems.experiment import (ExperimentConfig,
@@ -381,18 +381,8 @@ def train_controller_step(config: ExperimentConfig, ardm_path, data_dir,
     validation = load_split(config, data_dir, "validation", ardm.layout)
   initial = None
   if config.controller_training.warm_start:
-    warm_config, initial, _ = load_controller(
-        config.controller_training.warm_start, ardm)
-    # The gates change what u is made of: a controller can be fine-tuned into
-    # either, the spread gate's parameters starting where u is unchanged.
-    gates = dict(zero_without_observations=False, spread_gate=False)
-    if dataclasses.replace(warm_config, **gates) != (
-        dataclasses.replace(config.controller, **gates)):
-      raise ValueError(
-          f"warm_start {config.controller_training.warm_start} has another"
-          " controller architecture than the config's `controller` section")
-    initial = extend_params(config.controller, ardm, initial,
-                            jax.random.PRNGKey(0))
+    initial = load_warm_start(config.controller_training.warm_start,
+                              config.controller, ardm)
   t0 = time.perf_counter()
   regimes = regimes_in_state_units(config.training_regimes(), data_dir,
                                    state_variables(config))
