@@ -56,7 +56,8 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
             controller: ControllerFn | None = None, horizon: int = 1,
             remat: bool = False, first_step: int | jax.Array = 0,
             context=None) -> tuple[jax.Array, jax.Array]:
-  """One trajectory x_0..x_T from the initial history (traceable).
+  """One trajectory x_0..x_T from the initial history (traceable): a
+  one-member `ensemble_states`.
 
   Args:
     ardm: the frozen model.
@@ -81,17 +82,10 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
     energy of each sub-step summed over the forecast steps: [S] for a sampler
     that reports per-sub-step energies, else a scalar).
   """
-
-  def body(history, n):
-    history, x_next, energy = forecast_step(
-        ardm, history, n, key, observations, controller, horizon, remat,
-        first_step, context)
-    return history, (x_next, energy)
-
-  _, (states, energies) = jax.lax.scan(body, history,
-                                       jnp.arange(num_steps), unroll=remat)
-  return (jnp.concatenate([history[-1:], states], axis=0),
-          jnp.sum(energies, axis=0))
+  states, energies = ensemble_states(ardm, history[None], num_steps,
+                                     key[None], observations, controller,
+                                     horizon, remat, first_step, context)
+  return states[0], energies[0]
 
 
 _ONE_MEMBER = ("this controller is ensemble-aware (spread_gate): it needs an"
