@@ -217,9 +217,14 @@ def main(argv=None) -> int:
   parser.add_argument("--seed", type=int, default=1)
   parser.add_argument("--out", default="results/frontier")
   parser.add_argument("--publish", action="store_true")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace the published table of an earlier run")
   args = parser.parse_args(argv)
   t0 = time.perf_counter()
   config = load_config(args.config, [])
+  if args.publish:  # before any work: finished tables are not replaced
+    provenance.check_publish([provenance.publish_path(
+        "frontier", config.name, args.start)], args.overwrite)
   config = dataclasses.replace(config, assimilation=dataclasses.replace(
       config.assimilation, num_trajectories=args.trajectories,
       num_steps=args.steps, ensemble_size=args.ensemble_size))

@@ -120,8 +120,13 @@ def main(argv=None) -> int:
   parser.add_argument("--members", type=int, default=4)
   parser.add_argument("--out", default="results/harm_probe.md")
   parser.add_argument("--publish", action="store_true")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace the published table of an earlier run")
   args = parser.parse_args(argv)
   config = load_config(args.config, args.set)
+  if args.publish:  # before any work: finished tables are not replaced
+    provenance.check_publish([provenance.publish_path(
+        "harm_probe", config.name)], args.overwrite)
   ardm, controller = pipeline.shipped_checkpoints(config.name)
   models = benchmark.load_models(config, ardm, args.controller or controller)
   truth = validation_trajectories(config, args.trajectories,
