@@ -18,8 +18,10 @@ from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                              config_from_metadata,
                                              extend_params, init_controller,
                                              load_warm_start, save_controller)
-from gencast_control.training.controller_training import (ControllerTrainingConfig,
-                                                          fair_crps, window_score)
+from gencast_control.training.controller_training import (
+    RELATIVE_FLOOR, ControllerTrainingConfig, controller_loss_fn, fair_crps,
+    window_batches, window_score)
+from gencast_control.core.regimes import ObservationRegime
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.observations import Observations, Preview
 
@@ -102,6 +104,29 @@ def test_training_config_rejects_bad_settings():
     ControllerTrainingConfig(objective="heldout", holdout_fraction=0.0)
   with pytest.raises(ValueError, match="cold_fraction"):
     ControllerTrainingConfig(cold_fraction=1.5)
+
+
+def test_a_relative_cost_weighs_each_example_by_its_own_cost(tiny_ardm,
+                                                            tiny_ks_data):
+  """relative_cost: an example's cost is log(J), so its gradient is dJ / J
+  (a near-truth example weighs as much as a cold one)."""
+  params = _perturbed_params(tiny_ardm)
+  regimes = [ObservationRegime("r", fraction=0.5, noise_std=0.1)]
+  key = jax.random.PRNGKey(3)
+  results = []
+  for relative in (False, True):
+    training = ControllerTrainingConfig(batch_size=1, window=2, spinup=2,
+                                        relative_cost=relative)
+    loss = controller_loss_fn(tiny_ardm, np.ones(1, np.float32), regimes,
+                              CONTROLLER, training)
+    batch = window_batches(tiny_ks_data, None, 1, 2, 5, 1)(key)
+    results.append(jax.value_and_grad(loss, has_aux=True)(params, key, batch))
+  ((plain, _), d_plain), ((relative, _), d_relative) = results
+  np.testing.assert_allclose(relative, np.log(plain + RELATIVE_FLOOR),
+                             rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(d_plain), jax.tree.leaves(d_relative)):
+    np.testing.assert_allclose(b, a / (plain + RELATIVE_FLOOR), rtol=1e-3,
+                               atol=1e-6)
 
 
 def _perturbed_params(tiny_ardm):
