@@ -13,17 +13,27 @@ station its own error std); the controller is trained on all at once.
 
 The controller is ensemble-aware (`spread_gate`: its control is gated by the
 ensemble's spread, gencast_control.core.controller). The shipped one was
-trained in stages: 800 steps of this config without the gate
-(spread_gate=False), then fine-tuned into the gate twice, 300 steps each at
-learning rate 1e-3 (the second with seed 1), the best by validation kept:
+trained in stages, the best by validation kept in each: 800 steps of this
+config without the gate (spread_gate=False), then four fine-tunings of 300
+steps at learning rate 1e-3, each from the one before: two into the gate
+(seeds 0 and 1), two more with the relative cost (`relative_cost`: each
+example weighs by its relative improvement, so starts near the truth count;
+seeds 0 and 1):
 
     gencast-control train-controller --config ks --data DATA --ardm ARDM \
       --out stage1.npz --set controller_training.num_steps=300 \
       --set controller_training.learning_rate=1e-3 \
       --set controller_training.warm_start=UNGATED.npz
-    gencast-control train-controller ... --out ks_controller.npz \
+    gencast-control train-controller ... --out stage2.npz \
       --set controller_training.warm_start=stage1.npz \
       --set controller_training.seed=1   (same steps and learning rate)
+    gencast-control train-controller ... --out stage3.npz \
+      --set controller_training.warm_start=stage2.npz \
+      --set controller_training.relative_cost=True
+    gencast-control train-controller ... --out ks_controller.npz \
+      --set controller_training.warm_start=stage3.npz \
+      --set controller_training.relative_cost=True \
+      --set controller_training.seed=1
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
