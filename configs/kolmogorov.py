@@ -15,13 +15,19 @@ controller's training time is in docs/results.md.
 Scale `data`, `ardm` and the training sections up on a GPU.
 
 The controller is ensemble-aware (`spread_gate`, as KS's). The shipped one
-was trained in two stages: 60 steps of this config without the gate
-(spread_gate=False), then 40 steps fine-tuned into the gate from it:
+was trained in three stages: 60 steps of this config without the gate
+(spread_gate=False), 40 steps fine-tuned into the gate from it, then 40 more
+with the relative cost (`relative_cost`, as KS's), the best by validation
+kept in each:
 
     gencast-control train-controller --config kolmogorov --data DATA \
-      --ardm ARDM --out kolmogorov_controller.npz \
+      --ardm ARDM --out gated.npz \
       --set controller_training.num_steps=40 \
       --set controller_training.warm_start=UNGATED.npz
+    gencast-control train-controller ... --out kolmogorov_controller.npz \
+      --set controller_training.num_steps=40 \
+      --set controller_training.warm_start=gated.npz \
+      --set controller_training.relative_cost=True
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
