@@ -231,11 +231,12 @@ def method_program(method: str, models: Models, history: jax.Array,
       ensemble_size, **options.get(method, {}))
 
 
-def run_method(method: str, models: Models, starts, observations,
+def run_method(method: str, models: Models | None, starts, observations,
                num_steps: int, key: jax.Array, ensemble_size: int,
                options: dict) -> engine.MethodRun:
   """The method on every trajectory k (from starts[k], with observations[k]
-  and the engine's member key), run and timed by `engine.run_programs`."""
+  and the engine's member key), run and timed by `engine.run_programs`;
+  models may be None for a classical filter, which runs the true solver."""
   return engine.run_programs(
       method_program(method, models, jnp.asarray(starts[k]), observations[k],
                      num_steps, engine.member_key(key, k), ensemble_size,

@@ -64,14 +64,10 @@ def filter_scores(config: ExperimentConfig, method: str, options: dict,
   method_options, tuned = benchmark.filter_options(
       config, method, options, "truth", ensemble_size,
       result.truth.shape[1] - 1, result.regime.name)
-  key = jax.random.PRNGKey(seed)
-  run = engine.run_programs(
-      filters.filter_program(method, result.truth[k, :1],
-                             result.observations[k],
-                             result.truth.shape[1] - 1,
-                             engine.member_key(key, k), ensemble_size,
-                             **method_options)
-      for k in range(len(result.truth)))
+  run = benchmark.run_method(method, None, result.truth[:, :1],
+                             result.observations, result.truth.shape[1] - 1,
+                             jax.random.PRNGKey(seed), ensemble_size,
+                             {method: method_options})
   scores = engine.score(run.ensembles, result.truth, weights,
                         system=config.system, pde_config=config.pde)
   scores["seconds"] = run.seconds  # as the two forecasts' (wall-clock)
