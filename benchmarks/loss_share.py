@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import sys
 
@@ -35,16 +36,16 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gencast_control.core.checkpoint import atomic_write  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
-from gencast_control.core.controller import bind_controller  # noqa: E402
 from gencast_control.evaluation import provenance  # noqa: E402
 from gencast_control.systems import pipeline  # noqa: E402
 from gencast_control.systems.truth import validation_trajectories  # noqa: E402
 from gencast_control.training.controller_training import (  # noqa: E402
-    RELATIVE_FLOOR, channel_scale, example_cost, window_batches)
+    RELATIVE_FLOOR, channel_scale, example_cost_fn, window_batches)
 
 SEED = 11
 
@@ -57,19 +58,14 @@ def example_gradients(config, ardm, params, data, num_examples: int,
   h = ardm.history_length
   batches = window_batches(data, None, chunk, training.members,
                            h + training.spinup + training.window, h)
-  regimes = config.training_regimes()
-  scale = jnp.asarray(channel_scale(data))
-
-  def cost(p, window, cold, key):
-    controller = bind_controller(config.controller, ardm.periodic, p)
-    frozen = bind_controller(config.controller, ardm.periodic,
-                             jax.lax.stop_gradient(p))
-    return example_cost(ardm, controller, frozen, config.controller.horizon,
-                        regimes, window, cold, scale, key, training)
+  cost = example_cost_fn(ardm, channel_scale(data),
+                         config.training_regimes(), config.controller,
+                         training)
 
   grads = jax.jit(jax.vmap(jax.value_and_grad(cost, has_aux=True),
                            in_axes=(None, 0, 0, 0)))
-  out = {"cost": [], "score": [], "cold": [], "lead": [], "grad": []}
+  flat = jax.vmap(lambda g: ravel_pytree(g)[0])
+  out = {"cost": [], "score": [], "cold": [], "first_lead": [], "grad": []}
   key = jax.random.PRNGKey(SEED)
   for i in range(-(-num_examples // chunk)):
     k_batch, k_examples = jax.random.split(jax.random.fold_in(key, i))
@@ -77,10 +73,8 @@ def example_gradients(config, ardm, params, data, num_examples: int,
     (c, parts), g = grads(params, jnp.asarray(windows), jnp.asarray(cold),
                           jax.random.split(k_examples, chunk))
     out["cost"].append(np.asarray(c))
-    out["grad"].append(np.asarray(jax.vmap(
-        lambda t: jnp.concatenate([x.ravel() for x in jax.tree.leaves(t)]))(
-            g)))
-    for name in ("score", "cold", "lead"):
+    out["grad"].append(np.asarray(flat(g)))
+    for name in ("score", "cold", "first_lead"):
       out[name].append(np.asarray(parts[name]))
     print(f"examples {(i + 1) * chunk}", flush=True)
   return {k: np.concatenate(v)[:num_examples] for k, v in out.items()}
@@ -88,11 +82,12 @@ def example_gradients(config, ardm, params, data, num_examples: int,
 
 def groups(examples: dict, window: int, spinup: int) -> dict:
   """Masks of the cold starts and of the true starts by window lead."""
-  lead, cold = examples["lead"], examples["cold"].astype(bool)
+  lead, cold = examples["first_lead"], examples["cold"].astype(bool)
   out = {"cold start": cold}
   for first in range(1, spinup + 2, window):
     last = min(first + window - 1, spinup + 1)
-    out[f"true start, window from t = {first}-{last}"] = (
+    leads = f"{first}-{last}" if last > first else f"{first}"
+    out[f"true start, window from t = {leads}"] = (
         ~cold & (lead >= first) & (lead <= last))
   return out
 
@@ -109,8 +104,8 @@ def descent_shares(examples: dict, masks: dict, relative: bool) -> dict:
 
 def markdown(config_name: str, examples: dict, masks: dict,
              setup: dict) -> str:
-  plain = descent_shares(examples, masks, relative=False)
-  logs = descent_shares(examples, masks, relative=True)
+  of_costs = descent_shares(examples, masks, relative=False)
+  of_logs = descent_shares(examples, masks, relative=True)
   cost = examples["cost"]
   lines = [f"# Where the controller's training gradient comes from"
            f" ({config_name})", "",
@@ -128,8 +123,8 @@ def markdown(config_name: str, examples: dict, masks: dict,
     if m.any():
       lines.append(
           f"| {name} | {int(m.sum())} | {examples['score'][m].mean():.4f} |"
-          f" {cost[m].sum() / cost.sum():.3f} | {plain[name]:.3f} |"
-          f" {logs[name]:.3f} |")
+          f" {cost[m].sum() / cost.sum():.3f} | {of_costs[name]:.3f} |"
+          f" {of_logs[name]:.3f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -138,10 +133,12 @@ def main(argv=None) -> int:
   parser.add_argument("--config", default="ks")
   parser.add_argument("--controller", help="default: the shipped one")
   parser.add_argument("--set", action="append", default=[],
-                      metavar="FIELD=VALUE")
+                      metavar="FIELD=VALUE", help="config override")
   parser.add_argument("--examples", type=int, default=64)
-  parser.add_argument("--chunk", type=int, default=8)
-  parser.add_argument("--trajectories", type=int, default=4)
+  parser.add_argument("--chunk", type=int, default=8,
+                      help="examples per compiled batch")
+  parser.add_argument("--trajectories", type=int, default=4,
+                      help="validation trajectories the windows come from")
   parser.add_argument("--out", default="results/loss_share.md")
   parser.add_argument("--publish", action="store_true")
   parser.add_argument("--overwrite", action="store_true",
@@ -162,9 +159,10 @@ def main(argv=None) -> int:
   examples = example_gradients(config, ardm, params, data, args.examples,
                                args.chunk)
   masks = groups(examples, training.window, training.spinup)
+  digest = hashlib.sha256(open(controller_path, "rb").read()).hexdigest()
   setup = {"examples": args.examples,
-           "controller": "shipped" if args.controller is None
-           else os.path.basename(args.controller)}
+           "controller": f"{os.path.basename(controller_path)}, sha256"
+           f" {digest[:12]}"}
   text = markdown(config.name, examples, masks, setup)
   command = " ".join(["python", "benchmarks/loss_share.py"]
                      + list(sys.argv[1:] if argv is None else argv))

@@ -18,7 +18,7 @@ config without the gate (spread_gate=False), then four fine-tunings of 300
 steps at learning rate 1e-3, each from the one before: two into the gate
 (seeds 0 and 1), two more with the relative cost (`relative_cost`: each
 example weighs by its relative improvement, so starts near the truth count;
-seeds 0 and 1):
+seeds 0 and 1). Every fine-tuning sets num_steps=300 and learning_rate=1e-3:
 
     gencast-control train-controller --config ks --data DATA --ardm ARDM \
       --out stage1.npz --set controller_training.num_steps=300 \
@@ -26,7 +26,7 @@ seeds 0 and 1):
       --set controller_training.warm_start=UNGATED.npz
     gencast-control train-controller ... --out stage2.npz \
       --set controller_training.warm_start=stage1.npz \
-      --set controller_training.seed=1   (same steps and learning rate)
+      --set controller_training.seed=1
     gencast-control train-controller ... --out stage3.npz \
       --set controller_training.warm_start=stage2.npz \
       --set controller_training.relative_cost=True

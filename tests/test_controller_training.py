@@ -19,8 +19,8 @@ from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                              extend_params, init_controller,
                                              load_warm_start, save_controller)
 from gencast_control.training.controller_training import (
-    RELATIVE_FLOOR, ControllerTrainingConfig, controller_loss_fn, fair_crps,
-    window_batches, window_score)
+    RELATIVE_FLOOR, ControllerTrainingConfig, controller_loss_fn,
+    example_cost_fn, fair_crps, window_batches, window_score)
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.observations import Observations, Preview
@@ -104,29 +104,41 @@ def test_training_config_rejects_bad_settings():
     ControllerTrainingConfig(objective="heldout", holdout_fraction=0.0)
   with pytest.raises(ValueError, match="cold_fraction"):
     ControllerTrainingConfig(cold_fraction=1.5)
+  with pytest.raises(ValueError, match="relative_cost needs the 'state'"):
+    ControllerTrainingConfig(objective="heldout", relative_cost=True)
 
 
 def test_a_relative_cost_weighs_each_example_by_its_own_cost(tiny_ardm,
                                                             tiny_ks_data):
-  """relative_cost: an example's cost is log(J), so its gradient is dJ / J
-  (a near-truth example weighs as much as a cold one)."""
+  """relative_cost: the loss is the mean of log(J_i) over the examples, so
+  its gradient is the mean of dJ_i / J_i (each example by its relative
+  improvement; a near-truth example counts as much as a cold one)."""
   params = _perturbed_params(tiny_ardm)
   regimes = [ObservationRegime("r", fraction=0.5, noise_std=0.1)]
   key = jax.random.PRNGKey(3)
-  results = []
-  for relative in (False, True):
-    training = ControllerTrainingConfig(batch_size=1, window=2, spinup=2,
-                                        relative_cost=relative)
-    loss = controller_loss_fn(tiny_ardm, np.ones(1, np.float32), regimes,
-                              CONTROLLER, training)
-    batch = window_batches(tiny_ks_data, None, 1, 2, 5, 1)(key)
-    results.append(jax.value_and_grad(loss, has_aux=True)(params, key, batch))
-  ((plain, _), d_plain), ((relative, _), d_relative) = results
-  np.testing.assert_allclose(relative, np.log(plain + RELATIVE_FLOOR),
+  scale = np.ones(1, np.float32)
+  plain, relative = (ControllerTrainingConfig(batch_size=2, window=2,
+                                              spinup=2, cold_fraction=0.5,
+                                              relative_cost=r)
+                     for r in (False, True))
+  windows, cold, _ = window_batches(tiny_ks_data, None, 2, 2, 5, 1)(key)
+  keys = jax.random.split(jax.random.split(key, 3)[2], 2)  # as loss_fn's
+  cost = example_cost_fn(tiny_ardm, scale, regimes, CONTROLLER, plain)
+  examples = [jax.value_and_grad(cost, has_aux=True)(
+      params, windows[i], cold[i], keys[i]) for i in range(2)]
+  costs = np.array([float(c) for (c, _), _ in examples])
+  assert costs.max() > 1.2 * costs.min()  # so their weights differ
+  loss = controller_loss_fn(tiny_ardm, scale, regimes, CONTROLLER, relative)
+  (value, _), grads = jax.value_and_grad(loss, has_aux=True)(
+      params, key, (windows, cold, None))
+  np.testing.assert_allclose(value, np.mean(np.log(costs + RELATIVE_FLOOR)),
                              rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(d_plain), jax.tree.leaves(d_relative)):
-    np.testing.assert_allclose(b, a / (plain + RELATIVE_FLOOR), rtol=1e-3,
-                               atol=1e-6)
+  expected = jax.tree.map(
+      lambda a, b: (a / (costs[0] + RELATIVE_FLOOR)
+                    + b / (costs[1] + RELATIVE_FLOOR)) / 2,
+      examples[0][1], examples[1][1])
+  for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(grads)):
+    np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-6)
 
 
 def _perturbed_params(tiny_ardm):

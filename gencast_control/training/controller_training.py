@@ -47,10 +47,13 @@ parameters are kept.
 With `relative_cost`, each example enters as log(score + lambda e) instead:
 its gradient is d(score + lambda e) / (score + lambda e), so every example
 weighs by its relative improvement. Under the plain mean, an example near
-the truth (KS fair CRPS ~0.01) counts about 1/15 of a cold one (~0.16), and
-the cold starts give 96% of the descent direction: the controller learns
-little about leaving a good background alone (`benchmarks/loss_share.py`
-measures each start's share of the gradient).
+the truth (KS fair CRPS 0.007-0.03 in the first 12 leads) counts a fifth to
+a twentieth of a cold one (~0.16), and the cold starts give 96% of the
+descent direction: the controller learns little about leaving a good
+background alone (`benchmarks/loss_share.py` measures each start's share of
+the gradient). Only the "state" objective takes it: the other two score no
+entry in a window without (held-out) observations, where log(lambda e)
+would weigh the control alone at full weight.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ class ControllerTrainingConfig:
     control_cost: lambda, weight of the control's KL cost per forecast step
       (each example draws one of the caller's regimes uniformly).
     relative_cost: each example's cost is log(score + lambda e) (the module
-      doc): near-truth examples weigh as much as cold ones.
+      doc): each example weighs by its relative improvement, so near-truth
+      examples count ("state" objective only).
     warm_start: path of a controller checkpoint (same architecture, same
       ARDM) to start from, e.g. a "state"-trained controller before
       "heldout" training on real observations ("": a fresh u = 0 start).
@@ -145,6 +149,10 @@ class ControllerTrainingConfig:
     if not 0.0 <= self.cold_fraction <= 1.0:
       raise ValueError(f"cold_fraction must be in [0, 1], got"
                        f" {self.cold_fraction}")
+    if self.relative_cost and self.objective != "state":
+      raise ValueError("relative_cost needs the 'state' objective (the others"
+                       " score windows without observations as zero), got"
+                       f" {self.objective!r}")
     if self.objective == "heldout" and not 0.0 < self.holdout_fraction < 1.0:
       raise ValueError("objective 'heldout' needs 0 < holdout_fraction < 1,"
                        f" got {self.holdout_fraction}")
@@ -360,7 +368,7 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
   """Cost of one example: M members spun up, then a controlled window.
 
   Returns (cost, {"score", "energy", "cold": whether the members started
-  cold, "lead": the window's first step after the start}).
+  cold, "first_lead": the window's first step after the start}).
 
   truth_window: [h + spinup + L, *spatial, C]; cold_histories: [M, h, ...]
   random training states; frozen_controller: the controller with gradients
@@ -414,13 +422,32 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
   cost = score + training.control_cost * energy
   if training.relative_cost:
     cost = jnp.log(cost + RELATIVE_FLOOR)
-  return cost, {"score": score, "energy": energy, "cold": cold, "lead": k + 1}
+  return cost, {"score": score, "energy": energy, "cold": cold,
+                "first_lead": k + 1}
 
 
 def channel_scale(data: np.ndarray) -> np.ndarray:
   """Per-channel std [C] of trajectories [N, T, ..., C] (NaN ignored)."""
   axes = tuple(range(data.ndim - 1))
   return (np.nanstd(data, axis=axes) + 1e-6).astype(np.float32)
+
+
+def example_cost_fn(ardm: FrozenARDM, scale,
+                    regimes: Sequence[ObservationRegime],
+                    config: ControllerConfig,
+                    training: ControllerTrainingConfig):
+  """cost(params, window, cold starts, key, context) of one example
+  (`example_cost`, the on-policy spin-up with gradients stopped)."""
+  scale = jnp.asarray(scale)
+
+  def cost(params, window, cold, key, context=None):
+    controller = bind_controller(config, ardm.periodic, params)
+    frozen = bind_controller(config, ardm.periodic,
+                             jax.lax.stop_gradient(params))
+    return example_cost(ardm, controller, frozen, config.horizon, regimes,
+                        window, cold, scale, key, training, context)
+
+  return cost
 
 
 def controller_loss_fn(ardm: FrozenARDM, scale: np.ndarray,
@@ -437,22 +464,17 @@ def controller_loss_fn(ardm: FrozenARDM, scale: np.ndarray,
   """
   if mesh is not None:
     sharding.check_batch_size(training.batch_size, mesh)
-  scale = jnp.asarray(scale)
+  cost = example_cost_fn(ardm, scale, regimes, config, training)
 
   def loss_fn(params, key, batch):
-    controller = bind_controller(config, ardm.periodic, params)
-    frozen = bind_controller(config, ardm.periodic,
-                             jax.lax.stop_gradient(params))
     windows, cold, context = batch
     # The first two parts of the key drew the batch (window_batches).
     keys = jax.random.split(jax.random.split(key, 3)[2], training.batch_size)
     if mesh is not None:
       windows, cold, context, keys = sharding.constrain_batch(
           (windows, cold, context, keys), mesh)
-    example = lambda w, c, k, x: example_cost(
-        ardm, controller, frozen, config.horizon, regimes, w, c, scale, k,
-        training, x)
-    costs, parts = jax.vmap(example)(windows, cold, keys, context)
+    costs, parts = jax.vmap(cost, in_axes=(None, 0, 0, 0, 0))(
+        params, windows, cold, keys, context)
     return jnp.mean(costs), {"score": jnp.mean(parts["score"]),
                              "energy": jnp.mean(parts["energy"])}
 
