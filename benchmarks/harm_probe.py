@@ -34,7 +34,6 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gencast_control.core.checkpoint import atomic_write  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
 from gencast_control.core.controller import uses_ensemble_spread  # noqa: E402
 from gencast_control.core.observations import Observations  # noqa: E402
@@ -144,12 +143,8 @@ def main(argv=None) -> int:
   text = markdown(config.name, results, setup)
   command = " ".join(["python", "benchmarks/harm_probe.py"]
                      + list(sys.argv[1:] if argv is None else argv))
-  body = provenance.with_header(text, command)
-  atomic_write(args.out, lambda f: f.write(body.encode()))
-  print(body)
-  if args.publish:
-    print("wrote", provenance.publish(
-        provenance.publish_path("harm_probe", config.name), text, command))
+  provenance.write_table(text, command, args.out, provenance.publish_path(
+      "harm_probe", config.name) if args.publish else None)
   return 0
 
 

@@ -39,7 +39,6 @@ import jax.numpy as jnp  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gencast_control.core.checkpoint import atomic_write  # noqa: E402
 from gencast_control.core.config import load_config  # noqa: E402
 from gencast_control.evaluation import provenance  # noqa: E402
 from gencast_control.systems import pipeline  # noqa: E402
@@ -166,12 +165,8 @@ def main(argv=None) -> int:
   text = markdown(config.name, examples, masks, setup)
   command = " ".join(["python", "benchmarks/loss_share.py"]
                      + list(sys.argv[1:] if argv is None else argv))
-  body = provenance.with_header(text, command)
-  atomic_write(args.out, lambda f: f.write(body.encode()))
-  print(body)
-  if args.publish:
-    print("wrote", provenance.publish(
-        provenance.publish_path("loss_share", config.name), text, command))
+  provenance.write_table(text, command, args.out, provenance.publish_path(
+      "loss_share", config.name) if args.publish else None)
   return 0
 
 

@@ -269,3 +269,14 @@ def publish(path, markdown: str, command: str | Sequence[str] | None = None,
   from gencast_control.core.checkpoint import atomic_write
   text = with_header(markdown, command, title)
   return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_table(markdown: str, command: str, out,
+                publish_to: Path | None = None) -> None:
+  """A script's table under the header: to `out`, printed, and, with
+  `publish_to`, published there too (a benchmark script's last step)."""
+  body = with_header(markdown, command)
+  publish(out, markdown, command)
+  print(body)
+  if publish_to is not None:
+    print("wrote", publish(publish_to, markdown, command))
