@@ -133,3 +133,19 @@ SLOW_FILES = ("test_held_suarez.py", "test_sharding.py", "test_cli.py",
 def pytest_collection_modifyitems(items):
   rank = {name: i for i, name in enumerate(SLOW_FILES)}
   items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+  """load(name) -> the module of benchmarks/NAME.py (scripts, not a package)."""
+  import importlib.util
+  import pathlib
+  root = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+  def load(name):
+    spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+  return load

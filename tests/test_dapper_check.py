@@ -8,7 +8,6 @@ run."""
 
 import importlib.util
 import os
-import pathlib
 
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +16,6 @@ import scipy.linalg
 
 from gencast_control.baselines import letkf
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 HAVE_DAPPER = importlib.util.find_spec("dapper") is not None
 needs_dapper = pytest.mark.skipif(
     not HAVE_DAPPER,
@@ -26,12 +24,8 @@ needs_dapper = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def check_module():
-  spec = importlib.util.spec_from_file_location(
-      "dapper_letkf_check", ROOT / "benchmarks" / "dapper_letkf_check.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def check_module(benchmark_script):
+  return benchmark_script("dapper_letkf_check")
 
 
 def test_unlocalised_letkf_members_are_the_global_etkf_of_brute_force():

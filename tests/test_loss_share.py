@@ -1,23 +1,11 @@
 """benchmarks/loss_share.py's grouping and descent shares (synthetic)."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-
-def _script():
-  spec = importlib.util.spec_from_file_location(
-      "loss_share", ROOT / "benchmarks" / "loss_share.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_groups_partition_the_examples_and_the_shares_sum_to_one():
-  loss_share = _script()
+def test_groups_partition_the_examples_and_the_shares_sum_to_one(
+    benchmark_script):
+  loss_share = benchmark_script("loss_share")
   rng = np.random.default_rng(0)
   n = 40
   examples = {"cost": rng.uniform(0.01, 1.0, n),

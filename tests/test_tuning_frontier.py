@@ -1,8 +1,6 @@
 """benchmarks/tune_filters.py and benchmarks/frontier.py on tiny settings."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
@@ -10,24 +8,15 @@ from gencast_control.baselines import filter_tuning
 from gencast_control.core.config import load_config
 from gencast_control.evaluation import benchmark
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-
-def script(name):
-  spec = importlib.util.spec_from_file_location(
-      name, ROOT / "benchmarks" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_tuning_records_the_grid_and_the_benchmark_reads_it(tmp_path, capsys,
+def test_tuning_records_the_grid_and_the_benchmark_reads_it(benchmark_script,
+                                                             tmp_path, capsys,
                                                              monkeypatch):
   out = tmp_path / "tuned.json"
   argv = ["--config", "ks", "--regime", "random_25pct", "--method", "letks",
           "--start", "truth", "--radius", "4", "8", "--inflation", "1.05",
           "--out", str(out)]
-  tune = script("tune_filters")
+  tune = benchmark_script("tune_filters")
   assert tune.main(argv) == 0
   key = filter_tuning.entry_key("letks", "truth", 4, 50, "random_25pct")
   entry = json.loads(out.read_text())["configs"]["ks"][key]
@@ -57,8 +46,9 @@ def test_tuning_records_the_grid_and_the_benchmark_reads_it(tmp_path, capsys,
       "letks (tuned, lag 3)")
 
 
-def test_frontier_prints_the_cost_to_reach_the_controller(tmp_path):
-  frontier = script("frontier")
+def test_frontier_prints_the_cost_to_reach_the_controller(benchmark_script,
+                                                          tmp_path):
+  frontier = benchmark_script("frontier")
   argv = ["--config", "ks", "--regime", "random_25pct", "--method", "repaint",
           "--method", "letkf", "--substeps", "2", "3", "--members", "4",
           "--trajectories", "1", "--steps", "6", "--ensemble-size", "2",
@@ -80,7 +70,7 @@ def test_frontier_prints_the_cost_to_reach_the_controller(tmp_path):
   assert (tmp_path / "frontier_ks_cold.png").exists()
 
 
-def test_frontier_refuses_an_unknown_method():
+def test_frontier_refuses_an_unknown_method(benchmark_script):
   with pytest.raises(ValueError, match="unknown method 'kalman'"):
-    script("frontier").main(["--method", "kalman", "--steps", "2",
+    benchmark_script("frontier").main(["--method", "kalman", "--steps", "2",
                              "--trajectories", "1"])
