@@ -127,3 +127,50 @@ def test_held_out_observations_partition_the_stream():
   np.testing.assert_array_equal(shown.values + held_out.values, obs.values)
   fraction = float(held_out.mask.sum() / obs.mask.sum())
   assert 0.2 < fraction < 0.4
+
+
+def test_perturbed_observations_are_drawn_once_per_member_and_time():
+  """Each member sees y_j + eps_j, eps_j ~ N(0, sigma_j^2): unobserved
+  entries stay empty, y_j is perturbed alike at every step that previews it,
+  and members differ."""
+  from gencast_control.core.assimilation import perturbed_preview
+  from gencast_control.core.observations import Observations
+  rng = np.random.default_rng(0)
+  values = rng.normal(size=(6, 4000, 1)).astype(np.float32)
+  mask = (rng.random(values.shape) < 0.5).astype(np.float32)
+  std = np.where(rng.random(values.shape) < 0.5, 0.1, 2.0).astype(np.float32)
+  observations = Observations.from_arrays(values, mask, std)
+  key = jax.random.PRNGKey(3)
+  first = perturbed_preview(observations.preview(0, 3), key, 1)
+  second = perturbed_preview(observations.preview(1, 3), key, 2)
+  np.testing.assert_array_equal(np.asarray(first.values[1:]),
+                                np.asarray(second.values[:2]))
+  clean = observations.preview(0, 3)
+  observed = np.asarray(clean.mask) > 0
+  np.testing.assert_array_equal(np.asarray(first.values)[~observed], 0.0)
+  eps = (np.asarray(first.values) - np.asarray(clean.values))[observed]
+  standardised = eps / np.asarray(clean.error_std)[observed]
+  assert abs(standardised.mean()) < 0.05
+  assert abs(standardised.std() - 1.0) < 0.05
+  other = perturbed_preview(clean, jax.random.PRNGKey(4), 1)
+  assert not np.allclose(np.asarray(other.values)[observed],
+                         np.asarray(first.values)[observed])
+
+
+def test_perturbed_observations_act_only_through_the_control(
+    tiny_ardm, tiny_ks_data):
+  import dataclasses
+  truth = tiny_ks_data[0, :9]
+  config = dataclasses.replace(CONTROLLER, perturbed_observations=True)
+  params = init_controller(CONTROLLER, tiny_ardm, jax.random.PRNGKey(0))
+  key, observations = jax.random.PRNGKey(5), _observations(truth)
+  run = lambda config, params: np.asarray(ensemble_rollout(
+      tiny_ardm, truth[:1], 8, key, 3, observations,
+      bind_controller(config, tiny_ardm.periodic, params), 2))
+  # u = 0: the pretrained sampler, perturbed or not ...
+  np.testing.assert_array_equal(run(config, params), run(CONTROLLER, params))
+  # ... while a controller that acts sees other observations.
+  params = jax.tree.map(lambda p: p + 0.1, params)
+  perturbed, plain = run(config, params), run(CONTROLLER, params)
+  assert np.all(np.isfinite(perturbed))
+  assert np.abs(perturbed - plain).max() > 1e-3

@@ -9,9 +9,11 @@ with no adjoint, no gradient of the denoiser and no test-time optimisation.
 Without a controller the same loop is the unguided ARDM forecast. Ensemble
 members use independent noise, key_m = fold_in(key, m), and are stepped
 together (a scan over the steps, the members vmapped inside it), so an
-ensemble-aware controller sees their spread; with several local devices the
-members are split over them (a `sample` mesh axis, jax.sharding), the model
-and the observations replicated.
+ensemble-aware controller sees their spread; a controller trained with
+perturbed observations gives each member its own copy of them
+(`perturbed_preview`). With several local devices the members are split over
+them (a `sample` mesh axis, jax.sharding), the model and the observations
+replicated.
 """
 
 from __future__ import annotations
@@ -25,8 +27,30 @@ import numpy as np
 import xarray as xr
 
 from gencast_control.core.ardm import ControllerFn, FrozenARDM
-from gencast_control.core.controller import uses_ensemble_spread
-from gencast_control.core.observations import Observations
+from gencast_control.core.controller import (perturbs_observations,
+                                             uses_ensemble_spread)
+from gencast_control.core.observations import Observations, Preview
+
+
+# fold_in datum of a member's observation perturbations: a step index no
+# rollout reaches, so their keys never meet the sampler's fold_in(key, n).
+_PERTURBATION_STREAM = 2**31 - 1
+
+
+def perturbed_preview(preview: Preview, key: jax.Array,
+                      first_frame) -> Preview:
+  """The preview with every observation y_j replaced by y_j + eps_j,
+  eps_j ~ N(0, sigma_j^2) (perturbed observations, Burgers et al. 1998).
+  eps_j is drawn from fold_in(fold_in(key, stream), j) with j the frame's
+  index in the stream (`first_frame` is the preview's first), so a member
+  sees one perturbation of y_j at every step that previews it."""
+  key = jax.random.fold_in(key, _PERTURBATION_STREAM)
+  frames = first_frame + jnp.arange(preview.values.shape[0])
+  noise = jax.vmap(lambda j: jax.random.normal(
+      jax.random.fold_in(key, j), preview.values.shape[1:],
+      preview.values.dtype))(frames)
+  return preview._replace(
+      values=preview.values + preview.mask * preview.error_std * noise)
 
 
 def forecast_step(ardm: FrozenARDM, history: jax.Array, n, key: jax.Array,
@@ -42,6 +66,8 @@ def forecast_step(ardm: FrozenARDM, history: jax.Array, n, key: jax.Array,
   if controller is not None:
     preview = observations.preview(n, horizon)._replace(
         ensemble_spread=spread)
+    if perturbs_observations(controller):
+      preview = perturbed_preview(preview, key, first_step + n + 1)
   if context is not None:
     step_context = jax.tree.map(
         lambda c: jax.lax.dynamic_slice_in_dim(c, n, h + 1), context)

@@ -46,6 +46,13 @@ innovations): u = 0 exactly wherever nothing is observed in the horizon, and
 what the controller does is a response to the observations only. (Measured
 on KS from the true state, a controller without it moved the forecast as far
 from the truth with every observation hidden as with them: docs/method.md.)
+
+With `perturbed_observations` each member m of an ensemble sees its own copy
+of every observation, y_j + eps_{m,j} with eps_{m,j} ~ N(0, sigma_j^2) drawn
+once per member and observation time (the perturbed observations of the
+stochastic EnKF, Burgers et al. 1998): members started together, e.g. on the
+truth, no longer agree wherever the observations are noisy, so the spread can
+account for the observation error (`gencast_control.core.assimilation`).
 """
 
 from __future__ import annotations
@@ -95,6 +102,8 @@ class ControllerConfig:
     spread_gate: gate u by the ensemble's spread (module docstring); its
       parameters are added to the others, so a controller without it can be
       fine-tuned into it (`extend_params`).
+    perturbed_observations: each member sees its own perturbed copy of the
+      observations (module docstring); no parameters of its own.
   """
   horizon: int = 2
   network: ConvNetConfig = ConvNetConfig(
@@ -108,6 +117,7 @@ class ControllerConfig:
   head_pointwise_input: bool = False
   zero_without_observations: bool = False
   spread_gate: bool = False
+  perturbed_observations: bool = False
 
   def __post_init__(self):
     if self.horizon < 1:
@@ -323,6 +333,13 @@ def uses_ensemble_spread(controller) -> bool:
   return bool(getattr(config, "spread_gate", False))
 
 
+def perturbs_observations(controller) -> bool:
+  """True for a controller whose members see perturbed observations
+  (`ControllerConfig.perturbed_observations`)."""
+  config = getattr(controller, "config", None)
+  return bool(getattr(config, "perturbed_observations", False))
+
+
 def extend_params(config: ControllerConfig, ardm: FrozenARDM,
                   params: hk.Params, key: jax.Array) -> hk.Params:
   """`params` of a controller completed to `config`'s architecture: the
@@ -363,7 +380,8 @@ def load_warm_start(path, config: ControllerConfig,
   gates, which change what u is made of, not the parameters it shares (the
   spread gate's own start where u is unchanged: `extend_params`)."""
   warm_config, params, _ = load_controller(path, ardm)
-  gates = dict(zero_without_observations=False, spread_gate=False)
+  gates = dict(zero_without_observations=False, spread_gate=False,
+               perturbed_observations=False)
   if dataclasses.replace(warm_config, **gates) != dataclasses.replace(
       config, **gates):
     raise ValueError(f"warm_start {path} has another controller architecture"
