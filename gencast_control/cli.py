@@ -291,7 +291,7 @@ def _cmd_benchmark(args):
   publish = None
   if args.publish:
     publish = benchmark.publish_paths(args.config, args.set, args.mode,
-                                      args.start)
+                                      args.start, args.split)
     _check_publish(args, publish.values())
   size = {k: v for k, v in (("num_trajectories", args.trajectories),
                             ("num_steps", args.steps),
@@ -299,7 +299,8 @@ def _cmd_benchmark(args):
   results = benchmark.run_benchmark(
       args.out, args.config, args.mode, args.method or benchmark.METHODS,
       args.regime, args.set, args.checkpoints, size, start=args.start,
-      burn_in=args.burn_in, command=args.command_line, publish=publish)
+      burn_in=args.burn_in, split=args.split, command=args.command_line,
+      publish=publish)
   print(benchmark.markdown_report(results))
   for path in results["paths"]:
     print(f"wrote {path}")
@@ -548,6 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
                  " from its own random climatological state")
   p.add_argument("--burn-in", type=int, default=None,
                  help="steps left out of the scores (default: steps // 5)")
+  p.add_argument("--split", choices=("test", "validation"), default="test",
+                 help="the truth: held-out test draws, or the validation"
+                 " split's (compare candidate controllers there, never on"
+                 " test)")
   p.add_argument("--method", "--methods", action="extend", nargs="+",
                  help="method (repeatable; default: controlled unguided dps"
                  " sda repaint enkf letkf letks)")
@@ -563,8 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--members", type=int, help="override the mode's ensemble"
                  " size (>= 2)")
   p.add_argument("--out", default="results/benchmark")
-  _add_publish(p, "benchmark_CONFIG (one per config; _full, _cold for"
-               " --mode full, --start cold)")
+  _add_publish(p, "benchmark_CONFIG (one per config; _full, _cold,"
+               " _validation for --mode full, --start cold, --split"
+               " validation)")
   _add_overwrite(p)
   p.set_defaults(func=_cmd_benchmark)
 

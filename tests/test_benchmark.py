@@ -217,3 +217,27 @@ def test_divergence_counts_members_far_outside_the_truths_range():
   ensemble[0, 2, 4, 0] = np.nan
   assert diagnostics.count_diverged(ensemble, truth) == 2
   assert diagnostics.count_diverged(np.ones((1, 3, 5, 8, 1)), truth) == 0
+
+
+def test_validation_split_scores_against_the_validation_draws(
+    checkpoints, tmp_path, monkeypatch):
+  drawn = []
+  for name in ("test_trajectories", "validation_trajectories"):
+    original = getattr(benchmark, name)
+    monkeypatch.setattr(benchmark, name, lambda *a, f=original, n=name:
+                        drawn.append(n) or f(*a))
+  args = (["benchmark", "--config", "ks", "--checkpoints", str(checkpoints),
+           "--out", str(tmp_path), "--regime", "random_25pct", "--method",
+           "controlled", "unguided", "--split", "validation"] + TINY + SIZE)
+  assert cli.main(args) == 0
+  assert drawn == ["validation_trajectories"]
+  results = json.loads((tmp_path / "benchmark.json").read_text())
+  assert results["configs"]["ks"]["setup"]["split"] == "validation"
+  assert "1 validation-split trajectories" in (
+      tmp_path / "benchmark.md").read_text()
+  config = load_config("ks", TINY[1::2])
+  validation = held_out.validation_trajectories(config, 1, 3)
+  test = held_out.test_trajectories(config)[:1, :validation.shape[1]]
+  assert np.abs(validation - test).max() > 0.1
+  assert benchmark.publish_paths(["ks"], [], "quick", "cold", "validation")[
+      "ks"].name == "benchmark_ks_cold_validation.md"

@@ -2,7 +2,9 @@
 
 For every PDE config, observation regime and method of METHODS, on the SAME
 held-out truth trajectories (`systems.truth.test_trajectories`, seeds
-disjoint from training), the SAME observations and the SAME PRNG keys as
+disjoint from training; with split "validation" the validation split's,
+to compare candidate controllers without touching the test truth), the
+SAME observations and the SAME PRNG keys as
 `forecasts.assimilate_trajectories` (trajectory k: observations drawn with
 fold_in(key, 2k), ensemble member m with fold_in(fold_in(key, 2k + 1), m)),
 and the same number of sampler sub-steps:
@@ -81,12 +83,16 @@ from gencast_control.evaluation.diagnostics import (DIVERGENCE_FACTOR,
                                                     wavenumbers)
 from gencast_control.systems import pipeline
 from gencast_control.systems.experiment import ExperimentConfig
-from gencast_control.systems.truth import cold_ensembles, test_trajectories
+from gencast_control.systems.truth import (cold_ensembles, test_trajectories,
+                                           validation_trajectories)
 
 # controlled; unguided, dps, sda, repaint; enkf, letkf, letks
 METHODS = ("controlled",) + baselines.METHODS + filters.METHODS
 TUNED_FILTERS = ("letkf", "letks")
 STARTS = ("truth", "cold")
+# The truth a run scores against: the held-out test draws, or the validation
+# split's (to compare candidate controllers without touching the test truth).
+SPLITS = ("test", "validation")
 GRADIENT_GUIDED = ("dps", "sda")
 DEFAULT_CONFIGS = ("ks", "kolmogorov")
 
@@ -464,6 +470,9 @@ def table_rows(results: dict) -> list[dict]:
   return out
 
 
+_TRUTH_LABEL = {"test": "held-out", "validation": "validation-split"}
+
+
 def markdown_report(results: dict) -> str:
   machine = results["machine"]
   lines = [f"# DA benchmark ({results['mode']} mode)", "",
@@ -478,7 +487,8 @@ def markdown_report(results: dict) -> str:
   for name, result in results["configs"].items():
     s = result["setup"]
     lines += [f"## {name}", "",
-              f"{s['num_trajectories']} held-out trajectories x"
+              f"{s['num_trajectories']}"
+              f" {_TRUTH_LABEL[s.get('split', 'test')]} trajectories x"
               f" {s['num_steps']} steps, {s['ensemble_size']} members,"
               f" {s['sampler_substeps']} sampler sub-steps per step; start:"
               f" {s.get('start', 'truth')}; scores over t ="
@@ -610,16 +620,18 @@ def machine_info() -> dict:
 
 
 def publish_paths(names: Sequence[str] | None, overrides: Sequence[str],
-                  mode: str = "quick", start: str = "truth"
-                  ) -> dict[str, Path]:
-  """{config name: docs/results/benchmark_NAME[_MODE][_START].md}: the mode
-  and start named where they are not the defaults (quick, truth)."""
+                  mode: str = "quick", start: str = "truth",
+                  split: str = "test") -> dict[str, Path]:
+  """{config name: docs/results/benchmark_NAME[_MODE][_START][_SPLIT].md}:
+  the mode, start and split named where they are not the defaults (quick,
+  truth, test)."""
   out = {}
   for name in dict.fromkeys(names or DEFAULT_CONFIGS):
     config_name = load_config(name, list(overrides)).name
     out[config_name] = provenance.publish_path(
         "benchmark", config_name, *([mode] if mode != "quick" else []),
-        *([start] if start != "truth" else []))
+        *([start] if start != "truth" else []),
+        *([split] if split != "test" else []))
   return out
 
 
@@ -656,14 +668,15 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
                   overrides: Sequence[str] = (), checkpoints_dir=None,
                   size: dict | None = None, seed: int = 1,
                   log: Callable[[str], None] = print, start: str = "truth",
-                  burn_in: int | None = None,
+                  burn_in: int | None = None, split: str = "test",
                   command: str | Sequence[str] | None = None,
                   publish: dict[str, Path] | None = None) -> dict:
   """The benchmark end to end; returns the results written to out_dir.
 
   size: optional overrides of the mode's BenchmarkSize fields.
   start: "truth" or "cold" (module docstring); burn_in: steps left out of
-  the scores (default T // 5).
+  the scores (default T // 5); split: the truth, "test" (held out) or
+  "validation" (`SPLITS`).
   command: the command line named in the markdown's provenance header
     (default sys.argv).
   publish: {config name: path} (`publish_paths`): each benchmarked config's
@@ -673,6 +686,8 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
   methods = check_methods(methods)
   if start not in STARTS:
     raise ValueError(f"unknown start {start!r}; choose one of {STARTS}")
+  if split not in SPLITS:
+    raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
   if burn_in is not None and burn_in < 0:
     raise ValueError(f"burn_in must be >= 0, got {burn_in}")
   if mode not in MODES:
@@ -695,8 +710,11 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
         num_steps=sz.num_steps, ensemble_size=sz.ensemble_size))
     models = load_models(config, ardm_path, controller_path)
     t0 = time.perf_counter()
-    truth = test_trajectories(config)
-    log(f"{config.name}: {sz.num_trajectories} held-out trajectories x"
+    truth = (test_trajectories(config) if split == "test" else
+             validation_trajectories(config, sz.num_trajectories,
+                                     sz.num_steps))
+    log(f"{config.name}: {sz.num_trajectories} {_TRUTH_LABEL[split]}"
+        " trajectories x"
         f" {sz.num_steps} steps ({time.perf_counter() - t0:.1f} s to"
         f" simulate), {sz.ensemble_size} members")
     names = list(regimes or [r.name for r in config.regimes])
@@ -710,7 +728,7 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
                            sz.ensemble_size, seed, log=log, initial=initial,
                            burn_in=steps_burn_in)
     result = {
-        "setup": {**dataclasses.asdict(sz), "start": start,
+        "setup": {**dataclasses.asdict(sz), "start": start, "split": split,
                   "burn_in": steps_burn_in,
                   "sampler_substeps": models.ardm.config.sampler.num_steps,
                   "physics_metric": physics_metric_name(config),
@@ -736,7 +754,8 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
       one = {**results, "configs": {name: result}, "skipped": {}}
       paths.append(provenance.publish(
           publish[name], markdown_report(one), command,
-          f"DA benchmark: {name} ({mode} mode, {start} start)"))
+          f"DA benchmark: {name} ({mode} mode, {start} start"
+          + ("" if split == "test" else f", {split} split") + ")"))
   paths += plot_paths
   results["paths"] = [str(p) for p in paths]
   return results
