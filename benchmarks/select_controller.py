@@ -13,7 +13,7 @@ docs/results/select_controller_CONFIG.md.
 
 A candidate is NAME=CHECKPOINT, optionally followed by config overrides the
 checkpoint was trained with (comma-separated FIELD=VALUE); "shipped" alone is
-the shipped controller:
+the shipped controller. Every candidate steers the shipped ARDM:
 
     python benchmarks/select_controller.py --config ks --candidate shipped \
         --candidate perturbed=ks_pert.npz,controller.perturbed_observations=True
@@ -36,8 +36,6 @@ from gencast_control.core.config import load_config  # noqa: E402
 from gencast_control.evaluation import benchmark, provenance  # noqa: E402
 from gencast_control.systems import pipeline  # noqa: E402
 
-STARTS = ("truth", "cold")
-
 
 def parse_candidate(text: str) -> tuple[str, str | None, list[str]]:
   """'NAME[=CHECKPOINT[,FIELD=VALUE...]]' -> (name, checkpoint, overrides)."""
@@ -54,19 +52,19 @@ def parse_candidate(text: str) -> tuple[str, str | None, list[str]]:
 def run_candidate(config_name: str, path: str | None, overrides: list[str],
                   start: str, regimes, size: dict, work: Path) -> dict:
   """The benchmark's regime rows of one candidate and start (validation)."""
-  ardm, shipped = pipeline.shipped_checkpoints(
-      load_config(config_name, overrides).name)
+  name = load_config(config_name, overrides).name
+  ardm, shipped = pipeline.shipped_checkpoints(name)
   folder = work / "checkpoints"
   folder.mkdir(parents=True, exist_ok=True)
   for kind, source in (("ardm", ardm), ("controller", path or shipped)):
-    link = folder / f"{config_name}_{kind}.npz"
+    link = folder / f"{name}_{kind}.npz"
     link.unlink(missing_ok=True)
     link.symlink_to(Path(source).resolve())
   results = benchmark.run_benchmark(
       work / start, [config_name], methods=("controlled", "unguided"),
       regimes=regimes, overrides=overrides, checkpoints_dir=folder,
       size=size, start=start, split="validation", log=lambda _: None)
-  return results["configs"][config_name]["regimes"]
+  return results["configs"][name]["regimes"]
 
 
 def markdown(results: dict[str, dict[str, dict]], setup: str) -> str:
@@ -103,7 +101,7 @@ def main(argv=None) -> int:
                       " (repeatable)")
   parser.add_argument("--regime", action="append",
                       help="default: all of the config's")
-  parser.add_argument("--start", action="append", choices=STARTS,
+  parser.add_argument("--start", action="append", choices=benchmark.STARTS,
                       help="default: both")
   parser.add_argument("--trajectories", type=int)
   parser.add_argument("--steps", type=int)
@@ -113,7 +111,10 @@ def main(argv=None) -> int:
   parser.add_argument("--overwrite", action="store_true",
                       help="replace the published table of an earlier run")
   args = parser.parse_args(argv)
-  candidates = [parse_candidate(c) for c in args.candidate]
+  try:
+    candidates = [parse_candidate(c) for c in args.candidate]
+  except ValueError as e:
+    parser.error(str(e))
   config = load_config(args.config, [])
   publish = (provenance.publish_path("select_controller", config.name)
              if args.publish else None)
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
   with tempfile.TemporaryDirectory() as work:
     for name, path, overrides in candidates:
       results[name] = {}
-      for start in args.start or STARTS:
+      for start in args.start or benchmark.STARTS:
         results[name][start] = run_candidate(
             args.config, path, overrides, start, args.regime, size,
             Path(work) / name)

@@ -52,7 +52,9 @@ of every observation, y_j + eps_{m,j} with eps_{m,j} ~ N(0, sigma_j^2) drawn
 once per member and observation time (the perturbed observations of the
 stochastic EnKF, Burgers et al. 1998): members started together, e.g. on the
 truth, no longer agree wherever the observations are noisy, so the spread can
-account for the observation error (`gencast_control.core.assimilation`).
+account for the observation error (`gencast_control.core.assimilation`). In
+training, the spin-up and the window of an example are separate rollouts
+with their own keys, so a frame previewed in both is perturbed afresh.
 """
 
 from __future__ import annotations
@@ -377,8 +379,9 @@ def load_warm_start(path, config: ControllerConfig,
                     ardm: FrozenARDM) -> hk.Params:
   """The parameters of a warm start (`controller_training.warm_start`) for
   `config`: a checkpoint for `ardm` of the same architecture up to the
-  gates, which change what u is made of, not the parameters it shares (the
-  spread gate's own start where u is unchanged: `extend_params`)."""
+  gates and `perturbed_observations`, which change what u is made of or
+  sees, not the parameters it shares (the spread gate's own start where u
+  is unchanged: `extend_params`)."""
   warm_config, params, _ = load_controller(path, ardm)
   gates = dict(zero_without_observations=False, spread_gate=False,
                perturbed_observations=False)
