@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import os
 import sys
 
@@ -158,10 +157,9 @@ def main(argv=None) -> int:
   examples = example_gradients(config, ardm, params, data, args.examples,
                                args.chunk)
   masks = groups(examples, training.window, training.spinup)
-  digest = hashlib.sha256(open(controller_path, "rb").read()).hexdigest()
   setup = {"examples": args.examples,
            "controller": f"{os.path.basename(controller_path)}, sha256"
-           f" {digest[:12]}"}
+           f" {provenance.file_digest(controller_path)}"}
   text = markdown(config.name, examples, masks, setup)
   command = " ".join(["python", "benchmarks/loss_share.py"]
                      + list(sys.argv[1:] if argv is None else argv))

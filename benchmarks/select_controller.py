@@ -22,7 +22,6 @@ the shipped controller. Every candidate steers the shipped ARDM:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
@@ -51,7 +50,8 @@ def parse_candidate(text: str) -> tuple[str, str | None, list[str]]:
 
 def run_candidate(config_name: str, path: str | None, overrides: list[str],
                   start: str, regimes, size: dict, work: Path) -> dict:
-  """The benchmark's regime rows of one candidate and start (validation)."""
+  """The benchmark's result of one candidate and start on validation:
+  {"setup", "regimes", "goals"} (`benchmark.run_benchmark`)."""
   name = load_config(config_name, overrides).name
   ardm, shipped = pipeline.shipped_checkpoints(name)
   folder = work / "checkpoints"
@@ -64,7 +64,7 @@ def run_candidate(config_name: str, path: str | None, overrides: list[str],
       work / start, [config_name], methods=("controlled", "unguided"),
       regimes=regimes, overrides=overrides, checkpoints_dir=folder,
       size=size, start=start, split="validation", log=lambda _: None)
-  return results["configs"][name]["regimes"]
+  return results["configs"][name]
 
 
 def markdown(results: dict[str, dict[str, dict]], setup: str) -> str:
@@ -123,25 +123,22 @@ def main(argv=None) -> int:
   size = {k: v for k, v in (("num_trajectories", args.trajectories),
                             ("num_steps", args.steps),
                             ("ensemble_size", args.members)) if v is not None}
-  sz = benchmark.benchmark_size(config, "quick")
-  sizes = {"num_trajectories": sz.num_trajectories,
-           "num_steps": sz.num_steps, "ensemble_size": sz.ensemble_size,
-           **size}
   results = {}
   with tempfile.TemporaryDirectory() as work:
     for name, path, overrides in candidates:
       results[name] = {}
       for start in args.start or benchmark.STARTS:
-        results[name][start] = run_candidate(
-            args.config, path, overrides, start, args.regime, size,
-            Path(work) / name)
+        result = run_candidate(args.config, path, overrides, start,
+                               args.regime, size, Path(work) / name)
+        results[name][start] = result["regimes"]
         print(f"{name}, {start} start: done", flush=True)
+  sizes = result["setup"]  # every run has the same sizes
   steps = sizes["num_steps"]
 
   def described(name, path, overrides):
     path = path or pipeline.shipped_checkpoints(config.name)[1]
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-    return (f"{name} = {Path(path).name} (sha256 {digest}"
+    return (f"{name} = {Path(path).name} (sha256"
+            f" {provenance.file_digest(path)}"
             + "".join(f", {o}" for o in overrides) + ")")
 
   setup = (f"{sizes['num_trajectories']} validation-split trajectories x"

@@ -328,18 +328,22 @@ def bind_controller(config: ControllerConfig, periodic: Sequence[bool],
   return BoundController(config, tuple(periodic), params)
 
 
+def _config_flag(controller, name: str) -> bool:
+  """A ControllerConfig flag of a bound controller (False for None or a
+  controller without a config, e.g. one of your own)."""
+  return bool(getattr(getattr(controller, "config", None), name, False))
+
+
 def uses_ensemble_spread(controller) -> bool:
   """True for a controller that needs the ensemble's spread (spread_gate):
   its members must be stepped together."""
-  config = getattr(controller, "config", None)
-  return bool(getattr(config, "spread_gate", False))
+  return _config_flag(controller, "spread_gate")
 
 
 def perturbs_observations(controller) -> bool:
   """True for a controller whose members see perturbed observations
   (`ControllerConfig.perturbed_observations`)."""
-  config = getattr(controller, "config", None)
-  return bool(getattr(config, "perturbed_observations", False))
+  return _config_flag(controller, "perturbed_observations")
 
 
 def extend_params(config: ControllerConfig, ardm: FrozenARDM,

@@ -33,6 +33,7 @@ atomic (temporary file, then rename).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -274,9 +275,18 @@ def publish(path, markdown: str, command: str | Sequence[str] | None = None,
 def write_table(markdown: str, command: str, out,
                 publish_to: Path | None = None) -> None:
   """A script's table under the header: to `out`, printed, and, with
-  `publish_to`, published there too (a benchmark script's last step)."""
+  `publish_to`, published there too (a benchmark script's last step; one
+  header, so both copies name the same date and commit)."""
+  from gencast_control.core.checkpoint import atomic_write
   body = with_header(markdown, command)
-  publish(out, markdown, command)
+  write = lambda f: f.write(body.encode())
+  atomic_write(out, write)
   print(body)
   if publish_to is not None:
-    print("wrote", publish(publish_to, markdown, command))
+    print("wrote", atomic_write(publish_to, write))
+
+
+def file_digest(path) -> str:
+  """The first 12 hex digits of a file's SHA-256 (a checkpoint named in a
+  table's setup)."""
+  return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
