@@ -414,3 +414,31 @@ def test_training_keeps_and_returns_the_best_validated_parameters(tmp_path):
   assert (tmp_path / "best.npz").exists()
   assert [r["validation_crps"] for r in history if "validation_crps" in r
           ] == [5.0, 1.0, 2.0, 4.0]
+
+
+def test_the_no_harm_hinge_charges_a_controller_worse_than_the_free_forecast(
+    tiny_ardm, tiny_ks_data):
+  """no_harm_weight w adds w * mean_l max(0, r_l - r_free_l): zero for the
+  u = 0 controller (its rollout is the free one, same noise), positive for
+  one that moves the members off a true start."""
+  regimes = [ObservationRegime("r", fraction=0.5, noise_std=0.1)]
+  key = jax.random.PRNGKey(3)
+  scale = np.ones(1, np.float32)
+  windows, cold, _ = window_batches(tiny_ks_data, None, 1, 2, 5, 1)(key)
+  configs = [ControllerTrainingConfig(batch_size=1, window=2, spinup=2,
+                                      cold_fraction=0.0, no_harm_weight=w)
+             for w in (0.0, 2.0)]
+  zero = init_controller(CONTROLLER, tiny_ardm, jax.random.PRNGKey(0))
+  for params, harmful in ((zero, False), (_perturbed_params(tiny_ardm), True)):
+    (plain, _), (hinged, parts) = (
+        example_cost_fn(tiny_ardm, scale, regimes, CONTROLLER, c)(
+            params, windows[0], cold[0], key) for c in configs)
+    if harmful:
+      assert float(parts["harm"]) > 1e-3
+    else:
+      assert float(parts["harm"]) == 0.0
+    np.testing.assert_allclose(hinged, plain + 2.0 * parts["harm"], rtol=1e-6)
+  with pytest.raises(ValueError, match="no_harm_weight needs the 'state'"):
+    ControllerTrainingConfig(objective="heldout", no_harm_weight=1.0)
+  with pytest.raises(ValueError, match="no_harm_weight"):
+    ControllerTrainingConfig(no_harm_weight=-1.0)

@@ -54,6 +54,19 @@ background alone (`benchmarks/loss_share.py` measures each start's share of
 the gradient). Only the "state" objective takes it: the other two score no
 entry in a window without (held-out) observations, where log(lambda e)
 would weigh the control alone at full weight.
+
+With `no_harm_weight` w > 0 ("state" objective), each example also runs its
+members unguided (u = 0, no gradient) from the same start over the spin-up
+and the window, with the same noise, and adds
+
+    w (1/L) sum_{l=1..L} max(0, r_l - r^free_l),
+
+r_l and r^free_l the RMSE (in field stds) of the controlled and the unguided
+ensemble mean against the truth at the window's lead k + l: a hinge that
+charges the controller wherever its ensemble mean is further from the truth
+than the free forecast's, at that lead. With u = 0 it is exactly zero; from
+a cold start the free forecast is far off and it is nearly always zero; from
+the truth it is the per-lead "do no harm" condition itself.
 """
 
 from __future__ import annotations
@@ -97,6 +110,8 @@ class ControllerTrainingConfig:
     relative_cost: each example's cost is log(score + lambda e) (the module
       doc): each example weighs by its relative improvement, so near-truth
       examples count ("state" objective only).
+    no_harm_weight: w of the per-lead hinge against the unguided forecast
+      (the module doc; 0: none; "state" objective only).
     warm_start: path of a controller checkpoint (same architecture, same
       ARDM) to start from, e.g. a "state"-trained controller before
       "heldout" training on real observations ("": a fresh u = 0 start).
@@ -121,6 +136,7 @@ class ControllerTrainingConfig:
   learning_rate: float = 1e-3
   control_cost: float = 1e-3
   relative_cost: bool = False
+  no_harm_weight: float = 0.0
   seed: int = 0
   checkpoint_every: int = 50
   log_every: int = 10
@@ -135,7 +151,8 @@ class ControllerTrainingConfig:
     require(self, positive=("num_steps", "batch_size", "learning_rate",
                             "checkpoint_every", "log_every",
                             "validation_steps", "validation_members"),
-            nonnegative=("control_cost", "validate_every", "num_devices"))
+            nonnegative=("control_cost", "no_harm_weight", "validate_every",
+                         "num_devices"))
     if self.objective not in OBJECTIVES:
       raise ValueError(f"unknown controller objective {self.objective!r};"
                        f" choose one of {OBJECTIVES}")
@@ -153,6 +170,9 @@ class ControllerTrainingConfig:
       raise ValueError("relative_cost needs the 'state' objective (the others"
                        " score windows without observations as zero), got"
                        f" {self.objective!r}")
+    if self.no_harm_weight and self.objective != "state":
+      raise ValueError("no_harm_weight needs the 'state' objective (the hinge"
+                       f" scores against the truth), got {self.objective!r}")
     if self.objective == "heldout" and not 0.0 < self.holdout_fraction < 1.0:
       raise ValueError("objective 'heldout' needs 0 < holdout_fraction < 1,"
                        f" got {self.holdout_fraction}")
@@ -218,6 +238,20 @@ def window_score(objective: str, states: jax.Array, truth: jax.Array,
   noise = std * jax.random.normal(key, states.shape)
   crps = fair_crps((states + noise) / std, scored.values / std)
   return jnp.sum(scored.mask * crps) / jnp.maximum(jnp.sum(scored.mask), 1.0)
+
+
+def ensemble_mean_rmse(states: jax.Array, truth: jax.Array,
+                       scale: jax.Array) -> jax.Array:
+  """RMSE [L] of the ensemble mean of states [M, L, ...] against truth
+  [L, ...] at each time, in units of the per-channel std `scale`; entries
+  not finite in the truth are left out."""
+  valid = jnp.isfinite(truth)
+  error = (jnp.mean(states, axis=0) - jnp.where(valid, truth, 0.0)) / scale
+  axes = tuple(range(1, error.ndim))
+  count = jnp.maximum(jnp.sum(valid, axis=axes), 1)
+  # The floor keeps the root's gradient finite at a perfect mean.
+  return jnp.sqrt(jnp.sum(jnp.where(valid, error, 0.0)**2, axis=axes) / count
+                  + 1e-12)
 
 
 # --------------------------------------------------------------- windows
@@ -420,9 +454,26 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
                        window_scored, scale, keys[7])
   energy = jnp.mean(energy) / window
   cost = score + training.control_cost * energy
+  harm = jnp.zeros(())
+  if training.no_harm_weight:
+    # The same start, spin-up and window with u = 0 and the same noise.
+    free = starts
+    if spinup > 0:
+      free, _ = ensemble_states(ardm, starts, spinup, k_spin,
+                                context=times(context, 0, h + spinup))
+      free = jax.lax.dynamic_slice_in_dim(
+          jnp.concatenate([starts[:, :h - 1], free], axis=1), k, h, axis=1)
+    free, _ = ensemble_states(ardm, free, window, k_window,
+                              context=times(context, k, h + window))
+    free = jax.lax.stop_gradient(free[:, 1:])
+    states_finite = jnp.where(jnp.isfinite(states), states, 0.0)
+    harm = jnp.mean(jax.nn.relu(
+        ensemble_mean_rmse(states_finite, window_truth, scale)
+        - ensemble_mean_rmse(free, window_truth, scale)))
+    cost = cost + training.no_harm_weight * harm
   if training.relative_cost:
     cost = jnp.log(cost + RELATIVE_FLOOR)
-  return cost, {"score": score, "energy": energy, "cold": cold,
+  return cost, {"score": score, "energy": energy, "harm": harm, "cold": cold,
                 "first_lead": k + 1}
 
 
@@ -475,8 +526,11 @@ def controller_loss_fn(ardm: FrozenARDM, scale: np.ndarray,
           (windows, cold, context, keys), mesh)
     costs, parts = jax.vmap(cost, in_axes=(None, 0, 0, 0, 0))(
         params, windows, cold, keys, context)
-    return jnp.mean(costs), {"score": jnp.mean(parts["score"]),
-                             "energy": jnp.mean(parts["energy"])}
+    metrics = {"score": jnp.mean(parts["score"]),
+               "energy": jnp.mean(parts["energy"])}
+    if training.no_harm_weight:
+      metrics["harm"] = jnp.mean(parts["harm"])
+    return jnp.mean(costs), metrics
 
   return loss_fn
 
