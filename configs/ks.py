@@ -14,11 +14,14 @@ station its own error std); the controller is trained on all at once.
 The controller is ensemble-aware (`spread_gate`: its control is gated by the
 ensemble's spread, gencast_control.core.controller). The shipped one was
 trained in stages, the best by validation kept in each: 800 steps of this
-config without the gate (spread_gate=False), then four fine-tunings of 300
+config without the gate (spread_gate=False), then six fine-tunings of 300
 steps at learning rate 1e-3, each from the one before: two into the gate
 (seeds 0 and 1), two more with the relative cost (`relative_cost`: each
 example weighs by its relative improvement, so starts near the truth count;
-seeds 0 and 1). Every fine-tuning sets num_steps=300 and learning_rate=1e-3:
+seeds 0 and 1), and two with the relative cost and the no-harm hinge against
+the unguided forecast (`no_harm_weight` 1 then 10, seeds 3 and 4; chosen on
+the validation split by benchmarks/select_controller.py). Every fine-tuning
+sets num_steps=300 and learning_rate=1e-3:
 
     gencast-control train-controller --config ks --data DATA --ardm ARDM \
       --out stage1.npz --set controller_training.num_steps=300 \
@@ -30,10 +33,20 @@ seeds 0 and 1). Every fine-tuning sets num_steps=300 and learning_rate=1e-3:
     gencast-control train-controller ... --out stage3.npz \
       --set controller_training.warm_start=stage2.npz \
       --set controller_training.relative_cost=True
-    gencast-control train-controller ... --out ks_controller.npz \
+    gencast-control train-controller ... --out stage4.npz \
       --set controller_training.warm_start=stage3.npz \
       --set controller_training.relative_cost=True \
       --set controller_training.seed=1
+    gencast-control train-controller ... --out stage5.npz \
+      --set controller_training.warm_start=stage4.npz \
+      --set controller_training.relative_cost=True \
+      --set controller_training.no_harm_weight=1 \
+      --set controller_training.seed=3
+    gencast-control train-controller ... --out ks_controller.npz \
+      --set controller_training.warm_start=stage5.npz \
+      --set controller_training.relative_cost=True \
+      --set controller_training.no_harm_weight=10 \
+      --set controller_training.seed=4
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
