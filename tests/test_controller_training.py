@@ -20,7 +20,8 @@ from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                              load_warm_start, save_controller)
 from gencast_control.training.controller_training import (
     RELATIVE_FLOOR, ControllerTrainingConfig, controller_loss_fn,
-    example_cost_fn, fair_crps, window_batches, window_score)
+    ensemble_mean_rmse, example_cost_fn, fair_crps, window_batches,
+    window_score)
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.observations import Observations, Preview
@@ -442,3 +443,15 @@ def test_the_no_harm_hinge_charges_a_controller_worse_than_the_free_forecast(
     ControllerTrainingConfig(objective="heldout", no_harm_weight=1.0)
   with pytest.raises(ValueError, match="no_harm_weight"):
     ControllerTrainingConfig(no_harm_weight=-1.0)
+
+
+def test_ensemble_mean_rmse_matches_the_formula_and_skips_undefined_truth():
+  rng = np.random.default_rng(0)
+  states = rng.normal(size=(3, 2, 5, 2)).astype(np.float32)  # [M, L, x, C]
+  truth = rng.normal(size=(2, 5, 2)).astype(np.float32)
+  truth[1, 0, 1] = np.nan
+  scale = np.array([1.0, 2.0], np.float32)
+  error = (states.mean(0) - truth) / scale
+  expected = [np.sqrt(np.nanmean(error[l] ** 2)) for l in range(2)]
+  np.testing.assert_allclose(ensemble_mean_rmse(states, truth, scale),
+                             expected, rtol=1e-5)

@@ -346,8 +346,8 @@ def test_state_objective_training_lowers_the_crps_and_keeps_gencast_frozen(
 def test_an_ensemble_aware_controller_runs_on_gencast(setup):
   """The spread gate through GenCast's adapter and the one training path:
   added at 1 it is the controller it extends, closed it is the unguided
-  forecast, and the training loss (with the relative cost) has a gradient
-  in it."""
+  forecast, and the training loss (with the relative cost and the no-harm
+  hinge, whose free rollout runs GenCast too) has a gradient in it."""
   s = setup
   ardm = s["ardm"]
   h = ardm.history_length
@@ -383,7 +383,8 @@ def test_an_ensemble_aware_controller_runs_on_gencast(setup):
                                                       noise_std=0.1)],
       gated_config, g.ControllerTrainingConfig(
           objective="state", members=2, window=1, spinup=0,
-          cold_fraction=0.0, batch_size=1, relative_cost=True))
+          cold_fraction=0.0, batch_size=1, relative_cost=True,
+          no_harm_weight=1.0))
   batch = window_batches(states, context, 1, 2, h + 1, h)(
       jax.random.PRNGKey(6))
   grads = jax.grad(lambda p: loss_fn(p, jax.random.PRNGKey(6), batch)[0])(
