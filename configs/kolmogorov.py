@@ -46,9 +46,9 @@ from the shipped one were not kept: a fourth relative stage (seed 3), with a
 lower validation CRPS but a higher RMSE, and a stage into
 `controller.zero_without_observations` (also seed 3), with no harm but an
 over-confident ensemble from the true state. A third, a stage with the
-no-harm hinge (`no_harm_weight=10`, seed 3, as KS's), was more accurate on
-validation but no closer to the unguided forecast at t = 1 in every4_10pct
-(docs/results.md), so it was not kept either.
+no-harm hinge (`no_harm_weight=10`, the KS w = 10 stage's weight; seed 3),
+was more accurate on validation but no closer to the unguided forecast at
+t = 1 in every4_10pct (docs/results.md), so it was not kept either.
 """
 
 from gencast_control.adapters.grid import GridARDMConfig

@@ -463,13 +463,15 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
                                 context=times(context, 0, h + spinup))
       free = jax.lax.dynamic_slice_in_dim(
           jnp.concatenate([starts[:, :h - 1], free], axis=1), k, h, axis=1)
-    free, _ = ensemble_states(ardm, free, window, k_window,
+    free, _ = ensemble_states(ardm, free, window, k_window, remat=True,
                               context=times(context, k, h + window))
     free = jax.lax.stop_gradient(free[:, 1:])
+    # A free forecast that blew up is beaten at that lead: no charge there.
+    free_rmse = ensemble_mean_rmse(free, window_truth, scale)
+    free_rmse = jnp.where(jnp.isnan(free_rmse), jnp.inf, free_rmse)
     states_finite = jnp.where(jnp.isfinite(states), states, 0.0)
     harm = jnp.mean(jax.nn.relu(
-        ensemble_mean_rmse(states_finite, window_truth, scale)
-        - ensemble_mean_rmse(free, window_truth, scale)))
+        ensemble_mean_rmse(states_finite, window_truth, scale) - free_rmse))
     cost = cost + training.no_harm_weight * harm
   if training.relative_cost:
     cost = jnp.log(cost + RELATIVE_FLOOR)
