@@ -432,15 +432,20 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
   # The members are stepped together (an ensemble-aware controller sees
   # their spread); spin-up and window draw their keys from each member's.
   k_spin, k_window = jax.vmap(jax.random.split, out_axes=1)(member_keys)
-  histories = starts
-  if spinup > 0:
-    spin_controller = frozen_controller if training.on_policy else None
+
+  def spun_up(spin_controller):
+    """The members' histories after k spin-up steps (no gradient)."""
+    if spinup == 0:
+      return starts
     states, _ = ensemble_states(ardm, starts, spinup, k_spin, shown,
                                 spin_controller, horizon,
                                 context=times(context, 0, h + spinup))
     states = jax.lax.stop_gradient(
         jnp.concatenate([starts[:, :h - 1], states], axis=1))
-    histories = jax.lax.dynamic_slice_in_dim(states, k, h, axis=1)
+    return jax.lax.dynamic_slice_in_dim(states, k, h, axis=1)
+
+  spin_controller = frozen_controller if training.on_policy else None
+  histories = spun_up(spin_controller)
   window_obs = shift_observations(shown, k, window + 1 + horizon)
   states, energy = ensemble_states(ardm, histories, window, k_window,
                                    window_obs, controller, horizon,
@@ -457,12 +462,7 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
   harm = jnp.zeros(())
   if training.no_harm_weight:
     # The same start, spin-up and window with u = 0 and the same noise.
-    free = starts
-    if spinup > 0:
-      free, _ = ensemble_states(ardm, starts, spinup, k_spin,
-                                context=times(context, 0, h + spinup))
-      free = jax.lax.dynamic_slice_in_dim(
-          jnp.concatenate([starts[:, :h - 1], free], axis=1), k, h, axis=1)
+    free = histories if spin_controller is None else spun_up(None)
     free, _ = ensemble_states(ardm, free, window, k_window, remat=True,
                               context=times(context, k, h + window))
     free = jax.lax.stop_gradient(free[:, 1:])
