@@ -149,7 +149,9 @@ def main(argv=None) -> int:
            + "; ".join(described(*c) for c in candidates) + ".")
   command = " ".join(["python", "benchmarks/select_controller.py"]
                      + list(sys.argv[1:] if argv is None else argv))
-  provenance.write_table(markdown(results, setup), command, args.out, publish)
+  title = f"# Controller selection on validation: {config.name}\n\n"
+  provenance.write_table(title + markdown(results, setup), command, args.out,
+                         publish)
   return 0
 
 

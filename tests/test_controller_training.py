@@ -20,8 +20,8 @@ from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                              load_warm_start, save_controller)
 from gencast_control.training.controller_training import (
     RELATIVE_FLOOR, ControllerTrainingConfig, controller_loss_fn,
-    ensemble_mean_rmse, example_cost_fn, fair_crps, window_batches,
-    window_score)
+    ensemble_mean_rmse, example_cost_fn, fair_crps, no_harm_hinge,
+    window_batches, window_score)
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.observations import Observations, Preview
@@ -455,3 +455,19 @@ def test_ensemble_mean_rmse_matches_the_formula_and_skips_undefined_truth():
   expected = [np.sqrt(np.nanmean(error[l] ** 2)) for l in range(2)]
   np.testing.assert_allclose(ensemble_mean_rmse(states, truth, scale),
                              expected, rtol=1e-5)
+
+
+def test_the_no_harm_hinge_is_per_lead():
+  """A lead where the controller helps does not pay for one where it harms:
+  controlled errors (0, 2) against free (2, 1) hinge to (0 + 1) / 2, where a
+  hinge on the lead mean (1 vs 1.5) would be zero. A free forecast that blew
+  up is not charged against."""
+  truth = np.zeros((2, 4, 1), np.float32)  # [L, x, C]
+  scale = np.ones(1, np.float32)
+  controlled = np.stack([np.zeros((4, 1)), np.full((4, 1), 2.0)])[None]
+  free = np.stack([np.full((4, 1), 2.0), np.ones((4, 1))])[None]
+  hinge = no_harm_hinge(controlled, free, truth, scale)
+  np.testing.assert_allclose(hinge, 0.5, rtol=1e-5)
+  free_blown = free.copy()
+  free_blown[0, 1, 0, 0] = np.nan
+  assert float(no_harm_hinge(controlled, free_blown, truth, scale)) == 0.0

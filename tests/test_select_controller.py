@@ -7,7 +7,7 @@ import pytest
 
 from gencast_control.adapters.grid import load_grid_ardm
 from gencast_control.core.controller import load_controller, save_controller
-from gencast_control.evaluation import benchmark
+from gencast_control.evaluation import benchmark, provenance
 from gencast_control.systems import pipeline
 
 SIZE = ["--trajectories", "1", "--steps", "5", "--members", "2",
@@ -50,6 +50,8 @@ def test_candidates_are_scored_as_the_validation_benchmark_scores_them(
              if line.endswith(" of 1 |")]
   assert len(summary) == 4  # one per candidate and start
   assert "sha256" in table
+  assert (provenance.parse_header(table)["title"]
+          == "Controller selection on validation: ks")
 
 
 @pytest.mark.parametrize("candidate, message", [

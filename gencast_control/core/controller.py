@@ -387,10 +387,11 @@ def load_warm_start(path, config: ControllerConfig,
   sees, not the parameters it shares (the spread gate's own start where u
   is unchanged: `extend_params`)."""
   warm_config, params, _ = load_controller(path, ardm)
-  gates = dict(zero_without_observations=False, spread_gate=False,
-               perturbed_observations=False)
-  if dataclasses.replace(warm_config, **gates) != dataclasses.replace(
-      config, **gates):
+  # Fields that may differ: set equal on both sides before comparing.
+  free_to_differ = dict(zero_without_observations=False, spread_gate=False,
+                        perturbed_observations=False)
+  if (dataclasses.replace(warm_config, **free_to_differ)
+      != dataclasses.replace(config, **free_to_differ)):
     raise ValueError(f"warm_start {path} has another controller architecture"
                      " than the config's `controller` section")
   return extend_params(config, ardm, params, jax.random.PRNGKey(0))

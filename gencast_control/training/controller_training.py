@@ -254,6 +254,21 @@ def ensemble_mean_rmse(states: jax.Array, truth: jax.Array,
                   + 1e-12)
 
 
+def no_harm_hinge(states: jax.Array, free: jax.Array, truth: jax.Array,
+                  scale: jax.Array) -> jax.Array:
+  """(1/L) sum_l max(0, r_l - r^free_l): the mean over the L leads of how
+  far the controlled ensemble mean (states [M, L, ...]) is further from the
+  truth [L, ...] than the free one's (free [M, L, ...]) at that lead, RMSE in
+  units of `scale`. Per lead: a lead where the controller helps does not pay
+  for one where it harms. A free forecast that blew up (NaN) is beaten at
+  that lead (no charge); a controlled one that did is scored as zeros."""
+  free_rmse = ensemble_mean_rmse(free, truth, scale)
+  free_rmse = jnp.where(jnp.isnan(free_rmse), jnp.inf, free_rmse)
+  states = jnp.where(jnp.isfinite(states), states, 0.0)
+  return jnp.mean(jax.nn.relu(
+      ensemble_mean_rmse(states, truth, scale) - free_rmse))
+
+
 # --------------------------------------------------------------- windows
 
 
@@ -465,13 +480,8 @@ def example_cost(ardm: FrozenARDM, controller, frozen_controller, horizon: int,
     free = histories if spin_controller is None else spun_up(None)
     free, _ = ensemble_states(ardm, free, window, k_window, remat=True,
                               context=times(context, k, h + window))
-    free = jax.lax.stop_gradient(free[:, 1:])
-    # A free forecast that blew up is beaten at that lead: no charge there.
-    free_rmse = ensemble_mean_rmse(free, window_truth, scale)
-    free_rmse = jnp.where(jnp.isnan(free_rmse), jnp.inf, free_rmse)
-    states_finite = jnp.where(jnp.isfinite(states), states, 0.0)
-    harm = jnp.mean(jax.nn.relu(
-        ensemble_mean_rmse(states_finite, window_truth, scale) - free_rmse))
+    harm = no_harm_hinge(states, jax.lax.stop_gradient(free[:, 1:]),
+                         window_truth, scale)
     cost = cost + training.no_harm_weight * harm
   if training.relative_cost:
     cost = jnp.log(cost + RELATIVE_FLOOR)
