@@ -34,9 +34,9 @@ def test_shipped_checkpoints_match_config_and_steer(name, state_shape,
   expected = config_lib.to_dict(config.controller_training)
   # A controller fine-tuned from another (the spread gate, then the
   # relative cost, the no-harm hinge: the config's docstring) records its own
-  # steps, learning rate, seed, cost weighting and warm start.
+  # steps, learning rate, seed, cost weighting, spin-up and warm start.
   stage = ("warm_start", "num_steps", "learning_rate", "seed", "relative_cost",
-           "no_harm_weight")
+           "no_harm_weight", "spinup")
   same = [k for k in trained if k in expected
           and not (trained["warm_start"] and k in stage)]
   assert {k: trained[k] for k in same} == {k: expected[k] for k in same}
