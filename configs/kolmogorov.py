@@ -49,7 +49,9 @@ no-harm hinge on windows that start at t = 1 or 2 (spin-up of at most 1):
 
 The relative-cost stages were chosen on validation: the training's validation
 CRPS without a higher RMSE, and `benchmarks/harm_probe.py`; then checked with
-`benchmarks/select_controller.py` (docs/results.md). Candidates not kept:
+`benchmarks/select_controller.py` (docs/results.md). The hinge stage was
+chosen with `benchmarks/select_controller.py --trajectories 2` on validation
+(docs/results/select_controller_kolmogorov_first_lead.md). Candidates not kept:
 a fourth relative stage (seed 3), with a lower validation CRPS but a higher
 RMSE; a stage into `controller.zero_without_observations` (also seed 3), with
 no harm but an over-confident ensemble from the true state; a hinge stage

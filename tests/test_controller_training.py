@@ -459,15 +459,22 @@ def test_ensemble_mean_rmse_matches_the_formula_and_skips_undefined_truth():
 
 def test_the_no_harm_hinge_is_per_lead():
   """A lead where the controller helps does not pay for one where it harms:
-  controlled errors (0, 2) against free (2, 1) hinge to (0 + 1) / 2, where a
-  hinge on the lead mean (1 vs 1.5) would be zero. A free forecast that blew
-  up is not charged against."""
+  ensemble-mean errors (0, 2) against free (2, 1) hinge to (0 + 1) / 2,
+  where a hinge on the lead mean (1 vs 1.5) would be zero. The members
+  scatter around their mean (a per-member RMSE would differ). A free
+  forecast that blew up is not charged against at that lead; a controlled
+  one that did is scored as zeros."""
   truth = np.zeros((2, 4, 1), np.float32)  # [L, x, C]
   scale = np.ones(1, np.float32)
-  controlled = np.stack([np.zeros((4, 1)), np.full((4, 1), 2.0)])[None]
+  mean = np.stack([np.zeros((4, 1)), np.full((4, 1), 2.0)])
+  controlled = np.stack([mean + 3.0, mean - 3.0])  # [M = 2, L, x, C]
   free = np.stack([np.full((4, 1), 2.0), np.ones((4, 1))])[None]
-  hinge = no_harm_hinge(controlled, free, truth, scale)
-  np.testing.assert_allclose(hinge, 0.5, rtol=1e-5)
+  np.testing.assert_allclose(no_harm_hinge(controlled, free, truth, scale),
+                             0.5, rtol=1e-5)
   free_blown = free.copy()
-  free_blown[0, 1, 0, 0] = np.nan
-  assert float(no_harm_hinge(controlled, free_blown, truth, scale)) == 0.0
+  free_blown[0, 0, 0, 0] = np.nan  # lead 0 free, lead 1 still charged
+  np.testing.assert_allclose(
+      no_harm_hinge(controlled, free_blown, truth, scale), 0.5, rtol=1e-5)
+  controlled_blown = controlled.copy()
+  controlled_blown[:, 1] = np.nan  # scored as zeros: error 0 at lead 1
+  assert float(no_harm_hinge(controlled_blown, free, truth, scale)) == 0.0
