@@ -43,6 +43,7 @@ from gencast_control.evaluation import (  # noqa: E402
 from gencast_control.core.checkpoint import (  # noqa: E402
     atomic_write, write_json)
 from gencast_control.core.config import load_config  # noqa: E402
+from gencast_control.core.controller import load_controller  # noqa: E402
 from gencast_control.systems import pipeline  # noqa: E402
 from gencast_control.systems.truth import (  # noqa: E402
     climatological_histories, test_trajectories)
@@ -79,14 +80,18 @@ def main():
   regime = (config.regime(args.regime) if args.regime else next(
       r for r in config.regimes if r.noise_std_max is not None))
   ardm_path, controller_path = pipeline.shipped_checkpoints(config.name)
-  controllers = {"controlled": benchmark.load_models(
-      config, ardm_path, args.controller or controller_path)}
-  if args.blind_controller:
-    blind = dataclasses.replace(config, controller=dataclasses.replace(
-        config.controller, error_std_channel=False))
-    controllers["controlled_blind"] = benchmark.load_models(
-        blind, ardm_path, args.blind_controller)
-  models = controllers["controlled"]
+  models = benchmark.load_models(config, ardm_path,
+                                 args.controller or controller_path)
+  controllers = {"controlled": models}
+  if args.blind_controller:  # an earlier controller: its own architecture
+    blind, params, _ = load_controller(args.blind_controller, models.ardm)
+    if blind.error_std_channel:
+      raise SystemExit(f"--blind-controller {args.blind_controller} was"
+                       " trained with the error-std channel: give one"
+                       " trained without it")
+    controllers["controlled_blind"] = benchmark.Models(
+        models.ardm, blind,
+        benchmark.bind_controller(blind, models.ardm.periodic, params))
   h = models.ardm.history_length
   truth = np.asarray(test_trajectories(config), np.float32)
   k, m = truth.shape[0], config.assimilation.ensemble_size
