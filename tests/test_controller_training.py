@@ -17,7 +17,8 @@ from gencast_control.core.assimilation import ensemble_rollout
 from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                              config_from_metadata,
                                              extend_params, init_controller,
-                                             load_warm_start, save_controller)
+                                             load_warm_start, save_controller,
+                                             substep_features)
 from gencast_control.training.controller_training import (
     RELATIVE_FLOOR, ControllerTrainingConfig, controller_loss_fn,
     ensemble_mean_rmse, example_cost_fn, fair_crps, no_harm_hinge,
@@ -237,6 +238,71 @@ def test_a_spread_gate_starts_as_the_controller_it_extends(tiny_ardm,
     extend_params(gated.config, tiny_ardm, {}, jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match="parameters this controller lacks"):
     extend_params(CONTROLLER, tiny_ardm, gated.params, jax.random.PRNGKey(0))
+
+
+def test_the_ensemble_gain_weighs_innovations_by_the_spread():
+  """g^e d = s^2 / (s^2 + sigma^2) M (y - x_hat), appended last: zero where
+  the ensemble agrees or its spread is undefined, the innovation where the
+  spread dwarfs the error std; a controller with it refuses a preview
+  without the spread."""
+  spread = jnp.asarray([[0.0], [0.3], [100.0], [np.nan]])
+  mask = jnp.asarray([[[1.0], [1.0], [1.0], [1.0]],
+                      [[0.0], [1.0], [0.0], [1.0]]])
+  values = jnp.asarray(np.arange(8.0).reshape(2, 4, 1), jnp.float32)
+  error_std = jnp.full((2, 4, 1), 0.4)
+  denoised = jnp.full((4, 1), 0.5)
+  inputs = ControllerInputs(
+      state=jnp.zeros((4, 1)), denoised=denoised, sigma=jnp.ones(()),
+      conditioning=jnp.zeros((4, 1)),
+      preview=Preview(values, mask, jnp.arange(1.0, 3.0), error_std, spread))
+  encoding = jnp.zeros((4, 2))
+  plain = substep_features(encoding, inputs)
+  features = substep_features(encoding, inputs, ensemble_gain=True)
+  np.testing.assert_array_equal(features[:, :plain.shape[-1]], plain)
+  s = np.nan_to_num(np.asarray(spread), nan=0.0)
+  gain = s**2 / (s**2 + 0.4**2)
+  expected = gain[None] * np.asarray(mask) * (np.asarray(values) - 0.5)
+  np.testing.assert_allclose(features[:, plain.shape[-1]:],
+                             np.moveaxis(expected, 0, -2)[..., 0], rtol=1e-6)
+  assert features[0, -2] == 0.0 and features[3, -1] == 0.0
+  np.testing.assert_allclose(features[2, -2], 2.0 - 0.5, rtol=1e-4)
+  with pytest.raises(ValueError, match="needs the ensemble's spread"):
+    substep_features(encoding, inputs._replace(
+        preview=inputs.preview._replace(ensemble_spread=None)),
+                     ensemble_gain=True)
+
+
+def test_an_ensemble_gain_starts_as_the_controller_it_extends(
+    tiny_ardm, tiny_ks_data, tmp_path):
+  """A warm start from a spread-gated checkpoint gets zero weights for the
+  ensemble gain's head inputs: the same ensemble bit for bit; fine-tuned
+  weights on them change it; one member is refused."""
+  _, gated = _spread_gated(tiny_ardm)
+  config = dataclasses.replace(gated.config, ensemble_gain=True)
+  path = save_controller(tmp_path / "gated.npz", gated.params, gated.config,
+                         tiny_ardm)
+  params = load_warm_start(path, config, tiny_ardm)
+  head_input = "controller/~head/head/~_conv/encode"
+  added = params[head_input]["w"].shape[-2] - gated.params[head_input][
+      "w"].shape[-2]
+  assert added == CONTROLLER.horizon * tiny_ardm.state_shape[-1]
+  np.testing.assert_array_equal(params[head_input]["w"][..., -added:, :], 0.0)
+  truth = tiny_ks_data[0, :7]
+  run = lambda c: np.asarray(ensemble_rollout(
+      tiny_ardm, tiny_ks_data[:3, :1], 6, jax.random.PRNGKey(4), 3,
+      _observed(truth), c, 2))
+  with_gain = bind_controller(config, tiny_ardm.periodic, params)
+  np.testing.assert_array_equal(run(with_gain), run(gated))
+  w = np.array(params[head_input]["w"])
+  w[..., -added:, :] = np.random.default_rng(0).normal(
+      size=w[..., -added:, :].shape)  # not constant: LayerNorm follows
+  tuned = dict(params, **{head_input: dict(params[head_input],
+                                           w=jnp.asarray(w))})
+  assert np.abs(run(bind_controller(config, tiny_ardm.periodic, tuned))
+                - run(gated)).max() > 1e-4
+  with pytest.raises(ValueError, match="at least 2 members"):
+    ensemble_rollout(tiny_ardm, truth[:1], 6, jax.random.PRNGKey(4), 1,
+                     _observed(truth), with_gain, 2)
 
 
 def test_a_spread_gated_ensemble_is_stepped_together(tiny_ardm, tiny_ks_data):

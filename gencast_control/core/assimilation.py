@@ -114,7 +114,8 @@ def rollout(ardm: FrozenARDM, history: jax.Array, num_steps: int,
   return states[0], energies[0]
 
 
-_ONE_MEMBER = ("this controller is ensemble-aware (spread_gate): it needs an"
+_ONE_MEMBER = ("this controller is ensemble-aware (spread_gate or"
+               " ensemble_gain): it needs an"
                " ensemble of at least 2 members, got 1")
 
 

@@ -37,6 +37,19 @@ can learn to leave a good background alone, where a member steered alone
 cannot tell a good background from a poor one (docs/method.md). It needs an
 ensemble of at least two members.
 
+The gate scales all of u alike, whatever the observations' error stds, and
+the head's gain uses one learnt b for every background. With
+`ensemble_gain` the head also sees the innovations weighted by the gain of
+the ensemble's own background std,
+
+    g^e_j d_j,   g^e_j = s_n^2 / (s_n^2 + sigma_j^2)
+
+(pointwise; the Kalman gain of a scalar background error s_n), which falls
+where the ensemble is confident *and* the observation noisy: a product of a
+spread gate and a sigma-dependent head cannot represent it. Its weights in
+the head's input convolution start at zero, so a controller fine-tuned into
+it starts as that controller (`extend_params`).
+
 With `zero_without_observations` the control is the difference
 
     u_s = h_psi(c_n, inputs_s) - h_psi(c_n^0, inputs_s^0),
@@ -106,6 +119,9 @@ class ControllerConfig:
       fine-tuned into it (`extend_params`).
     perturbed_observations: each member sees its own perturbed copy of the
       observations (module docstring); no parameters of its own.
+    ensemble_gain: the head also sees the innovations weighted by the
+      ensemble-spread gain (module docstring); needs the ensemble's spread,
+      like `spread_gate`.
   """
   horizon: int = 2
   network: ConvNetConfig = ConvNetConfig(
@@ -120,6 +136,7 @@ class ControllerConfig:
   zero_without_observations: bool = False
   spread_gate: bool = False
   perturbed_observations: bool = False
+  ensemble_gain: bool = False
 
   def __post_init__(self):
     if self.horizon < 1:
@@ -176,18 +193,43 @@ def spread_features(spread: jax.Array) -> jax.Array:
   return jnp.log(pair.reshape(spread.shape[:-1] + (-1,)) + SPREAD_FLOOR)
 
 
+def kalman_gain(background_std: jax.Array,
+                error_std: jax.Array) -> jax.Array:
+  """b^2 / (b^2 + sigma^2): the weight of an observation of error std sigma
+  on a background of error std b (scalar, per point)."""
+  return background_std**2 / (background_std**2 + error_std**2)
+
+
 def substep_features(encoding: jax.Array, inputs: ControllerInputs,
-                     background_std: jax.Array | None = None) -> jax.Array:
+                     background_std: jax.Array | None = None,
+                     ensemble_gain: bool = False) -> jax.Array:
   """The head's grid inputs: c_n, z_hat, x_hat, the innovations d_j and,
-  given a background std b, the gain-weighted innovations g_j d_j."""
+  given a background std b, the gain-weighted innovations g_j d_j; with
+  ensemble_gain, last, the innovations weighted by the gain of the
+  ensemble's spread s_n (0 where s_n is not finite: no information)."""
   preview = inputs.preview
   innovation = preview.mask * (preview.values - inputs.denoised[None])
   features = [encoding, inputs.state, inputs.denoised,
               _frames_to_channels(innovation)]
   if background_std is not None:
-    gain = background_std**2 / (background_std**2 + preview.error_std**2)
+    gain = kalman_gain(background_std, preview.error_std)
+    features.append(_frames_to_channels(gain * innovation))
+  if ensemble_gain:
+    spread = _require_spread(preview.ensemble_spread)
+    spread = jnp.where(jnp.isfinite(spread), spread, 0.0)
+    gain = kalman_gain(spread[None], preview.error_std)
     features.append(_frames_to_channels(gain * innovation))
   return jnp.concatenate(features, axis=-1)
+
+
+def _require_spread(spread: jax.Array | None) -> jax.Array:
+  if spread is None:
+    raise ValueError(
+        "this controller is ensemble-aware (spread_gate or ensemble_gain) and"
+        " needs the ensemble's spread: run it in an ensemble of at least 2"
+        " members (assimilation.ensemble_rollout); an adapter that converts"
+        " the preview must keep it (Preview.in_units)")
+  return spread
 
 
 class Controller(hk.Module):
@@ -229,8 +271,9 @@ class Controller(hk.Module):
           "log_background_std", (), init=hk.initializers.Constant(
               np.log(INITIAL_BACKGROUND_STD))))
     noise_level = fourier_embedding(jnp.log(inputs.sigma) / 4.0, size)
-    head = lambda c, i: net(substep_features(c, i, background_std),
-                            noise_level)
+    head = lambda c, i: net(
+        substep_features(c, i, background_std, self._config.ensemble_gain),
+        noise_level)
     if not self._config.zero_without_observations:
       u = head(encoding, inputs)
     else:
@@ -242,12 +285,7 @@ class Controller(hk.Module):
 
   def spread_gate(self, spread: jax.Array | None) -> jax.Array:
     """2 sigmoid(g_psi(log spread features)), 1 at initialisation."""
-    if spread is None:
-      raise ValueError(
-          "this controller is ensemble-aware (spread_gate) and needs the"
-          " ensemble's spread: run it in an ensemble of at least 2 members"
-          " (assimilation.ensemble_rollout); an adapter that converts the"
-          " preview must keep it (Preview.in_units)")
+    spread = _require_spread(spread)
     kernel = self._config.network.kernel_size
     # One small filter per channel over its own two features (grouped).
     conv = hk.ConvND(len(self._periodic), spread.shape[-1], kernel,
@@ -290,7 +328,7 @@ def init_controller(config: ControllerConfig, ardm: FrozenARDM,
       conditioning=jnp.zeros(tuple(spatial) + (ardm.conditioning_channels,)),
       preview=Preview(frames, frames,
                       jnp.arange(1, config.horizon + 1, dtype=jnp.float32),
-                      frames, zeros if config.spread_gate else None))
+                      frames, zeros if uses_ensemble_spread(config) else None))
   # One compiled program: op-by-op (eager) init compiles every op alone.
   return jax.jit(make_controller(config, ardm.periodic).init)(key, dummy)
 
@@ -329,15 +367,19 @@ def bind_controller(config: ControllerConfig, periodic: Sequence[bool],
 
 
 def _config_flag(controller, name: str) -> bool:
-  """A ControllerConfig flag of a bound controller (False for None or a
-  controller without a config, e.g. one of your own)."""
-  return bool(getattr(getattr(controller, "config", None), name, False))
+  """A ControllerConfig flag of a bound controller or of a ControllerConfig
+  (False for None or a controller without a config, e.g. one of your own)."""
+  config = (controller if isinstance(controller, ControllerConfig)
+            else getattr(controller, "config", None))
+  return bool(getattr(config, name, False))
 
 
 def uses_ensemble_spread(controller) -> bool:
-  """True for a controller that needs the ensemble's spread (spread_gate):
-  its members must be stepped together."""
-  return _config_flag(controller, "spread_gate")
+  """True for a controller (or ControllerConfig) that needs the ensemble's
+  spread (spread_gate, ensemble_gain): its members must be stepped
+  together."""
+  return (_config_flag(controller, "spread_gate")
+          or _config_flag(controller, "ensemble_gain"))
 
 
 def perturbs_observations(controller) -> bool:
@@ -349,10 +391,15 @@ def perturbs_observations(controller) -> bool:
 def extend_params(config: ControllerConfig, ardm: FrozenARDM,
                   params: hk.Params, key: jax.Array) -> hk.Params:
   """`params` of a controller completed to `config`'s architecture: the
-  parameters `config` adds (the spread gate) at their initial values, which
-  leave u unchanged; every other parameter must be in `params` with its
-  shape (ValueError otherwise)."""
+  parameters `config` adds (the spread gate) at their initial values, and
+  zero weights for the head inputs it appends (ensemble_gain's H x C
+  channels, last in the head's input convolution), which leave u
+  unchanged; every other parameter must be in `params` with its shape
+  (ValueError otherwise)."""
   fresh = init_controller(config, ardm, key)
+  if config.ensemble_gain:
+    params = _zero_ensemble_gain_inputs(
+        params, fresh, config.horizon * ardm.state_shape[-1])
   extended = {}
   for module, leaves in fresh.items():
     if module not in params:
@@ -379,17 +426,39 @@ def extend_params(config: ControllerConfig, ardm: FrozenARDM,
   return extended
 
 
+# The head's input convolution, whose last input channels ensemble_gain adds.
+_HEAD_INPUT = "/~head/head/~_conv/encode"
+
+
+def _zero_ensemble_gain_inputs(params: hk.Params, fresh: hk.Params,
+                               added: int) -> hk.Params:
+  """`params` with zero weights for the `added` head inputs that
+  ensemble_gain appends, where `params` lacks them (a warm start without
+  it); unchanged otherwise."""
+  module = next((m for m in fresh if m.endswith(_HEAD_INPUT)), None)
+  if module is None or module not in params:
+    return params
+  given, leaf = np.asarray(params[module]["w"]), fresh[module]["w"]
+  if given.shape[-2] + added != leaf.shape[-2]:
+    return params
+  pad = [(0, 0)] * given.ndim
+  pad[-2] = (0, added)
+  return dict(params, **{module: dict(params[module],
+                                      w=np.pad(given, pad))})
+
+
 def load_warm_start(path, config: ControllerConfig,
                     ardm: FrozenARDM) -> hk.Params:
   """The parameters of a warm start (`controller_training.warm_start`) for
   `config`: a checkpoint for `ardm` of the same architecture up to the
-  gates and `perturbed_observations`, which change what u is made of or
-  sees, not the parameters it shares (the spread gate's own start where u
-  is unchanged: `extend_params`)."""
+  gates, `perturbed_observations` and `ensemble_gain`, which change what u
+  is made of or sees, not the parameters it shares (the spread gate's own
+  start and ensemble_gain's zero weights, where u is unchanged:
+  `extend_params`)."""
   warm_config, params, _ = load_controller(path, ardm)
   # Fields that may differ: set equal on both sides before comparing.
   free_to_differ = dict(zero_without_observations=False, spread_gate=False,
-                        perturbed_observations=False)
+                        perturbed_observations=False, ensemble_gain=False)
   if (dataclasses.replace(warm_config, **free_to_differ)
       != dataclasses.replace(config, **free_to_differ)):
     raise ValueError(f"warm_start {path} has another controller architecture"

@@ -83,7 +83,8 @@ from gencast_control.training import sharding, training_loop
 from gencast_control.core.ardm import FrozenARDM
 from gencast_control.core.assimilation import ensemble_states
 from gencast_control.core.controller import (ControllerConfig, bind_controller,
-                                             init_controller)
+                                             init_controller,
+                                             uses_ensemble_spread)
 from gencast_control.core.observations import Observations
 from gencast_control.core.regimes import ObservationRegime, sample_observations
 
@@ -635,10 +636,11 @@ def train_controller(ardm: FrozenARDM, train_data: np.ndarray,
   Returns:
     (controller params, history of logged metrics).
   """
-  if config.spread_gate and min(training.members,
-                                training.validation_members) < 2:
+  if uses_ensemble_spread(config) and min(
+      training.members, training.validation_members) < 2:
     raise ValueError(
-        "an ensemble-aware controller (controller.spread_gate) trains and"
+        "an ensemble-aware controller (controller.spread_gate or"
+        " controller.ensemble_gain) trains and"
         " validates ensembles of at least 2 members; got members="
         f"{training.members}, validation_members="
         f"{training.validation_members}")
