@@ -249,7 +249,7 @@ def test_the_ensemble_gain_weighs_innovations_by_the_spread():
   mask = jnp.asarray([[[1.0], [1.0], [1.0], [1.0]],
                       [[0.0], [1.0], [0.0], [1.0]]])
   values = jnp.asarray(np.arange(8.0).reshape(2, 4, 1), jnp.float32)
-  error_std = jnp.full((2, 4, 1), 0.4)
+  error_std = 0.4 * mask  # 0 where nothing is observed, as Preview has it
   denoised = jnp.full((4, 1), 0.5)
   inputs = ControllerInputs(
       state=jnp.zeros((4, 1)), denoised=denoised, sigma=jnp.ones(()),
@@ -266,6 +266,10 @@ def test_the_ensemble_gain_weighs_innovations_by_the_spread():
                              np.moveaxis(expected, 0, -2)[..., 0], rtol=1e-6)
   assert features[0, -2] == 0.0 and features[3, -1] == 0.0
   np.testing.assert_allclose(features[2, -2], 2.0 - 0.5, rtol=1e-4)
+  assert np.isfinite(np.asarray(features)).all()
+  grad = jax.grad(lambda v: substep_features(encoding, inputs._replace(
+      preview=inputs.preview._replace(values=v)), ensemble_gain=True).sum())
+  assert np.isfinite(np.asarray(grad(values))).all()
   with pytest.raises(ValueError, match="needs the ensemble's spread"):
     substep_features(encoding, inputs._replace(
         preview=inputs.preview._replace(ensemble_spread=None)),

@@ -214,10 +214,11 @@ def substep_features(encoding: jax.Array, inputs: ControllerInputs,
   if background_std is not None:
     gain = kalman_gain(background_std, preview.error_std)
     features.append(_frames_to_channels(gain * innovation))
-  if ensemble_gain:
+  if ensemble_gain:  # error_std is 0 where nothing is observed
     spread = _require_spread(preview.ensemble_spread)
     spread = jnp.where(jnp.isfinite(spread), spread, 0.0)
-    gain = kalman_gain(spread[None], preview.error_std)
+    error_std = jnp.where(preview.mask > 0, preview.error_std, 1.0)
+    gain = kalman_gain(spread[None], error_std)
     features.append(_frames_to_channels(gain * innovation))
   return jnp.concatenate(features, axis=-1)
 
