@@ -344,10 +344,12 @@ def test_state_objective_training_lowers_the_crps_and_keeps_gencast_frozen(
 
 
 def test_an_ensemble_aware_controller_runs_on_gencast(setup):
-  """The spread gate through GenCast's adapter and the one training path:
-  added at 1 it is the controller it extends, closed it is the unguided
-  forecast, and the training loss (with the relative cost and the no-harm
-  hinge, whose free rollout runs GenCast too) has a gradient in it."""
+  """The spread gate and the ensemble gain through GenCast's adapter and
+  the one training path: added (gate 1, gain inputs zero-weighted) they
+  are the controller they extend, the gate closed is the unguided forecast,
+  and the training loss (with the relative cost and the no-harm hinge,
+  whose free rollout runs GenCast too) has a finite gradient in the gate
+  and in the gain's inputs (GenCast's fields undefined at some points)."""
   s = setup
   ardm = s["ardm"]
   h = ardm.history_length
@@ -359,7 +361,8 @@ def test_an_ensemble_aware_controller_runs_on_gencast(setup):
                                                 noise_std=0.1)]),
       jax.random.PRNGKey(3), truth)
   bumped = jax.tree.map(lambda p: p + 0.05 * jnp.sign(p + 1e-3), s["params"])
-  gated_config = dataclasses.replace(CONTROLLER, spread_gate=True)
+  gated_config = dataclasses.replace(CONTROLLER, spread_gate=True,
+                                     ensemble_gain=True)
   extended = extend_params(gated_config, ardm, bumped, jax.random.PRNGKey(0))
   start = jax.random.normal(jax.random.PRNGKey(4), (2,) + states.shape[2:])
   histories = jnp.asarray(states[0, :h]) + 0.01 * start[:, None] * jnp.asarray(
@@ -390,6 +393,10 @@ def test_an_ensemble_aware_controller_runs_on_gencast(setup):
   grads = jax.grad(lambda p: loss_fn(p, jax.random.PRNGKey(6), batch)[0])(
       extended)
   assert float(jnp.abs(grads[gate]["w"]).sum()) > 0
+  head_input = grads["controller/~head/head/~_conv/encode"]["w"]
+  added = gated_config.horizon * ardm.state_shape[-1]
+  assert np.isfinite(np.asarray(head_input)).all()
+  assert float(jnp.abs(head_input[..., -added:, :]).sum()) > 0
 
 
 def test_controller_checkpoint_round_trip(setup, tmp_path):
