@@ -14,14 +14,19 @@ station its own error std); the controller is trained on all at once.
 The controller is ensemble-aware (`spread_gate`: its control is gated by the
 ensemble's spread, gencast_control.core.controller). The shipped one was
 trained in stages, the best by validation kept in each: 800 steps of this
-config without the gate (spread_gate=False), then six fine-tunings of 300
+config without the gate (spread_gate=False), then seven fine-tunings of 300
 steps at learning rate 1e-3, each from the one before: two into the gate
 (seeds 0 and 1), two more with the relative cost (`relative_cost`: each
 example weighs by its relative improvement, so starts near the truth count;
 seeds 0 and 1), and two with the relative cost and the no-harm hinge against
 the unguided forecast (`no_harm_weight` 1 then 10, seeds 3 and 4; chosen on
-the validation split by benchmarks/select_controller.py). Every fine-tuning
-sets num_steps=300 and learning_rate=1e-3:
+the validation split by benchmarks/select_controller.py), and one into the
+ensemble gain (`ensemble_gain`: the head also sees the innovations weighted
+by s^2 / (s^2 + sigma^2), s the ensemble's spread; relative cost,
+no_harm_weight 10, seed 5), chosen on 8 validation trajectories against the
+same stage without it (docs/results/select_controller_ks_ensemble_gain.md).
+Every fine-tuning sets num_steps=300 and learning_rate=1e-3 (stages 1-6
+also controller.ensemble_gain=False):
 
     gencast-control train-controller --config ks --data DATA --ardm ARDM \
       --out stage1.npz --set controller_training.num_steps=300 \
@@ -42,11 +47,17 @@ sets num_steps=300 and learning_rate=1e-3:
       --set controller_training.relative_cost=True \
       --set controller_training.no_harm_weight=1 \
       --set controller_training.seed=3
-    gencast-control train-controller ... --out ks_controller.npz \
+    gencast-control train-controller ... --out stage6.npz \
       --set controller_training.warm_start=stage5.npz \
       --set controller_training.relative_cost=True \
       --set controller_training.no_harm_weight=10 \
       --set controller_training.seed=4
+    gencast-control train-controller ... --out ks_controller.npz \
+      --set controller.ensemble_gain=True \
+      --set controller_training.warm_start=stage6.npz \
+      --set controller_training.relative_cost=True \
+      --set controller_training.no_harm_weight=10 \
+      --set controller_training.seed=5
 """
 
 from gencast_control.adapters.grid import GridARDMConfig
@@ -100,7 +111,7 @@ def get_config() -> ExperimentConfig:
           encoding_channels=16,
           head=ConvNetConfig(width=16, num_blocks=1, kernel_size=3,
                              dilations=(1,), embedding_size=16),
-          spread_gate=True),
+          spread_gate=True, ensemble_gain=True),
       controller_training=ControllerTrainingConfig(
           objective="state", members=2, window=4, spinup=16, on_policy=True,
           cold_fraction=0.5, batch_size=4, num_steps=800, learning_rate=2e-3,
