@@ -39,10 +39,11 @@ from gencast_control.systems.truth import climatological_histories  # noqa: E402
 # "state, H=4, on-policy").
 VARIANTS = {
     "state_H4_onpolicy": [],
-    # one member has no ensemble spread: without the spread gate
+    # one member has no ensemble spread: without the spread gate and gain
     "observations_H4_onpolicy": ["controller_training.objective=observations",
                                  "controller_training.members=1",
-                                 "controller.spread_gate=False"],
+                                 "controller.spread_gate=False",
+                                 "controller.ensemble_gain=False"],
     "heldout_H4_onpolicy": ["controller_training.objective=heldout"],
     # The recipe for observation-only data: pretrain `state` on simulations,
     # then fine-tune on held-out observations (200 + 200 steps).

@@ -43,7 +43,8 @@ from gencast_control.evaluation import (  # noqa: E402
 from gencast_control.core.checkpoint import (  # noqa: E402
     atomic_write, write_json)
 from gencast_control.core.config import load_config  # noqa: E402
-from gencast_control.core.controller import load_controller  # noqa: E402
+from gencast_control.core.controller import (  # noqa: E402
+    bind_controller, load_controller)
 from gencast_control.systems import pipeline  # noqa: E402
 from gencast_control.systems.truth import (  # noqa: E402
     climatological_histories, test_trajectories)
@@ -91,7 +92,7 @@ def main():
                        " trained without it")
     controllers["controlled_blind"] = benchmark.Models(
         models.ardm, blind,
-        benchmark.bind_controller(blind, models.ardm.periodic, params))
+        bind_controller(blind, models.ardm.periodic, params))
   h = models.ardm.history_length
   truth = np.asarray(test_trajectories(config), np.float32)
   k, m = truth.shape[0], config.assimilation.ensemble_size

@@ -12,7 +12,8 @@ observation regimes are defined, two of them networks of mixed quality (each
 station its own error std); the controller is trained on all at once.
 
 The controller is ensemble-aware (`spread_gate`: its control is gated by the
-ensemble's spread, gencast_control.core.controller). The shipped one was
+ensemble's spread; `ensemble_gain`: its head weighs innovations by the
+spread's Kalman gain; gencast_control.core.controller). The shipped one was
 trained in stages, the best by validation kept in each: 800 steps of this
 config without the gate (spread_gate=False), then seven fine-tunings of 300
 steps at learning rate 1e-3, each from the one before: two into the gate
@@ -25,8 +26,8 @@ ensemble gain (`ensemble_gain`: the head also sees the innovations weighted
 by s^2 / (s^2 + sigma^2), s the ensemble's spread; relative cost,
 no_harm_weight 10, seed 5), chosen on 8 validation trajectories against the
 same stage without it (docs/results/select_controller_ks_ensemble_gain.md).
-Every fine-tuning sets num_steps=300 and learning_rate=1e-3 (stages 1-6
-also controller.ensemble_gain=False):
+Every fine-tuning sets num_steps=300 and learning_rate=1e-3; the 800-step
+run and stages 1-6 also set controller.ensemble_gain=False:
 
     gencast-control train-controller --config ks --data DATA --ardm ARDM \
       --out stage1.npz --set controller_training.num_steps=300 \

@@ -17,12 +17,12 @@ from gencast_control.core.assimilation import ensemble_rollout
 from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                              config_from_metadata,
                                              extend_params, init_controller,
-                                             load_warm_start, save_controller,
-                                             substep_features)
+                                             HEAD_INPUT, load_warm_start,
+                                             save_controller, substep_features)
 from gencast_control.training.controller_training import (
     RELATIVE_FLOOR, ControllerTrainingConfig, controller_loss_fn,
     ensemble_mean_rmse, example_cost_fn, fair_crps, no_harm_hinge,
-    window_batches, window_score)
+    train_controller, window_batches, window_score)
 from gencast_control.core.regimes import ObservationRegime
 from gencast_control.core.networks import ConvNetConfig
 from gencast_control.core.observations import Observations, Preview
@@ -276,37 +276,42 @@ def test_the_ensemble_gain_weighs_innovations_by_the_spread():
                      ensemble_gain=True)
 
 
+@pytest.mark.parametrize("gated", [False, True])
 def test_an_ensemble_gain_starts_as_the_controller_it_extends(
-    tiny_ardm, tiny_ks_data, tmp_path):
-  """A warm start from a spread-gated checkpoint gets zero weights for the
-  ensemble gain's head inputs: the same ensemble bit for bit; fine-tuned
-  weights on them change it; one member is refused."""
-  _, gated = _spread_gated(tiny_ardm)
-  config = dataclasses.replace(gated.config, ensemble_gain=True)
-  path = save_controller(tmp_path / "gated.npz", gated.params, gated.config,
+    gated, tiny_ardm, tiny_ks_data, tmp_path):
+  """A warm start (with or without the spread gate) gets zero weights for
+  the ensemble gain's head inputs: the same ensemble bit for bit; weights
+  on them change it; the gain alone needs the spread (one member and a
+  one-member training refused)."""
+  base = (_spread_gated(tiny_ardm)[1] if gated else bind_controller(
+      CONTROLLER, tiny_ardm.periodic, _perturbed_params(tiny_ardm)))
+  config = dataclasses.replace(base.config, ensemble_gain=True)
+  path = save_controller(tmp_path / "base.npz", base.params, base.config,
                          tiny_ardm)
   params = load_warm_start(path, config, tiny_ardm)
-  head_input = "controller/~head/head/~_conv/encode"
-  added = params[head_input]["w"].shape[-2] - gated.params[head_input][
-      "w"].shape[-2]
+  added = (params[HEAD_INPUT]["w"].shape[-2]
+           - base.params[HEAD_INPUT]["w"].shape[-2])
   assert added == CONTROLLER.horizon * tiny_ardm.state_shape[-1]
-  np.testing.assert_array_equal(params[head_input]["w"][..., -added:, :], 0.0)
+  np.testing.assert_array_equal(params[HEAD_INPUT]["w"][..., -added:, :], 0.0)
   truth = tiny_ks_data[0, :7]
   run = lambda c: np.asarray(ensemble_rollout(
       tiny_ardm, tiny_ks_data[:3, :1], 6, jax.random.PRNGKey(4), 3,
       _observed(truth), c, 2))
   with_gain = bind_controller(config, tiny_ardm.periodic, params)
-  np.testing.assert_array_equal(run(with_gain), run(gated))
-  w = np.array(params[head_input]["w"])
+  np.testing.assert_array_equal(run(with_gain), run(base))
+  w = np.array(params[HEAD_INPUT]["w"])
   w[..., -added:, :] = np.random.default_rng(0).normal(
       size=w[..., -added:, :].shape)  # not constant: LayerNorm follows
-  tuned = dict(params, **{head_input: dict(params[head_input],
+  tuned = dict(params, **{HEAD_INPUT: dict(params[HEAD_INPUT],
                                            w=jnp.asarray(w))})
   assert np.abs(run(bind_controller(config, tiny_ardm.periodic, tuned))
-                - run(gated)).max() > 1e-4
+                - run(base)).max() > 1e-4
   with pytest.raises(ValueError, match="at least 2 members"):
     ensemble_rollout(tiny_ardm, truth[:1], 6, jax.random.PRNGKey(4), 1,
                      _observed(truth), with_gain, 2)
+  with pytest.raises(ValueError, match="ensembles of at least 2 members"):
+    train_controller(tiny_ardm, tiny_ks_data, [], config,
+                     ControllerTrainingConfig(members=1), progress=False)
 
 
 def test_a_spread_gated_ensemble_is_stepped_together(tiny_ardm, tiny_ks_data):

@@ -27,7 +27,7 @@ from gencast_control.core.checkpoint import CheckpointError  # noqa: E402
 from gencast_control.core.assimilation import (  # noqa: E402
     ensemble_rollout, rollout)
 from gencast_control.core.controller import (  # noqa: E402
-    ControllerConfig, bind_controller, extend_params)
+    HEAD_INPUT, ControllerConfig, bind_controller, extend_params)
 from gencast_control.baselines.guidance import (  # noqa: E402
     DPSOptions, assimilate_baseline, dps_rule)
 from gencast_control.training.controller_training import (  # noqa: E402
@@ -393,7 +393,7 @@ def test_an_ensemble_aware_controller_runs_on_gencast(setup):
   grads = jax.grad(lambda p: loss_fn(p, jax.random.PRNGKey(6), batch)[0])(
       extended)
   assert float(jnp.abs(grads[gate]["w"]).sum()) > 0
-  head_input = grads["controller/~head/head/~_conv/encode"]["w"]
+  head_input = grads[HEAD_INPUT]["w"]
   added = gated_config.horizon * ardm.state_shape[-1]
   assert np.isfinite(np.asarray(head_input)).all()
   assert float(jnp.abs(head_input[..., -added:, :]).sum()) > 0

@@ -427,8 +427,9 @@ def extend_params(config: ControllerConfig, ardm: FrozenARDM,
   return extended
 
 
-# The head's input convolution, whose last input channels ensemble_gain adds.
-_HEAD_INPUT = "/~head/head/~_conv/encode"
+# The head's input convolution (module name), whose last input channels
+# ensemble_gain adds.
+HEAD_INPUT = "controller/~head/head/~_conv/encode"
 
 
 def _zero_ensemble_gain_inputs(params: hk.Params, fresh: hk.Params,
@@ -436,8 +437,8 @@ def _zero_ensemble_gain_inputs(params: hk.Params, fresh: hk.Params,
   """`params` with zero weights for the `added` head inputs that
   ensemble_gain appends, where `params` lacks them (a warm start without
   it); unchanged otherwise."""
-  module = next((m for m in fresh if m.endswith(_HEAD_INPUT)), None)
-  if module is None or module not in params:
+  module = HEAD_INPUT
+  if module not in fresh or module not in params:
     return params
   given, leaf = np.asarray(params[module]["w"]), fresh[module]["w"]
   if given.shape[-2] + added != leaf.shape[-2]:

@@ -36,7 +36,8 @@ class Preview(NamedTuple):
              unobserved).
   ensemble_spread: [*spatial, C] the spread (standard deviation over the
              members) of the ensemble's latest state x_n, for a controller
-             that sees it (`ControllerConfig.spread_gate`); None otherwise.
+             that sees it (`ControllerConfig.spread_gate`, `ensemble_gain`);
+             None otherwise.
   """
   values: jax.Array
   mask: jax.Array
