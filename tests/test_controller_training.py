@@ -311,7 +311,8 @@ def test_an_ensemble_gain_starts_as_the_controller_it_extends(
                      _observed(truth), with_gain, 2)
   with pytest.raises(ValueError, match="ensembles of at least 2 members"):
     train_controller(tiny_ardm, tiny_ks_data, [], config,
-                     ControllerTrainingConfig(members=1), progress=False)
+                     ControllerTrainingConfig(objective="observations",
+                                              members=1), progress=False)
 
 
 def test_a_spread_gated_ensemble_is_stepped_together(tiny_ardm, tiny_ks_data):
