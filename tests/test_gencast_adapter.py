@@ -386,8 +386,8 @@ def test_an_ensemble_aware_controller_runs_on_gencast(setup):
                                                       noise_std=0.1)],
       gated_config, g.ControllerTrainingConfig(
           objective="state", members=2, window=1, spinup=0,
-          cold_fraction=0.0, batch_size=1, relative_cost=True,
-          no_harm_weight=1.0))
+          cold_fraction=1.0, batch_size=1, relative_cost=True,
+          no_harm_weight=1.0))  # cold: members apart, so the spread is not 0
   batch = window_batches(states, context, 1, 2, h + 1, h)(
       jax.random.PRNGKey(6))
   grads = jax.grad(lambda p: loss_fn(p, jax.random.PRNGKey(6), batch)[0])(
