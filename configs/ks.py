@@ -27,11 +27,13 @@ by s^2 / (s^2 + sigma^2), s the ensemble's spread; relative cost,
 no_harm_weight 10, seed 5), chosen on 8 validation trajectories against the
 same stage without it (docs/results/select_controller_ks_ensemble_gain.md).
 Every fine-tuning sets num_steps=300 and learning_rate=1e-3; the 800-step
-run and stages 1-6 also set controller.ensemble_gain=False:
+run and stages 1-6 also set controller.ensemble_gain=False (the "..."
+below stands for the first command's arguments):
 
     gencast-control train-controller --config ks --data DATA --ardm ARDM \
       --out stage1.npz --set controller_training.num_steps=300 \
       --set controller_training.learning_rate=1e-3 \
+      --set controller.ensemble_gain=False \
       --set controller_training.warm_start=UNGATED.npz
     gencast-control train-controller ... --out stage2.npz \
       --set controller_training.warm_start=stage1.npz \
