@@ -437,16 +437,15 @@ def _zero_ensemble_gain_inputs(params: hk.Params, fresh: hk.Params,
   """`params` with zero weights for the `added` head inputs that
   ensemble_gain appends, where `params` lacks them (a warm start without
   it); unchanged otherwise."""
-  module = HEAD_INPUT
-  if module not in fresh or module not in params:
+  if HEAD_INPUT not in fresh or HEAD_INPUT not in params:
     return params
-  given, leaf = np.asarray(params[module]["w"]), fresh[module]["w"]
+  given, leaf = np.asarray(params[HEAD_INPUT]["w"]), fresh[HEAD_INPUT]["w"]
   if given.shape[-2] + added != leaf.shape[-2]:
     return params
   pad = [(0, 0)] * given.ndim
   pad[-2] = (0, added)
-  return dict(params, **{module: dict(params[module],
-                                      w=np.pad(given, pad))})
+  return dict(params, **{HEAD_INPUT: dict(params[HEAD_INPUT],
+                                          w=np.pad(given, pad))})
 
 
 def load_warm_start(path, config: ControllerConfig,

@@ -38,8 +38,8 @@ spin-up run without gradient, controlled by the current parameters when
 recovery from a cold start) or unguided otherwise; the window of L steps with
 gradients follows. The members are stepped together, so an ensemble-aware
 controller (`ControllerConfig.spread_gate`, `ensemble_gain`) trains on the
-spread it sees at inference. Gradients flow through every sampler sub-step and the
-frozen denoiser into psi only; sub-steps are rematerialised
+spread it sees at inference. Gradients flow through every sampler sub-step
+and the frozen denoiser into psi only; sub-steps are rematerialised
 (jax.checkpoint). With `validate_every`, a long rollout (`validation_steps`,
 cold start) on the validation split is scored every so often and the best
 parameters are kept.
