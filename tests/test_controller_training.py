@@ -18,7 +18,6 @@ from gencast_control.core.controller import (ControllerConfig, bind_controller,
                                              config_from_metadata,
                                              extend_params, init_controller,
                                              HEAD_INPUT, load_warm_start,
-                                             mean_observation_gain,
                                              save_controller, substep_features)
 from gencast_control.training.controller_training import (
     RELATIVE_FLOOR, ControllerTrainingConfig, controller_loss_fn,
@@ -314,59 +313,6 @@ def test_an_ensemble_gain_starts_as_the_controller_it_extends(
     train_controller(tiny_ardm, tiny_ks_data, [], config,
                      ControllerTrainingConfig(objective="observations",
                                               members=1), progress=False)
-
-
-def test_the_mean_observation_gain_matches_its_formula():
-  """G_c = mean over observed entries of s^2 / (s^2 + sigma^2): 0 where the
-  spread is undefined, 1 for a noise-free observation on a zero spread and
-  for a channel with nothing observed."""
-  spread = jnp.asarray([[0.0, 0.2], [0.3, 0.2], [np.nan, 0.2]])
-  mask = jnp.asarray([[[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]],
-                      [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])
-  error_std = mask * jnp.asarray([[[0.0], [0.4], [0.5]],
-                                  [[0.2], [0.1], [0.1]]])
-  preview = Preview(jnp.zeros((2, 3, 2)), mask, jnp.arange(1.0, 3.0),
-                    error_std, spread)
-  expected = np.mean([1.0, 0.09 / (0.09 + 0.16), 0.0, 0.0])
-  np.testing.assert_allclose(mean_observation_gain(preview), [expected, 1.0],
-                             rtol=1e-6)
-
-
-def test_a_gain_gate_starts_as_the_gate_it_extends_and_quiets_noisy_obs(
-    tiny_ardm, tiny_ks_data, tmp_path):
-  """A warm start into gain_gate gets its weight at 0: the same ensemble bit
-  for bit. With a large weight the control vanishes where the observations'
-  error std dwarfs the spread and stays where it does not; gain_gate
-  without the spread gate is refused."""
-  _, gated = _spread_gated(tiny_ardm)
-  config = dataclasses.replace(gated.config, gain_gate=True)
-  path = save_controller(tmp_path / "gated.npz", gated.params, gated.config,
-                         tiny_ardm)
-  params = load_warm_start(path, config, tiny_ardm)
-  with_gain = bind_controller(config, tiny_ardm.periodic, params)
-  truth = tiny_ks_data[0, :7]
-  run = lambda c: np.asarray(ensemble_rollout(
-      tiny_ardm, tiny_ks_data[:3, :1], 6, jax.random.PRNGKey(4), 3,
-      _observed(truth), c, 2))
-  np.testing.assert_array_equal(run(with_gain), run(gated))
-  params = dict(params, **{"controller/~spread_gate/gain_gate": {
-      "w": jnp.full((1,), 20.0)}})
-  quiet = bind_controller(config, tiny_ardm.periodic, params)
-  rng = np.random.default_rng(0)
-  field = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
-  mask = jnp.ones((2, 32, 1))
-  inputs = lambda error_std: ControllerInputs(
-      field(32, 1), field(32, 1), jnp.asarray(0.7), field(32, 1),
-      Preview(field(2, 32, 1), mask, jnp.arange(1.0, 3.0), error_std * mask,
-              jnp.full((32, 1), 0.1)))
-  noisy, accurate = inputs(3.0), inputs(0.01)
-  assert (np.abs(np.asarray(quiet(noisy))).max()
-          < 1e-3 * np.abs(np.asarray(gated(noisy))).max())
-  np.testing.assert_allclose(np.asarray(quiet(accurate)),
-                             np.asarray(gated(accurate)), rtol=0.1,
-                             atol=1e-6)
-  with pytest.raises(ValueError, match="gain_gate needs spread_gate"):
-    dataclasses.replace(CONTROLLER, gain_gate=True)
 
 
 def test_a_spread_gated_ensemble_is_stepped_together(tiny_ardm, tiny_ks_data):

@@ -50,18 +50,6 @@ spread gate and a sigma-dependent head cannot represent it. Its weights in
 the head's input convolution start at zero, so a controller fine-tuned into
 it starts as that controller (`extend_params`).
 
-Offered as an input, that gain was barely used by training (docs/method.md):
-the head keeps answering the plain innovations. With `gain_gate` the spread
-gate also sees, per channel c, how far a Kalman filter would move towards
-the previewed observations,
-
-    u_s <- 2 sigmoid(g_psi(...) + w_c log(G_c + eps)) * u_s,
-    G_c = mean over the observed entries of the horizon of s_n^2 / (s_n^2 + sigma_j^2),
-
-with w_c a zero-initialised weight: a confident ensemble facing noisy
-observations (G_c small) can learn to turn its control down as a whole,
-where confident ensembles facing accurate ones keep it.
-
 With `zero_without_observations` the control is the difference
 
     u_s = h_psi(c_n, inputs_s) - h_psi(c_n^0, inputs_s^0),
@@ -134,10 +122,6 @@ class ControllerConfig:
     ensemble_gain: the head also sees the innovations weighted by the
       ensemble-spread gain (module docstring); needs the ensemble's spread,
       like `spread_gate`.
-    gain_gate: the spread gate also sees the mean Kalman weight of the
-      previewed observations on the ensemble's spread (module docstring);
-      needs `spread_gate`. Its one weight per channel starts at zero, so a
-      controller fine-tuned into it starts as that controller.
   """
   horizon: int = 2
   network: ConvNetConfig = ConvNetConfig(
@@ -153,7 +137,6 @@ class ControllerConfig:
   spread_gate: bool = False
   perturbed_observations: bool = False
   ensemble_gain: bool = False
-  gain_gate: bool = False
 
   def __post_init__(self):
     if self.horizon < 1:
@@ -161,9 +144,6 @@ class ControllerConfig:
     if self.encoding_channels < 1:
       raise ValueError("controller encoding_channels must be >= 1, got"
                        f" {self.encoding_channels}")
-    if self.gain_gate and not self.spread_gate:
-      raise ValueError("controller gain_gate needs spread_gate=True (it is an"
-                       " input of the spread gate)")
 
 
 def _frames_to_channels(x: jax.Array) -> jax.Array:
@@ -243,24 +223,6 @@ def substep_features(encoding: jax.Array, inputs: ControllerInputs,
   return jnp.concatenate(features, axis=-1)
 
 
-def mean_observation_gain(preview: Preview) -> jax.Array:
-  """G [C]: per channel, the mean over the previewed observations (all H
-  frames) of their Kalman weight s^2 / (s^2 + sigma_j^2) on the ensemble's
-  spread s (0 where s is not finite, 1 for a noise-free observation on a
-  spread of 0); 1 for a channel with nothing observed."""
-  spread = _require_spread(preview.ensemble_spread)
-  spread = jnp.where(jnp.isfinite(spread), spread, 0.0)[None]
-  observed = preview.mask > 0
-  error_std = jnp.where(observed, preview.error_std, 1.0)
-  total = spread**2 + error_std**2
-  gain = jnp.where(total > 0, spread**2 / jnp.where(total > 0, total, 1.0),
-                   1.0)
-  axes = tuple(range(gain.ndim - 1))
-  count = jnp.sum(observed, axis=axes)
-  summed = jnp.sum(jnp.where(observed, gain, 0.0), axis=axes)
-  return jnp.where(count > 0, summed / jnp.maximum(count, 1), 1.0)
-
-
 def _require_spread(spread: jax.Array | None) -> jax.Array:
   if spread is None:
     raise ValueError(
@@ -319,13 +281,12 @@ class Controller(hk.Module):
       empty = inputs._replace(preview=empty_preview(inputs.preview))
       u = head(encoding[0], inputs) - head(encoding[1], empty)
     if self._config.spread_gate:
-      u = u * self.spread_gate(inputs.preview)
+      u = u * self.spread_gate(inputs.preview.ensemble_spread)
     return u
 
-  def spread_gate(self, preview: Preview) -> jax.Array:
-    """2 sigmoid(g_psi(log spread features) [+ w log(G + eps)]), 1 at
-    initialisation."""
-    spread = _require_spread(preview.ensemble_spread)
+  def spread_gate(self, spread: jax.Array | None) -> jax.Array:
+    """2 sigmoid(g_psi(log spread features)), 1 at initialisation."""
+    spread = _require_spread(spread)
     kernel = self._config.network.kernel_size
     # One small filter per channel over its own two features (grouped).
     conv = hk.ConvND(len(self._periodic), spread.shape[-1], kernel,
@@ -333,13 +294,7 @@ class Controller(hk.Module):
                      feature_group_count=spread.shape[-1], name="spread_gate")
     features = pad_spatial(spread_features(spread), (kernel - 1) // 2,
                            self._periodic)
-    logit = conv(features)
-    if self._config.gain_gate:
-      with hk.name_scope("gain_gate"):
-        weight = hk.get_parameter("w", (spread.shape[-1],), init=jnp.zeros)
-      logit = logit + weight * jnp.log(mean_observation_gain(preview)
-                                       + SPREAD_FLOOR)
-    return 2.0 * jax.nn.sigmoid(logit)
+    return 2.0 * jax.nn.sigmoid(conv(features))
 
   def __call__(self, inputs: ControllerInputs) -> jax.Array:
     return self.head(self.encode(inputs.conditioning, inputs.preview), inputs)
@@ -434,19 +389,14 @@ def perturbs_observations(controller) -> bool:
   return _config_flag(controller, "perturbed_observations")
 
 
-# The spread gate's parameters (module-name prefix): a warm start without them
-# gets them at their initial values (gate 1).
-SPREAD_GATE = "controller/~spread_gate"
-
-
 def extend_params(config: ControllerConfig, ardm: FrozenARDM,
                   params: hk.Params, key: jax.Array) -> hk.Params:
   """`params` of a controller completed to `config`'s architecture: the
-  parameters `config` adds (the spread gate, gain_gate's weights) at their
-  initial values, and zero weights for the head inputs it appends
-  (ensemble_gain's H x C channels, last in the head's input convolution),
-  which leave u unchanged; every other parameter must be in `params` with
-  its shape (ValueError otherwise)."""
+  parameters `config` adds (the spread gate) at their initial values, and
+  zero weights for the head inputs it appends (ensemble_gain's H x C
+  channels, last in the head's input convolution), which leave u
+  unchanged; every other parameter must be in `params` with its shape
+  (ValueError otherwise)."""
   fresh = init_controller(config, ardm, key)
   if config.ensemble_gain:
     params = _zero_ensemble_gain_inputs(
@@ -454,7 +404,7 @@ def extend_params(config: ControllerConfig, ardm: FrozenARDM,
   extended = {}
   for module, leaves in fresh.items():
     if module not in params:
-      if not module.startswith(SPREAD_GATE):
+      if not module.endswith("/spread_gate"):
         raise ValueError(f"the warm start lacks the parameters of {module}")
       extended[module] = leaves
       continue
@@ -509,8 +459,7 @@ def load_warm_start(path, config: ControllerConfig,
   warm_config, params, _ = load_controller(path, ardm)
   # Fields that may differ: set equal on both sides before comparing.
   free_to_differ = dict(zero_without_observations=False, spread_gate=False,
-                        perturbed_observations=False, ensemble_gain=False,
-                        gain_gate=False)
+                        perturbed_observations=False, ensemble_gain=False)
   if (dataclasses.replace(warm_config, **free_to_differ)
       != dataclasses.replace(config, **free_to_differ)):
     raise ValueError(f"warm_start {path} has another controller architecture"
