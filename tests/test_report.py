@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gencast_control.core.config import load_config
-from gencast_control.evaluation import diagnostics, engine, era5_pilot
+from gencast_control.evaluation import (benchmark, diagnostics, engine,
+                                        era5_pilot)
 
 RNG = np.random.default_rng(0)
 DIAGNOSTIC_KEYS = {"spectrum_error", "physics_error", "diverged", "spectrum",
@@ -22,21 +23,49 @@ def test_per_lead_time_curves_match_brute_force():
   for t in range(steps):
     sq = crps = var = den = 0.0
     for kk in range(k):
+      sq_k = den_k = 0.0
       for i in range(x):
         for ch in range(c):
           members, obs = ens[kk, :, t, i, ch], y[kk, t, i, ch]
           pairs = sum(abs(a - b) for a in members for b in members)
           sq += w[i] * (members.mean() - obs)**2
+          sq_k += w[i] * (members.mean() - obs)**2
+          den_k += w[i]
           crps += w[i] * (np.mean(np.abs(members - obs))
                           - pairs / (2 * m * (m - 1)))
           var += w[i] * members.var(ddof=1)
           den += w[i]
+      assert scores["rmse_per_trajectory_time"][kk][t] == pytest.approx(
+          np.sqrt(sq_k / den_k), rel=1e-12)
     rmse, spread = np.sqrt(sq / den), np.sqrt(var / den)
     assert scores["rmse_per_time"][t] == pytest.approx(rmse, rel=1e-12)
     assert scores["crps_per_time"][t] == pytest.approx(crps / den, rel=1e-12)
     assert scores["spread_per_time"][t] == pytest.approx(spread, rel=1e-12)
     assert scores["spread_skill_per_time"][t] == pytest.approx(
         np.sqrt((m + 1) / m) * spread / rmse, rel=1e-12)
+
+
+def test_the_worst_lead_comes_with_its_evidence_over_trajectories():
+  """At a lead: the trajectories where the controller is the worse, and the
+  paired bootstrap interval of the RMSE ratio, which is a point where every
+  trajectory has the same ratio and straddles the pooled ratio otherwise;
+  no interval from fewer than 5 trajectories, no evidence without curves."""
+  unguided = RNG.uniform(0.5, 1.5, size=(8, 3))
+  rows = lambda c: {"controlled": {"rmse_per_trajectory_time": c.tolist()},
+                    "unguided": {"rmse_per_trajectory_time":
+                                 unguided.tolist()}}
+  same_ratio = benchmark.lead_evidence(rows(1.1 * unguided), 2)
+  assert same_ratio["above"] == 8 and same_ratio["of"] == 8
+  np.testing.assert_allclose(same_ratio["interval"], [1.1, 1.1], rtol=1e-12)
+  mixed = unguided * np.array([1.5, 0.6, 1.2, 0.9, 1.0, 0.7, 1.3, 0.8])[:, None]
+  evidence = benchmark.lead_evidence(rows(mixed), 1)
+  pooled = np.sqrt(np.mean(mixed[:, 1]**2) / np.mean(unguided[:, 1]**2))
+  low, high = evidence["interval"]
+  assert evidence["above"] == 3 and low < pooled < high and high - low > 0.1
+  few = benchmark.lead_evidence({m: {"rmse_per_trajectory_time": [[1.0]] * 4}
+                                 for m in ("controlled", "unguided")}, 0)
+  assert few == {"above": 0, "of": 4, "interval": None}
+  assert benchmark.lead_evidence({"controlled": {}, "unguided": {}}, 0) is None
 
 
 def test_rank_histogram_matches_brute_force_over_the_scored_times():

@@ -41,6 +41,11 @@ trajectories, space and channels at that t; the burn-in is not left out):
   spread_per_time        sqrt( <s^2>_t )
   spread_skill_per_time  sqrt( (M+1)/M ) spread_per_time / rmse_per_time
                          (NaN where both are 0, e.g. t = 0 of a true start)
+  rmse_per_trajectory_time
+                         [K][T+1]: sqrt( <(xbar - y)^2>_{k,t} ) of each
+                         trajectory k (rmse_per_time is the root of their
+                         mean square), so a lead's comparison of two
+                         methods can be resampled over trajectories
 
 With channel names, per_channel: RMSE_c and CRPS_c (pooled), times
 channel_std[c] (physical units when the states are standardised). With a
@@ -198,6 +203,7 @@ def per_time(members: np.ndarray, truth: np.ndarray,
   ...], truth [K, T+1, ...], w broadcasting against the truth's [*spatial,
   C]."""
   axes = (0,) + tuple(range(2, truth.ndim))  # all but time
+  spatial = tuple(range(2, truth.ndim))  # all but trajectory and time
   with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 at t = 0
     ratio = metrics.spread_skill_ratio(members, truth, weights=w, axes=axes)
   return {
@@ -208,6 +214,8 @@ def per_time(members: np.ndarray, truth: np.ndarray,
       "spread_per_time": np.sqrt(metrics.ensemble_variance(
           members, weights=w, axes=axes)).tolist(),
       "spread_skill_per_time": ratio.tolist(),
+      "rmse_per_trajectory_time": metrics.rmse(
+          members.mean(0), truth, weights=w, axes=spatial).tolist(),
   }
 
 
