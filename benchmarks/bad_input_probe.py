@@ -2343,13 +2343,11 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def main(argv=None) -> int:
+  from gencast_control.evaluation import provenance
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", type=Path, help="write the table as markdown")
-  parser.add_argument("--publish", action="store_true",
-                      help="also write the table to"
-                      " docs/results/bad_input_probe.md")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace an existing --out (or published) file")
+  provenance.add_publish_argument(parser, "bad_input_probe")
+  provenance.add_overwrite_argument(parser)
   parser.add_argument("--only", help="run the cases whose id matches this"
                       " regex")
   parser.add_argument("--list", action="store_true", help="list the cases")
@@ -2361,7 +2359,6 @@ def main(argv=None) -> int:
     parser.error(f"--out {args.out} exists; give --overwrite to replace it")
   published = None
   if args.publish:
-    from gencast_control.evaluation import provenance
     published = provenance.publish_path("bad_input_probe")
     try:
       provenance.check_publish([published], args.overwrite)
@@ -2429,4 +2426,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/bad_input_probe.py", main))

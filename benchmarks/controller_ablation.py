@@ -71,11 +71,8 @@ def main():
   parser.add_argument("--steps", type=int, default=100)
   parser.add_argument("--members", type=int, default=4)
   parser.add_argument("--burn-in", type=int, default=20)
-  parser.add_argument("--publish", action="store_true",
-                      help="also write the table to"
-                      " docs/results/controller_ablation.md")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace an existing published table")
+  provenance.add_publish_argument(parser, "controller_ablation")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args()
   publish = None
   if args.publish:
@@ -174,4 +171,5 @@ def markdown(results) -> str:
 
 if __name__ == "__main__":
   np.set_printoptions(precision=3)
-  main()
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/controller_ablation.py", main))

@@ -435,4 +435,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/dapper_letkf_check.py", main))

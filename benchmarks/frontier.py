@@ -216,9 +216,8 @@ def main(argv=None) -> int:
                       choices=range(1, 21), metavar="1..20")
   parser.add_argument("--seed", type=int, default=1)
   parser.add_argument("--out", default="results/frontier")
-  parser.add_argument("--publish", action="store_true")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace the published table of an earlier run")
+  provenance.add_publish_argument(parser, "frontier_CONFIG_START")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args(argv)
   t0 = time.perf_counter()
   config = load_config(args.config, [])
@@ -268,4 +267,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/frontier.py", main))

@@ -191,8 +191,8 @@ def main(argv=None):
   parser.add_argument("--set", action="append", default=[])
   parser.add_argument("--conv-set", action="append", default=[])
   parser.add_argument("--out", default="results/gencast_skill")
-  parser.add_argument("--publish", action="store_true")
-  parser.add_argument("--overwrite", action="store_true")
+  provenance.add_publish_argument(parser, "gencast_skill_heldsuarez")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args(argv)
   publish = None
   if args.publish:
@@ -216,4 +216,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/gencast_skill.py", main))

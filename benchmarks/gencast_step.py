@@ -102,11 +102,8 @@ def main():
                       " step (abstract parameters: no compute; works for"
                       " mini1deg on a CPU)")
   parser.add_argument("--json", help="also write the results here")
-  parser.add_argument("--publish", action="store_true",
-                      help="also write the markdown table to"
-                      " docs/results/gencast_step_ARCH[_flops].md")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace an existing published table")
+  provenance.add_publish_argument(parser, "gencast_step_ARCH[_flops]")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args()
   publish = None
   if args.publish:
@@ -379,4 +376,5 @@ def _count_parameters(arch: str) -> int:
 
 
 if __name__ == "__main__":
-  main()
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/gencast_step.py", main))

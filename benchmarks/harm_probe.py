@@ -118,9 +118,8 @@ def main(argv=None) -> int:
   parser.add_argument("--steps", type=int, default=30)
   parser.add_argument("--members", type=int, default=4)
   parser.add_argument("--out", default="results/harm_probe.md")
-  parser.add_argument("--publish", action="store_true")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace the published table of an earlier run")
+  provenance.add_publish_argument(parser, "harm_probe_CONFIG")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args(argv)
   config = load_config(args.config, args.set)
   if args.publish:  # before any work: finished tables are not replaced
@@ -149,4 +148,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/harm_probe.py", main))

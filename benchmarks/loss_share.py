@@ -138,9 +138,8 @@ def main(argv=None) -> int:
   parser.add_argument("--trajectories", type=int, default=4,
                       help="validation trajectories the windows come from")
   parser.add_argument("--out", default="results/loss_share.md")
-  parser.add_argument("--publish", action="store_true")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace the published table of an earlier run")
+  provenance.add_publish_argument(parser, "loss_share_CONFIG")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args(argv)
   config = load_config(args.config, args.set)
   if args.publish:  # before any work: finished tables are not replaced
@@ -169,4 +168,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/loss_share.py", main))

@@ -67,11 +67,8 @@ def main():
                       help="a controller trained without the error-std"
                       " channel (e.g. an earlier shipped one)")
   parser.add_argument("--out", default="results/mixed_quality")
-  parser.add_argument("--publish", action="store_true",
-                      help="also write the table to"
-                      " docs/results/mixed_quality_CONFIG.md")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace an existing published table")
+  provenance.add_publish_argument(parser, "mixed_quality_CONFIG")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args()
   config = load_config(args.config)
   publish = None
@@ -154,4 +151,5 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/mixed_quality.py", main))

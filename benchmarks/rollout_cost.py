@@ -131,11 +131,8 @@ def main(argv=None):
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--set", action="append", default=[],
                       metavar="KEY=VALUE")
-  parser.add_argument("--publish", action="store_true",
-                      help="also write the table to"
-                      " docs/results/rollout_cost_CONFIG.md")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace an existing published table")
+  provenance.add_publish_argument(parser, "rollout_cost_CONFIG")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args(argv)
   config = load_config(args.config, args.set)
   publish = None
@@ -157,4 +154,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/rollout_cost.py", main))

@@ -107,9 +107,8 @@ def main(argv=None) -> int:
   parser.add_argument("--steps", type=int)
   parser.add_argument("--members", type=int)
   parser.add_argument("--out", default="results/select_controller.md")
-  parser.add_argument("--publish", action="store_true")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace the published table of an earlier run")
+  provenance.add_publish_argument(parser, "select_controller_CONFIG")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args(argv)
   try:
     candidates = [parse_candidate(c) for c in args.candidate]
@@ -156,4 +155,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/select_controller.py", main))

@@ -13,6 +13,7 @@ Usage:
 
 import argparse
 import os
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -71,4 +72,5 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/tune_baselines.py", main))

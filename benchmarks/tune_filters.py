@@ -129,10 +129,14 @@ def main(argv=None) -> int:
   parser.add_argument("--replace", action="store_true",
                       help="replace settings already tuned")
   parser.add_argument("--out", default=str(filter_tuning.TUNED_FILE))
-  parser.add_argument("--publish", action="store_true",
-                      help="also write docs/results/tuning_filters_CONFIG.md")
+  provenance.add_publish_argument(parser, "tuning_filters_CONFIG")
+  provenance.add_overwrite_argument(parser, "the published table of an"
+                                    " earlier run")
   args = parser.parse_args(argv)
   config = load_config(args.config, [])
+  if args.publish:  # before any work: a finished table is not replaced
+    provenance.check_publish([provenance.publish_path(
+        "tuning_filters", config.name)], args.overwrite)
   grid = dict(DEFAULT_GRIDS.get(config.name, DEFAULT_GRIDS["ks"]))
   grid["radius"] = tuple(args.radius or grid["radius"])
   grid["inflation"] = tuple(args.inflation or grid["inflation"])
@@ -192,4 +196,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from gencast_control.cli import report_errors
+  sys.exit(report_errors("benchmarks/tune_filters.py", main))

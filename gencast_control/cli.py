@@ -48,6 +48,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from gencast_control.evaluation import provenance
+
 
 def _add_config(p: argparse.ArgumentParser, default: str = "ks"):
   p.add_argument("--config", default=default,
@@ -107,24 +109,8 @@ def _workdir(args, inputs=()):
   return workdir
 
 
-def _add_overwrite(p: argparse.ArgumentParser, what: str = "the results"
-                   " of an earlier run in --out"):
-  p.add_argument("--overwrite", action="store_true",
-                 help=f"replace {what}; without it the command refuses"
-                 " before any work when they exist")
-
-
-def _add_publish(p: argparse.ArgumentParser, name: str):
-  p.add_argument("--publish", action="store_true",
-                 help=f"also write the markdown table, under its provenance"
-                 f" header (command, date, machine, versions, commit), to"
-                 f" docs/results/{name}.md of this checkout; an existing"
-                 " table is replaced only with --overwrite")
-
-
 def _check_publish(args, paths):
   """Fails before any work on tables --publish cannot write."""
-  from gencast_control.evaluation import provenance
   provenance.check_publish(list(paths), getattr(args, "overwrite", False))
 
 
@@ -399,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="rebuild the ARDM and controller from scratch first")
   p.add_argument("--ardm", help="use this ARDM checkpoint instead")
   p.add_argument("--controller", help="use this controller checkpoint instead")
-  _add_overwrite(p)
+  provenance.add_overwrite_argument(p)
   p.set_defaults(func=_cmd_demo)
 
   p = sub.add_parser("simulate", help="generate train/validation/test"
@@ -407,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_config(p)
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--format", choices=("netcdf", "zarr"), default="netcdf")
-  _add_overwrite(p, "the splits in --out")
+  provenance.add_overwrite_argument(p, "the splits in --out")
   p.set_defaults(func=_cmd_simulate)
 
   p = sub.add_parser("train-ardm", help="pretrain the grid ARDM (EDM loss) on"
@@ -422,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", help="resumable training state (default:"
                  " OUT.work)")
   _add_fresh(p)
-  _add_overwrite(p, "an existing --out checkpoint (a finished run's; an"
-                 " unfinished run resumes from its work folder without it)")
+  provenance.add_overwrite_argument(
+      p, "an existing --out checkpoint (a finished run's; an unfinished run"
+      " resumes from its work folder without it)")
   p.set_defaults(func=_cmd_train_ardm)
 
   p = sub.add_parser(
@@ -444,8 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", help="resumable training state (default:"
                  " OUT.work)")
   _add_fresh(p)
-  _add_overwrite(p, "an existing --out checkpoint (a finished run's; an"
-                 " unfinished run resumes from its work folder without it)")
+  provenance.add_overwrite_argument(
+      p, "an existing --out checkpoint (a finished run's; an unfinished run"
+      " resumes from its work folder without it)")
   p.add_argument("--devices", type=int, metavar="N",
                  help="split each batch over N devices (0: all devices, of"
                  " every process); the same as --set"
@@ -467,8 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
   _add_config(p)
   p.add_argument("--out", required=True, help="run folder")
   _add_fresh(p)
-  _add_overwrite(p, "a finished run's checkpoints in --out (an unfinished"
-                 " run resumes without it)")
+  provenance.add_overwrite_argument(
+      p, "a finished run's checkpoints in --out (an unfinished run resumes"
+      " without it)")
   p.set_defaults(func=_cmd_train)
 
   p = sub.add_parser(
@@ -521,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
                  " point at its nearest grid point)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default="results/assimilate")
-  _add_overwrite(p)
+  provenance.add_overwrite_argument(p)
   p.set_defaults(func=_cmd_assimilate)
 
   p = sub.add_parser(
@@ -568,10 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--members", type=int, help="override the mode's ensemble"
                  " size (>= 2)")
   p.add_argument("--out", default="results/benchmark")
-  _add_publish(p, "benchmark_CONFIG (one per config; _full, _cold,"
-               " _validation for --mode full, --start cold, --split"
-               " validation)")
-  _add_overwrite(p)
+  provenance.add_publish_argument(
+      p, "benchmark_CONFIG (one per config; _full, _cold, _validation for"
+      " --mode full, --start cold, --split validation)")
+  provenance.add_overwrite_argument(p)
   p.set_defaults(func=_cmd_benchmark)
 
   p = sub.add_parser("evaluate", help="controller vs unguided ARDM for every"
@@ -591,8 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
                  " (repeatable; letkf/letks with their settings tuned on"
                  " validation)")
   p.add_argument("--out", default="results/evaluate")
-  _add_publish(p, "evaluate_CONFIG")
-  _add_overwrite(p)
+  provenance.add_publish_argument(p, "evaluate_CONFIG")
+  provenance.add_overwrite_argument(p)
   p.set_defaults(func=_cmd_evaluate)
 
   p = sub.add_parser("pilot", help="ERA5 / Held-Suarez pilot: controller vs"
@@ -617,9 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
                  " (to choose settings without touching the test data; its"
                  " cold starts come from the same split)")
   p.add_argument("--out", default="results/era5_pilot")
-  _add_publish(p, "pilot_CONFIG (_truth, _validation for --start truth,"
-               " --split validation)")
-  _add_overwrite(p)
+  provenance.add_publish_argument(
+      p, "pilot_CONFIG (_truth, _validation for --start truth, --split"
+      " validation)")
+  provenance.add_overwrite_argument(p)
   p.set_defaults(func=_cmd_pilot)
 
   p = sub.add_parser("data", help="data utilities (WeatherBench2 stores)")
@@ -641,16 +631,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
           ClusterError)
 
 
-def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
-  args.command_line = shlex.join(  # names this run in its folder locks
-      ["gencast-control"] + list(sys.argv[1:] if argv is None else argv))
+def report_errors(name: str, run) -> int:
+  """run() with bad input or a failed run printed as one line, `NAME:
+  error: ...` (exit 2), and an interrupt as `NAME: interrupted` (exit 130);
+  the exit code of run() otherwise (0 for None). GENCAST_CONTROL_TRACEBACK=1
+  shows the traceback instead. The benchmarks/ scripts end with it too."""
   try:
-    with contextlib.ExitStack() as args.held:  # folder locks, released here
-      args.func(args)
+    return run() or 0
   except KeyboardInterrupt:
-    print(f"gencast-control {args.command}: interrupted; finished work is"
-          " kept (training resumes from its work folder)", file=sys.stderr)
+    print(f"{name}: interrupted; finished work is kept (training resumes"
+          " from its work folder)", file=sys.stderr)
     return 130
   except _user_errors() as e:
     if os.environ.get("GENCAST_CONTROL_TRACEBACK"):
@@ -658,9 +648,20 @@ def main(argv=None) -> int:
     message = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
     if isinstance(e, OSError) and e.filename and e.strerror:
       message = f"{e.strerror}: {e.filename}"
-    print(f"gencast-control {args.command}: error: {message}", file=sys.stderr)
+    print(f"{name}: error: {message}", file=sys.stderr)
     return 2
-  return 0
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  args.command_line = shlex.join(  # names this run in its folder locks
+      ["gencast-control"] + list(sys.argv[1:] if argv is None else argv))
+
+  def run():
+    with contextlib.ExitStack() as args.held:  # folder locks, released here
+      args.func(args)
+
+  return report_errors(f"gencast-control {args.command}", run)
 
 
 if __name__ == "__main__":

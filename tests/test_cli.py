@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +65,33 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys):
   assert cli.main(["demo", "--ardm", str(bad), "--controller", str(bad),
                    "--out", str(tmp_path / "demo")]) == 2
   assert "corrupt" in capsys.readouterr().err
+
+
+def test_benchmark_scripts_report_bad_input_in_one_line(capsys):
+  """The benchmarks/ scripts end with cli.report_errors: bad input is one
+  line naming the script (exit 2), an interrupt exit 130, a bug a
+  traceback."""
+  root = Path(__file__).resolve().parents[1]
+  script = root / "benchmarks" / "harm_probe.py"
+  env = dict(os.environ, PYTHONPATH=str(root))  # the checkout under test
+  run = subprocess.run([sys.executable, str(script), "--config", "nope"],
+                       capture_output=True, text=True, timeout=120, env=env)
+  assert run.returncode == 2
+  assert run.stderr.strip().splitlines() == [
+      "benchmarks/harm_probe.py: error: unknown config"
+      " 'nope': give a path to a .py file or a module name under configs/"]
+
+  def interrupted():
+    raise KeyboardInterrupt
+
+  def bug():
+    raise RuntimeError("a bug")
+
+  assert cli.report_errors("x.py", interrupted) == 130
+  assert "x.py: interrupted" in capsys.readouterr().err
+  with pytest.raises(RuntimeError):
+    cli.report_errors("x.py", bug)
+  assert cli.report_errors("x.py", lambda: None) == 0
 
 
 def test_help_lists_subcommands(capsys):

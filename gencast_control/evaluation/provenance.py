@@ -254,6 +254,26 @@ def publish_path(*parts: str) -> Path:
   return results_dir() / f"{slug(*parts)}.md"
 
 
+def add_publish_argument(parser, name: str) -> None:
+  """--publish on an argparse parser: also write the table to
+  docs/results/NAME.md (`name` may describe several, e.g. "benchmark_CONFIG
+  (one per config)")."""
+  parser.add_argument("--publish", action="store_true",
+                      help=f"also write the markdown table, under its"
+                      f" provenance header (command, date, machine, versions,"
+                      f" commit), to docs/results/{name}.md of this checkout;"
+                      " an existing table is replaced only with --overwrite")
+
+
+def add_overwrite_argument(parser, what: str = "the results of an earlier"
+                           " run") -> None:
+  """--overwrite on an argparse parser: replace `what` instead of refusing
+  before any work."""
+  parser.add_argument("--overwrite", action="store_true",
+                      help=f"replace {what}; without it the command refuses"
+                      " before any work when they exist")
+
+
 def check_publish(paths: Sequence[Path], overwrite: bool = False,
                   overwrite_hint: str = "--overwrite") -> None:
   """Fails before any work when a table to publish exists (unless
