@@ -2347,7 +2347,8 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", type=Path, help="write the table as markdown")
   provenance.add_publish_argument(parser, "bad_input_probe")
-  provenance.add_overwrite_argument(parser)
+  provenance.add_overwrite_argument(parser, "an existing --out (or"
+                                    " published) file")
   parser.add_argument("--only", help="run the cases whose id matches this"
                       " regex")
   parser.add_argument("--list", action="store_true", help="list the cases")

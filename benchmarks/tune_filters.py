@@ -130,8 +130,7 @@ def main(argv=None) -> int:
                       help="replace settings already tuned")
   parser.add_argument("--out", default=str(filter_tuning.TUNED_FILE))
   provenance.add_publish_argument(parser, "tuning_filters_CONFIG")
-  provenance.add_overwrite_argument(parser, "the published table of an"
-                                    " earlier run")
+  provenance.add_overwrite_argument(parser)
   args = parser.parse_args(argv)
   config = load_config(args.config, [])
   if args.publish:  # before any work: a finished table is not replaced

@@ -50,6 +50,9 @@ from pathlib import Path
 
 from gencast_control.evaluation import provenance
 
+# What --overwrite replaces for the commands that write a results folder.
+OUT_RESULTS = "the results of an earlier run in --out"
+
 
 def _add_config(p: argparse.ArgumentParser, default: str = "ks"):
   p.add_argument("--config", default=default,
@@ -385,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="rebuild the ARDM and controller from scratch first")
   p.add_argument("--ardm", help="use this ARDM checkpoint instead")
   p.add_argument("--controller", help="use this controller checkpoint instead")
-  provenance.add_overwrite_argument(p)
+  provenance.add_overwrite_argument(p, OUT_RESULTS)
   p.set_defaults(func=_cmd_demo)
 
   p = sub.add_parser("simulate", help="generate train/validation/test"
@@ -510,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
                  " point at its nearest grid point)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default="results/assimilate")
-  provenance.add_overwrite_argument(p)
+  provenance.add_overwrite_argument(p, OUT_RESULTS)
   p.set_defaults(func=_cmd_assimilate)
 
   p = sub.add_parser(
@@ -560,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
   provenance.add_publish_argument(
       p, "benchmark_CONFIG (one per config; _full, _cold, _validation for"
       " --mode full, --start cold, --split validation)")
-  provenance.add_overwrite_argument(p)
+  provenance.add_overwrite_argument(p, OUT_RESULTS)
   p.set_defaults(func=_cmd_benchmark)
 
   p = sub.add_parser("evaluate", help="controller vs unguided ARDM for every"
@@ -581,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
                  " validation)")
   p.add_argument("--out", default="results/evaluate")
   provenance.add_publish_argument(p, "evaluate_CONFIG")
-  provenance.add_overwrite_argument(p)
+  provenance.add_overwrite_argument(p, OUT_RESULTS)
   p.set_defaults(func=_cmd_evaluate)
 
   p = sub.add_parser("pilot", help="ERA5 / Held-Suarez pilot: controller vs"
@@ -609,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
   provenance.add_publish_argument(
       p, "pilot_CONFIG (_truth, _validation for --start truth, --split"
       " validation)")
-  provenance.add_overwrite_argument(p)
+  provenance.add_overwrite_argument(p, OUT_RESULTS)
   p.set_defaults(func=_cmd_pilot)
 
   p = sub.add_parser("data", help="data utilities (WeatherBench2 stores)")
@@ -631,16 +634,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
           ClusterError)
 
 
-def report_errors(name: str, run) -> int:
+def report_errors(name: str, run, interrupted: str = "finished work is"
+                  " kept") -> int:
   """run() with bad input or a failed run printed as one line, `NAME:
-  error: ...` (exit 2), and an interrupt as `NAME: interrupted` (exit 130);
-  the exit code of run() otherwise (0 for None). GENCAST_CONTROL_TRACEBACK=1
-  shows the traceback instead. The benchmarks/ scripts end with it too."""
+  error: ...` (exit 2), and an interrupt as `NAME: interrupted; INTERRUPTED`
+  (exit 130); the exit code of run() otherwise (0 for None).
+  GENCAST_CONTROL_TRACEBACK=1 shows the traceback instead. The benchmarks/
+  scripts end with it too."""
   try:
     return run() or 0
   except KeyboardInterrupt:
-    print(f"{name}: interrupted; finished work is kept (training resumes"
-          " from its work folder)", file=sys.stderr)
+    print(f"{name}: interrupted; {interrupted}", file=sys.stderr)
     return 130
   except _user_errors() as e:
     if os.environ.get("GENCAST_CONTROL_TRACEBACK"):
@@ -661,7 +665,9 @@ def main(argv=None) -> int:
     with contextlib.ExitStack() as args.held:  # folder locks, released here
       args.func(args)
 
-  return report_errors(f"gencast-control {args.command}", run)
+  return report_errors(f"gencast-control {args.command}", run,
+                       "finished work is kept (training resumes from its work"
+                       " folder)")
 
 
 if __name__ == "__main__":

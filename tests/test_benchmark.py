@@ -103,6 +103,13 @@ def test_writes_every_method_and_regime(run):
         rows[r]["controlled"]["rmse"] / rows[r]["enkf"]["rmse"])
   assert "| random_25pct | enkf (untuned) |" in markdown
   assert "rmse.a" in markdown and "RMSE (pooled)" in markdown
+  for r in REGIMES:  # one trajectory: the count, no interval
+    t, _ = goals["worst_lead_vs_unguided"][r]
+    evidence = goals["worst_lead_evidence"][r]
+    assert evidence == benchmark.lead_evidence(rows[r], t)
+    assert evidence["of"] == 1 and evidence["interval"] is None
+    assert f"at t = {t} (higher in {evidence['above']} of 1 trajectories)" in (
+        markdown)
   for method in rows["random_25pct"].values():
     histogram = method["rank_histogram"]  # M + 1 = 4 bins
     assert len(histogram) == 4 and sum(histogram) == pytest.approx(1.0)

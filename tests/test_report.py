@@ -62,6 +62,11 @@ def test_the_worst_lead_comes_with_its_evidence_over_trajectories():
   pooled = np.sqrt(np.mean(mixed[:, 1]**2) / np.mean(unguided[:, 1]**2))
   low, high = evidence["interval"]
   assert evidence["above"] == 3 and low < pooled < high and high - low > 0.1
+  draws = np.random.default_rng(0).integers(0, 8, (4000, 8))
+  brute = [np.sqrt(sum(mixed[i, 1]**2 for i in d)
+                   / sum(unguided[i, 1]**2 for i in d)) for d in draws]
+  np.testing.assert_allclose(evidence["interval"],
+                             np.quantile(brute, [0.05, 0.95]), rtol=1e-12)
   few = benchmark.lead_evidence({m: {"rmse_per_trajectory_time": [[1.0]] * 4}
                                  for m in ("controlled", "unguided")}, 0)
   assert few == {"above": 0, "of": 4, "interval": None}

@@ -32,7 +32,8 @@ Scores (`engine.score` with the config's system): the pooled rmse, crps and
 spread_skill, DAPPER's rmse_a / spread_a and the rank histogram over the
 assimilated times t = B+1..T after a burn-in of B steps (default B = T // 5);
 the curves rmse_per_time, crps_per_time, spread_per_time and
-spread_skill_per_time over t = 0..T; the system's spectrum_error,
+spread_skill_per_time over t = 0..T (and rmse_per_trajectory_time, one per
+trajectory: `lead_evidence`); the system's spectrum_error,
 physics_error (KS total variation, Kolmogorov enstrophy) and diverged
 (members whose state RMS passes DIVERGENCE_FACTOR x the truth's, out of
 K x M) of `diagnostics`. Beside them:
@@ -396,7 +397,8 @@ def lead_evidence(rows: dict, t: int, resamples: int = 4000,
   "interval": the 5 % and 95 % quantiles of the ratio sqrt(<e_c^2>_k /
   <e_u^2>_k) over `resamples` paired bootstrap resamples of the K
   trajectories (Efron & Tibshirani 1993; None below
-  MIN_TRAJECTORIES_FOR_INTERVAL)}; None without the curves. The worst of
+  MIN_TRAJECTORIES_FOR_INTERVAL trajectories or where one is not finite)};
+  None without the curves. The worst of
   many leads is biased high: read it with its interval."""
   curves = [rows[m].get("rmse_per_trajectory_time")
             for m in ("controlled", "unguided")]
@@ -404,8 +406,9 @@ def lead_evidence(rows: dict, t: int, resamples: int = 4000,
     return None
   c, u = (np.asarray(x, np.float64)[:, t]**2 for x in curves)
   k = len(c)
-  interval = None
-  if k >= MIN_TRAJECTORIES_FOR_INTERVAL:
+  interval = None  # none either where a trajectory diverged (not finite)
+  if (k >= MIN_TRAJECTORIES_FOR_INTERVAL and np.isfinite(c).all()
+      and np.isfinite(u).all()):
     draws = np.random.default_rng(seed).integers(0, k, (resamples, k))
     ratios = np.sqrt(c[draws].mean(1) / np.maximum(u[draws].mean(1), 1e-24))
     interval = [float(q) for q in np.quantile(ratios, [0.05, 0.95])]

@@ -198,7 +198,7 @@ def score(ensembles: np.ndarray, truth: np.ndarray,
 
 
 def per_time(members: np.ndarray, truth: np.ndarray,
-             w: np.ndarray | None) -> dict[str, list[float]]:
+             w: np.ndarray | None) -> dict[str, list]:
   """The per-lead-time curves of the module docstring, members [M, K, T+1,
   ...], truth [K, T+1, ...], w broadcasting against the truth's [*spatial,
   C]."""

@@ -265,8 +265,8 @@ def add_publish_argument(parser, name: str) -> None:
                       " an existing table is replaced only with --overwrite")
 
 
-def add_overwrite_argument(parser, what: str = "the results of an earlier"
-                           " run") -> None:
+def add_overwrite_argument(parser, what: str = "the published table of an"
+                           " earlier run") -> None:
   """--overwrite on an argparse parser: replace `what` instead of refusing
   before any work."""
   parser.add_argument("--overwrite", action="store_true",
