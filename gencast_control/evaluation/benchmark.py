@@ -398,8 +398,8 @@ def lead_evidence(rows: dict, t: int, resamples: int = 4000,
   <e_u^2>_k) over `resamples` paired bootstrap resamples of the K
   trajectories (Efron & Tibshirani 1993; None below
   MIN_TRAJECTORIES_FOR_INTERVAL trajectories or where one is not finite)};
-  None without the curves. The worst of
-  many leads is biased high: read it with its interval."""
+  None without the curves. The worst of many leads is biased high: read it
+  with its interval."""
   curves = [rows[m].get("rmse_per_trajectory_time")
             for m in ("controlled", "unguided")]
   if any(c is None for c in curves):
