@@ -457,7 +457,7 @@ def goal_summary(regimes: dict) -> dict:
         lambda rows: worst_lead(rows)[1] <= 1.0)
     summary["worst_lead_vs_unguided"] = {
         r: worst_lead(rows) for r, rows in with_controller.items()}
-    evidence = {r: lead_evidence(rows, worst_lead(rows)[0])
+    evidence = {r: lead_evidence(rows, summary["worst_lead_vs_unguided"][r][0])
                 for r, rows in with_controller.items()}
     if all(e is not None for e in evidence.values()):
       summary["worst_lead_evidence"] = evidence

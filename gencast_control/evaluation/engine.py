@@ -204,10 +204,11 @@ def per_time(members: np.ndarray, truth: np.ndarray,
   C]."""
   axes = (0,) + tuple(range(2, truth.ndim))  # all but time
   spatial = tuple(range(2, truth.ndim))  # all but trajectory and time
+  mean = members.mean(0)
   with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 at t = 0
     ratio = metrics.spread_skill_ratio(members, truth, weights=w, axes=axes)
   return {
-      "rmse_per_time": metrics.rmse(members.mean(0), truth, weights=w,
+      "rmse_per_time": metrics.rmse(mean, truth, weights=w,
                                     axes=axes).tolist(),
       "crps_per_time": metrics.crps_fair(members, truth, weights=w,
                                          axes=axes).tolist(),
@@ -215,7 +216,7 @@ def per_time(members: np.ndarray, truth: np.ndarray,
           members, weights=w, axes=axes)).tolist(),
       "spread_skill_per_time": ratio.tolist(),
       "rmse_per_trajectory_time": metrics.rmse(
-          members.mean(0), truth, weights=w, axes=spatial).tolist(),
+          mean, truth, weights=w, axes=spatial).tolist(),
   }
 
 
