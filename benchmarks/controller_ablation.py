@@ -138,7 +138,7 @@ def _load_previous(path: Path, settings: dict) -> dict | None:
   same = all(previous.get(k) == settings[k]
              for k in settings if k != "variants")
   if not same:
-    raise SystemExit(f"{path} was written with other settings; use another"
+    raise ValueError(f"{path} was written with other settings; use another"
                      " --out or delete it")
   return previous
 

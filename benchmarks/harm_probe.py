@@ -35,7 +35,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gencast_control.core.config import load_config  # noqa: E402
-from gencast_control.core.controller import uses_ensemble_spread  # noqa: E402
 from gencast_control.core.observations import Observations  # noqa: E402
 from gencast_control.evaluation import (benchmark, engine,  # noqa: E402
                                         provenance)
@@ -87,8 +86,8 @@ def markdown(config_name: str, results: dict, setup: dict) -> str:
            f" {setup['num_steps']} steps, {setup['ensemble_size']} members,"
            " every member at the true state; RMSE of the ensemble mean per"
            " lead time t. Control size: RMS of (sigma_hat - sigma_next) u /"
-           " sigma_hat per sampler sub-step (first trajectory,"
-           f" {setup['control_size_of']}).", "",
+           " sigma_hat per sampler sub-step (first trajectory, mean over the"
+           " members).", "",
            "| regime | run | " + " | ".join(f"t = {t}" for t in leads)
            + " |", "|---|---|" + "---|" * len(leads)]
   for regime, r in results.items():
@@ -135,10 +134,7 @@ def main(argv=None) -> int:
     results[regime] = probe(config, models, truth, regime, args.members)
     print(f"{regime}: done", flush=True)
   setup = {"num_trajectories": args.trajectories, "num_steps": args.steps,
-           "ensemble_size": args.members,
-           "control_size_of": ("mean over the members"
-                               if uses_ensemble_spread(models.controller)
-                               else "first member")}
+           "ensemble_size": args.members}
   text = markdown(config.name, results, setup)
   command = " ".join(["python", "benchmarks/harm_probe.py"]
                      + list(sys.argv[1:] if argv is None else argv))

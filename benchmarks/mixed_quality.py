@@ -84,7 +84,7 @@ def main():
   if args.blind_controller:  # an earlier controller: its own architecture
     blind, params, _ = load_controller(args.blind_controller, models.ardm)
     if blind.error_std_channel:
-      raise SystemExit(f"--blind-controller {args.blind_controller} was"
+      raise ValueError(f"--blind-controller {args.blind_controller} was"
                        " trained with the error-std channel: give one"
                        " trained without it")
     controllers["controlled_blind"] = benchmark.Models(

@@ -98,6 +98,20 @@ def test_benchmark_scripts_report_bad_input_in_one_line(capsys):
   assert cli.report_errors("x.py", lambda: None) == 0
 
 
+def test_ablation_refuses_an_earlier_run_with_other_settings(
+    benchmark_script, tmp_path):
+  """benchmarks/controller_ablation.py resumes only its own settings'
+  variants; other settings are bad input (ValueError: one line, exit 2)."""
+  ablation = benchmark_script("controller_ablation")
+  settings = {"train_steps": 200, "steps": 100, "variants": {}}
+  path = tmp_path / "ablation.json"
+  assert ablation._load_previous(path, settings) is None
+  path.write_text(json.dumps(dict(settings, variants={"a": {}})))
+  assert ablation._load_previous(path, settings)["variants"] == {"a": {}}
+  with pytest.raises(ValueError, match="written with other settings"):
+    ablation._load_previous(path, dict(settings, train_steps=50))
+
+
 def test_help_lists_subcommands(capsys):
   with pytest.raises(SystemExit):
     cli.main(["--help"])

@@ -75,8 +75,7 @@ from gencast_control.baselines import filter_tuning, filters
 from gencast_control.baselines import guidance as baselines
 from gencast_control.core import assimilation
 from gencast_control.core.config import load_config
-from gencast_control.core.controller import (bind_controller,
-                                             uses_ensemble_spread)
+from gencast_control.core.controller import bind_controller
 from gencast_control.core.observations import Observations
 from gencast_control.evaluation import engine, plots, provenance
 from gencast_control.evaluation.diagnostics import (DIVERGENCE_FACTOR,
@@ -255,29 +254,21 @@ def control_sizes(models: Models, history: jax.Array,
                   observations: Observations, num_steps: int,
                   key: jax.Array, ensemble_size: int = 2) -> list[float]:
   """Per sub-step RMS of (sigma_hat - sigma_next) u / sigma_hat over one
-  controlled rollout, sqrt(2 e_s / T) from the sampler's energies e_s: of its
-  first member, or, for an ensemble-aware controller (whose members are
-  stepped together), the mean over the ensemble. history: [h, ...] shared
-  by `ensemble_size` members, or an initial ensemble [M, h, ...]."""
-  ardm, controller = models.ardm, models.controller
-  horizon = models.controller_config.horizon
+  controlled ensemble rollout (members stepped together, as an
+  ensemble-aware controller needs), sqrt(2 e_s / T) from the sampler's
+  energies e_s, averaged over the members. history: [h, ...] shared by
+  `ensemble_size` members, or an initial ensemble [M, h, ...]."""
+  ardm = models.ardm
   history = jnp.asarray(history, jnp.float32)
   shared = history.ndim == len(ardm.state_shape) + 1
-  if not uses_ensemble_spread(controller):
-    first = history if shared else history[0]
-    run = jax.jit(lambda h, o: assimilation.rollout(
-        ardm, h, num_steps, key, o, controller, horizon)[1])
-    e = np.atleast_1d(np.asarray(run(first, observations)))
-  else:
-    members = ensemble_size if shared else history.shape[0]
-    histories = assimilation.member_histories(
-        history, members, (ardm.history_length,) + tuple(ardm.state_shape))
-    run = jax.jit(lambda h, o: assimilation.ensemble_states(
-        ardm, h, num_steps, assimilation.member_keys(key, members), o,
-        controller, horizon)[1])
-    e = np.asarray(run(histories, observations)).reshape(members,
-                                                         -1).mean(axis=0)
-  return np.sqrt(2.0 * e / num_steps).tolist()
+  members = ensemble_size if shared else history.shape[0]
+  histories = assimilation.member_histories(
+      history, members, (ardm.history_length,) + tuple(ardm.state_shape))
+  run = jax.jit(lambda h, o: assimilation.ensemble_states(
+      ardm, h, num_steps, assimilation.member_keys(key, members), o,
+      models.controller, models.controller_config.horizon)[1])
+  e = np.asarray(run(histories, observations)).reshape(members, -1)
+  return np.sqrt(2.0 * e.mean(axis=0) / num_steps).tolist()
 
 
 def run_cell(method, models, history, observations, num_steps, key,
