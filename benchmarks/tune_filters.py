@@ -144,6 +144,7 @@ def main(argv=None) -> int:
   starts = args.start or list(benchmark.STARTS)
   command = " ".join(["python", "benchmarks/tune_filters.py"]
                      + list(sys.argv[1:] if argv is None else argv))
+  commit = provenance.git_commit()  # before this run writes the tuned file
   existing = {}
   if os.path.exists(args.out):
     with open(args.out) as f:
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
                                    "ensemble_size": m, "mode": mode},
                        command=command,
                        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                       commit=provenance.git_commit())
+                       commit=commit)
           section[key] = entry
           b = entry["best"]
           print(f"{key}: radius {b['localization_radius']:g} inflation"
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
   if args.publish:
     path = provenance.publish_path("tuning_filters", config.name)
     text = markdown(config.name, section)
-    print(f"wrote {provenance.publish(path, text, command)}")
+    print(f"wrote {provenance.publish(path, text, command, commit=commit)}")
   return 0
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from gencast_control.baselines import filter_tuning
 from gencast_control.core.config import load_config
-from gencast_control.evaluation import benchmark
+from gencast_control.evaluation import benchmark, provenance
 
 
 def test_tuning_records_the_grid_and_the_benchmark_reads_it(benchmark_script,
@@ -44,6 +44,28 @@ def test_tuning_records_the_grid_and_the_benchmark_reads_it(benchmark_script,
                                       "random_25pct")[1]
   assert benchmark.filter_label("letks", tuned, True) == (
       "letks (tuned, lag 3)")
+
+
+def test_tuning_is_labelled_with_the_commit_it_started_from(
+    benchmark_script, tmp_path, monkeypatch):
+  """The run writes the tracked tuned file itself; that must not make its
+  own entries and published table read "+dirty"."""
+  commits = iter(["abc1234"])
+  monkeypatch.setattr(provenance, "git_commit",
+                      lambda: next(commits, "abc1234+dirty"))
+  monkeypatch.setattr(provenance, "publish_path",
+                      lambda *parts: tmp_path / ("_".join(parts) + ".md"))
+  tune = benchmark_script("tune_filters")
+  out = tmp_path / "tuned.json"
+  assert tune.main(["--config", "ks", "--regime", "random_25pct", "--method",
+                    "letkf", "--start", "truth", "--radius", "4",
+                    "--inflation", "1.05", "--out", str(out),
+                    "--publish"]) == 0
+  entry, = json.loads(out.read_text())["configs"]["ks"].values()
+  assert entry["commit"] == "abc1234"
+  header = provenance.parse_header(
+      (tmp_path / "tuning_filters_ks.md").read_text())
+  assert header["Commit"] == "abc1234"
 
 
 def test_frontier_prints_the_cost_to_reach_the_controller(benchmark_script,

@@ -147,21 +147,23 @@ def versions() -> str:
 
 
 def header(command: str | Sequence[str] | None = None,
-           title: str | None = None) -> list[str]:
+           title: str | None = None, commit: str | None = None) -> list[str]:
   """The header's markdown lines (module docstring), ending with a blank
-  line; command as in `command_line`."""
+  line; command as in `command_line`; commit: `git_commit()` unless given
+  (a command that writes tracked files itself, e.g. the filters' tuning,
+  takes it before it writes)."""
   lines = [MARKER.format(version=FORMAT_VERSION), ""]
   if title:
     lines += [f"# {title}", ""]
   fields = {"Command": f"`{command_line(command)}`",
             "Date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "Machine": machine(), "Versions": versions(),
-            "Commit": git_commit()}
+            "Commit": commit or git_commit()}
   return lines + [f"- {name}: {fields[name]}" for name in FIELDS] + [""]
 
 
 def with_header(markdown: str, command: str | Sequence[str] | None = None,
-                title: str | None = None) -> str:
+                title: str | None = None, commit: str | None = None) -> str:
   """The header, then `markdown`. A markdown whose first line is a `# `
   heading gives the title (unless `title`), shown above the header's
   fields."""
@@ -170,7 +172,7 @@ def with_header(markdown: str, command: str | Sequence[str] | None = None,
   if first.startswith("# "):
     title = title or first[2:].strip()
     body = rest.strip("\n")
-  return "\n".join(header(command, title)) + "\n" + body + "\n"
+  return "\n".join(header(command, title, commit)) + "\n" + body + "\n"
 
 
 def parse_header(text: str) -> dict[str, str]:
@@ -285,10 +287,11 @@ def check_publish(paths: Sequence[Path], overwrite: bool = False,
 
 
 def publish(path, markdown: str, command: str | Sequence[str] | None = None,
-            title: str | None = None) -> Path:
-  """Writes `with_header(markdown, command, title)` to `path` atomically."""
+            title: str | None = None, commit: str | None = None) -> Path:
+  """Writes `with_header(markdown, command, title, commit)` to `path`
+  atomically."""
   from gencast_control.core.checkpoint import atomic_write
-  text = with_header(markdown, command, title)
+  text = with_header(markdown, command, title, commit)
   return atomic_write(path, lambda f: f.write(text.encode()))
 
 
