@@ -419,9 +419,11 @@ def goal_summary(regimes: dict) -> dict:
   with_controller = {r: rows for r, rows in regimes.items()
                      if "controlled" in rows}
 
-  def passing(check):
-    names = [r for r, rows in with_controller.items() if check(rows)]
+  def counted(names):
     return {"regimes": names, "count": len(names), "of": len(with_controller)}
+
+  def passing(check):
+    return counted([r for r, rows in with_controller.items() if check(rows)])
 
   def best_diffusion(score):
     def check(rows):
@@ -444,11 +446,11 @@ def goal_summary(regimes: dict) -> dict:
   summary["controller_calibrated"] = passing(
       lambda rows: 0.7 <= rows["controlled"]["spread_skill"] <= 1.3)
   if all("unguided" in rows for rows in with_controller.values()):
-    summary["controller_not_worse_at_any_lead"] = passing(
-        lambda rows: worst_lead(rows)[1] <= 1.0)
-    summary["worst_lead_vs_unguided"] = {
-        r: worst_lead(rows) for r, rows in with_controller.items()}
-    evidence = {r: lead_evidence(rows, summary["worst_lead_vs_unguided"][r][0])
+    worst = {r: worst_lead(rows) for r, rows in with_controller.items()}
+    summary["controller_not_worse_at_any_lead"] = counted(
+        [r for r, (_, ratio) in worst.items() if ratio <= 1.0])
+    summary["worst_lead_vs_unguided"] = worst
+    evidence = {r: lead_evidence(rows, worst[r][0])
                 for r, rows in with_controller.items()}
     if all(e is not None for e in evidence.values()):
       summary["worst_lead_evidence"] = evidence
