@@ -133,9 +133,10 @@ def main(argv=None) -> int:
   provenance.add_overwrite_argument(parser)
   args = parser.parse_args(argv)
   config = load_config(args.config, [])
+  publish = None
   if args.publish:  # before any work: a finished table is not replaced
-    provenance.check_publish([provenance.publish_path(
-        "tuning_filters", config.name)], args.overwrite)
+    publish = provenance.publish_path("tuning_filters", config.name)
+    provenance.check_publish([publish], args.overwrite)
   grid = dict(DEFAULT_GRIDS.get(config.name, DEFAULT_GRIDS["ks"]))
   grid["radius"] = tuple(args.radius or grid["radius"])
   grid["inflation"] = tuple(args.inflation or grid["inflation"])
@@ -188,10 +189,9 @@ def main(argv=None) -> int:
                 f" ({time.perf_counter() - t0:.0f} s)", flush=True)
           atomic_write(args.out, lambda f: f.write(
               json.dumps(existing, indent=1, sort_keys=True).encode()))
-  if args.publish:
-    path = provenance.publish_path("tuning_filters", config.name)
+  if publish:
     text = markdown(config.name, section)
-    print(f"wrote {provenance.publish(path, text, command, commit=commit)}")
+    print(f"wrote {provenance.publish(publish, text, command, commit=commit)}")
   return 0
 
 
