@@ -94,7 +94,8 @@ def sweep(config, models, truth, regime, start: str, cells_, rounds: int,
   burn_in = benchmark.default_burn_in(num_steps)
   key = jax.random.PRNGKey(seed)
   observations = engine.observe(config.regime(regime), truth, h, key)
-  base = benchmark.baseline_options(config, models.controller_config.horizon)
+  base = benchmark.baseline_options(config, models.controller_config.horizon,
+                                    models.ardm)
   initial = {}
   rows = [dict(method=m, budget=b, cpu=[]) for m, b, _, _ in cells_]
   for r in range(rounds):

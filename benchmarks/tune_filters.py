@@ -1,5 +1,8 @@
 """Tunes the LETKF's and the LETKS's radius and inflation on VALIDATION data.
 
+The filters with the true solver ("letkf", "letks") and with the shipped
+ARDM as their model ("letkf_ardm", "letks_ardm": `baselines.filters`).
+
 For each config, benchmark mode (its K trajectories x T steps x M members),
 start ("truth": members at the true state plus the initial spread; "cold":
 climatological states), observation regime and method, every (localisation
@@ -81,9 +84,8 @@ def tune_setting(config, method: str, truth: np.ndarray, initial,
   if not finite:
     raise ValueError(f"{method} diverged at every grid point")
   best = min(finite, key=lambda s: s["rmse_a"])
-  fixed = {k: options.get(k) for k in filter_tuning.FIXED_FIELDS}
   return {"best": best, "grid": scores, "burn_in": burn_in,
-          "options": fixed}
+          "options": filter_tuning.fixed_options(options)}
 
 
 def markdown(config_name: str, entries: dict) -> str:
@@ -151,10 +153,10 @@ def main(argv=None) -> int:
     with open(args.out) as f:
       existing = json.load(f)
   section = existing.setdefault("configs", {}).setdefault(config.name, {})
-  horizon = benchmark.load_models(
-      config, *benchmark.pipeline.shipped_checkpoints(config.name)
-  ).controller_config.horizon
-  options = benchmark.baseline_options(config, horizon)
+  models = benchmark.load_models(
+      config, *benchmark.pipeline.shipped_checkpoints(config.name))
+  options = benchmark.baseline_options(
+      config, models.controller_config.horizon, models.ardm)
   h = config.ardm.history_length
   sizes = [(mode, m) for mode in args.mode or ["quick"]
            for m in args.members

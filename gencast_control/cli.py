@@ -316,9 +316,10 @@ def _cmd_evaluate(args):
                      " no solver to draw test trajectories from (for ERA5,"
                      " the folder written by `gencast-control simulate"
                      " --config era5_pilot`)")
-  if args.method and get_system(config.system).model_step is None:
-    raise ValueError(f"--method {args.method[0]} needs the true solver, which"
-                     f" the {config.system} system does not have")
+  solver_methods = [m for m in args.method or () if not m.endswith("_ardm")]
+  if solver_methods and get_system(config.system).model_step is None:
+    raise ValueError(f"--method {solver_methods[0]} needs the true solver,"
+                     f" which the {config.system} system does not have")
   default_ardm, default_controller = pipeline.shipped_checkpoints(config.name)
   ardm, controller_config, params, _, _ = pipeline.load_checkpoints(
       config, args.ardm or default_ardm, args.controller or default_controller)
@@ -547,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
                  " test)")
   p.add_argument("--method", "--methods", action="extend", nargs="+",
                  help="method (repeatable; default: controlled unguided dps"
-                 " sda repaint enkf letkf letks)")
+                 " sda repaint enkf letkf letks letkf_ardm letks_ardm)")
   p.add_argument("--regime", action="extend", nargs="+",
                  help="regime name(s) (repeatable; default: all of the"
                  " config's)")
@@ -578,10 +579,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--regime", action="append",
                  help="regime name (repeatable; default: all of the config's)")
   p.add_argument("--method", action="append",
-                 choices=("letkf", "letks", "enkf"),
-                 help="also run a classical filter with the true solver"
-                 " (repeatable; letkf/letks with their settings tuned on"
-                 " validation)")
+                 choices=("letkf", "letks", "enkf", "letkf_ardm",
+                          "letks_ardm"),
+                 help="also run a classical filter with the true solver, or"
+                 " (_ardm) with the ARDM as its model (repeatable; letkf/letks"
+                 " with their settings tuned on validation)")
   p.add_argument("--out", default="results/evaluate")
   provenance.add_publish_argument(p, "evaluate_CONFIG")
   provenance.add_overwrite_argument(p, OUT_RESULTS)

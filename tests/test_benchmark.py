@@ -244,3 +244,35 @@ def test_validation_split_scores_against_the_validation_draws(
       tmp_path / "benchmark.md").read_text()
   assert benchmark.publish_paths(["ks"], [], "quick", "cold", "validation")[
       "ks"].name == "benchmark_ks_cold_validation.md"
+
+
+def test_goals_compare_with_the_perfect_model_and_the_same_model_filters():
+  def scores(rmse_a, tuned=None):
+    row = {"rmse": rmse_a, "rmse_a": rmse_a, "crps": rmse_a,
+           "spread_skill": 1.0, "cpu_seconds": 1.0,
+           "rmse_per_time": [0.0, rmse_a, rmse_a]}
+    return row if tuned is None else {**row, "tuned": tuned}
+
+  regimes = {
+      "a": {"controlled": scores(0.3), "unguided": scores(0.9),
+            "letkf": scores(0.1, True), "letks": scores(0.2, True),
+            "letkf_ardm": scores(0.6, True), "letks_ardm": scores(0.4, True)},
+      "b": {"controlled": scores(0.3), "unguided": scores(0.9),
+            "letkf": scores(0.5, True), "letks": scores(0.26, True),
+            "letkf_ardm": scores(0.25, True),
+            "letks_ardm": scores(0.1, False)}}  # untuned: not the best
+  goals = benchmark.goal_summary(regimes)
+  assert goals["rmse_a_vs_best_classical"] == {
+      "a": {"method": "letkf", "ratio": pytest.approx(3.0)},
+      "b": {"method": "letks", "ratio": pytest.approx(0.3 / 0.26)}}
+  assert goals["controller_beats_classical"]["regimes"] == []
+  assert goals["controller_within_1.2x_classical"]["regimes"] == ["b"]
+  assert goals["rmse_a_vs_best_same_model"] == {
+      "a": {"method": "letks_ardm", "ratio": pytest.approx(0.75)},
+      "b": {"method": "letkf_ardm", "ratio": pytest.approx(1.2)}}
+  assert goals["controller_beats_same_model"] == {
+      "regimes": ["a"], "count": 1, "of": 2}
+  # without the same-model filters there is no such goal
+  for rows in regimes.values():
+    del rows["letkf_ardm"], rows["letks_ardm"]
+  assert "controller_beats_same_model" not in benchmark.goal_summary(regimes)

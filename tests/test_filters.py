@@ -7,6 +7,7 @@ import pytest
 
 from gencast_control.baselines import letkf
 from gencast_control.baselines.filters import assimilate_filter
+from gencast_control.core.assimilation import ensemble_rollout
 from gencast_control.core.observations import Observations
 from gencast_control.core.regimes import ObservationRegime, sample_observations
 from tests.conftest import TINY_KS
@@ -123,3 +124,54 @@ def test_clear_errors(problem):
                       pde_config=TINY_KS)
   with pytest.raises(ValueError, match="obs_capacity=1 is below"):
     run("letkf", truth, obs, obs_capacity=1)
+
+
+# ------------------------------------------- the same filters on the ARDM
+
+
+def run_ardm(method, ardm, truth, obs, **options):
+  options = {"model": ardm, "initial_std": 0.0, "localization_radius": 4.0,
+             "inflation": 1.1, **options}
+  return np.asarray(assimilate_filter(method, truth[:1], obs, STEPS, KEY, 8,
+                                      **options))
+
+
+def test_without_observations_the_ardm_filters_are_the_unguided_ensemble(
+    problem, tiny_ardm):
+  truth, _ = problem
+  nothing = Observations.from_arrays(truth, np.zeros_like(truth), 0.3)
+  unguided = np.asarray(ensemble_rollout(tiny_ardm, truth[:1], STEPS, KEY,
+                                         ensemble_size=8))
+  for method in ("letkf_ardm", "letks_ardm"):
+    np.testing.assert_allclose(run_ardm(method, tiny_ardm, truth, nothing),
+                               unguided, atol=1e-5)
+
+
+def test_the_ardm_letkf_beats_the_unguided_ensemble(problem, tiny_ardm):
+  truth, obs = problem
+  unguided = np.asarray(ensemble_rollout(tiny_ardm, truth[:1], STEPS, KEY,
+                                         ensemble_size=8))
+  filtered = run_ardm("letkf_ardm", tiny_ardm, truth, obs, inflation=1.5)
+  smoothed = run_ardm("letks_ardm", tiny_ardm, truth, obs, inflation=1.5,
+                      lag=3)
+  assert filtered.shape == unguided.shape == (8, STEPS + 1, 32, 1)
+  np.testing.assert_allclose(smoothed[:, -1], filtered[:, -1], atol=1e-4)
+  late = slice(-10, None)
+  free = rmse_per_time(unguided, truth)[late].mean()
+  assert rmse_per_time(filtered, truth)[late].mean() < 0.5 * free
+  assert (rmse_per_time(smoothed, truth)[2:STEPS - 3].mean()
+          < rmse_per_time(filtered, truth)[2:STEPS - 3].mean())
+
+
+def test_ardm_filter_errors(problem, tiny_ardm):
+  truth, obs = problem
+  with pytest.raises(ValueError, match="letkf_ardm needs model=<the frozen"):
+    assimilate_filter("letkf_ardm", truth[:1], obs, STEPS, KEY, 4,
+                      pde_config=TINY_KS)
+  with pytest.raises(ValueError, match="letks_ardm needs lag >= 1"):
+    run_ardm("letks_ardm", tiny_ardm, truth, obs, lag=0)
+  with pytest.raises(ValueError, match=r"needs a history of shape \(1, 32, 1"):
+    run_ardm("letkf_ardm", tiny_ardm, truth[:, :16], obs)
+  with pytest.raises(ValueError, match="letkf_ardm needs ensemble_size >= 2"):
+    assimilate_filter("letkf_ardm", truth[:1], obs, STEPS, KEY, 1,
+                      model=tiny_ardm)

@@ -46,6 +46,29 @@ def test_tuning_records_the_grid_and_the_benchmark_reads_it(benchmark_script,
       "letks (tuned, lag 3)")
 
 
+def test_same_model_tuning_holds_for_its_ardm_only(benchmark_script,
+                                                  tmp_path, monkeypatch,
+                                                  tiny_ardm):
+  out = tmp_path / "tuned.json"
+  tune = benchmark_script("tune_filters")
+  assert tune.main(["--config", "ks", "--regime", "random_25pct", "--method",
+                    "letkf_ardm", "--start", "truth", "--radius", "8",
+                    "--inflation", "1.2", "--out", str(out)]) == 0
+  key = filter_tuning.entry_key("letkf_ardm", "truth", 4, 50, "random_25pct")
+  entry = json.loads(out.read_text())["configs"]["ks"][key]
+  config = load_config("ks", [])
+  shipped = benchmark.load_models(
+      config, *benchmark.pipeline.shipped_checkpoints("ks")).ardm
+  assert entry["options"] == {"lag": None, "initial_std": 0.1,
+                              "model": shipped.fingerprint}
+  assert 0 < entry["best"]["rmse_a"] < 1.0  # the unguided ARDM: 0.5
+  monkeypatch.setattr(filter_tuning, "TUNED_FILE", out)
+  for ardm, found in ((shipped, True), (tiny_ardm, False)):
+    options = benchmark.baseline_options(config, 4, ardm)
+    assert benchmark.filter_options(config, "letkf_ardm", options, "truth",
+                                    4, 50, "random_25pct")[1] == found
+
+
 def test_tuning_is_labelled_with_the_commit_it_started_from(
     benchmark_script, tmp_path, monkeypatch):
   """The run writes the tracked tuned file itself; that must not make its

@@ -93,9 +93,14 @@ def require_solver(pde_config, method: str) -> None:
 
 def check_filter_options(options, method: str) -> None:
   """One-line errors for a filter's common options: its solver
-  (`require_solver`), localization_radius > 0, inflation >= 1,
-  initial_std >= 0 and an integer obs_capacity >= 0."""
+  (`require_solver`) and its numbers (`check_filter_numbers`)."""
   require_solver(options.pde_config, method)
+  check_filter_numbers(options)
+
+
+def check_filter_numbers(options) -> None:
+  """One-line errors unless localization_radius > 0, inflation >= 1,
+  initial_std >= 0 and obs_capacity is an integer >= 0."""
   if not options.localization_radius > 0:
     raise ValueError("localization_radius must be > 0, got"
                      f" {options.localization_radius}")

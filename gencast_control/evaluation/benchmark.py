@@ -20,6 +20,10 @@ and the same number of sampler sub-steps:
                   (`baselines.filters`), radius and inflation tuned on the
                   validation split per regime, start and ensemble size
                   (`baselines.filter_tuning`); "(untuned)" where not
+  letkf_ardm,     the same two with the controller's frozen ARDM as their
+  letks_ardm      model instead of the true solver (same-model filters: the
+                  gap between them and the controller is the assimilation's,
+                  not the model's), tuned the same way
 
 Starts (`start`): "truth", every member starts from the true state (a twin
 experiment's best case); "cold", member m of trajectory k starts from its own
@@ -86,9 +90,14 @@ from gencast_control.systems.experiment import ExperimentConfig
 from gencast_control.systems.truth import (cold_ensembles, test_trajectories,
                                            validation_trajectories)
 
-# controlled; unguided, dps, sda, repaint; enkf, letkf, letks
+# controlled; unguided, dps, sda, repaint; enkf, letkf, letks, letkf_ardm,
+# letks_ardm
 METHODS = ("controlled",) + baselines.METHODS + filters.METHODS
-TUNED_FILTERS = ("letkf", "letks")
+# The filters with a true solver (the goals' classical reference), the same
+# filters on the ARDM, and all those whose settings are tuned on validation.
+PERFECT_MODEL_FILTERS = ("letkf", "letks")
+SAME_MODEL_FILTERS = filters.ARDM_METHODS
+TUNED_FILTERS = PERFECT_MODEL_FILTERS + SAME_MODEL_FILTERS
 STARTS = ("truth", "cold")
 # The truth a run scores against: the held-out test draws, or the validation
 # split's (to compare candidate controllers without touching the test truth).
@@ -143,19 +152,24 @@ def benchmark_size(config: ExperimentConfig, mode: str) -> BenchmarkSize:
 TUNED_OPTIONS = {"ks": {"sda": {"gamma": 0.01}}}
 
 
-def baseline_options(config: ExperimentConfig, horizon: int = 1
-                     ) -> dict[str, dict]:
+def baseline_options(config: ExperimentConfig, horizon: int = 1,
+                     ardm=None) -> dict[str, dict]:
   """Per-method options: the baselines' defaults, updated by TUNED_OPTIONS
-  for the config. The filters get the config's true solver; the LETKF and
-  LETKS an initial spread of the default regime's observation-error std,
-  the LETKS the lag H - 1 of a controller with preview H (their radius and
-  inflation: `filter_options`)."""
+  for the config. The filters get the config's true solver, or (the
+  same-model filters) `ardm` as their model; the LETKF and LETKS an initial
+  spread of the default regime's observation-error std, the smoothers the
+  lag H - 1 of a controller with preview H (their radius and inflation:
+  `filter_options`)."""
   solver = {"pde_config": config.pde}
   spread = {**solver, "initial_std": float(np.mean(
       config.regime(config.assimilation.regime).noise_std))}
   options = {"dps": {}, "sda": {}, "repaint": {}, "unguided": {},
              "enkf": solver, "letkf": spread,
              "letks": {**spread, "lag": max(horizon - 1, 1)}}  # lag >= 1
+  options["letkf_ardm"] = {"initial_std": spread["initial_std"],
+                           "model": ardm}
+  options["letks_ardm"] = {**options["letkf_ardm"],
+                           "lag": options["letks"]["lag"]}
   for method, tuned in TUNED_OPTIONS.get(config.name, {}).items():
     options[method] = {**options[method], **tuned}
   return options
@@ -242,7 +256,7 @@ def run_method(method: str, models: Models | None, starts, observations,
                options: dict) -> engine.MethodRun:
   """The method on every trajectory k (from starts[k], with observations[k]
   and the engine's member key), run and timed by `engine.run_programs`;
-  models may be None for a classical filter, which runs the true solver."""
+  models may be None for a classical filter with the true solver."""
   return engine.run_programs(
       method_program(method, models, jnp.asarray(starts[k]), observations[k],
                      num_steps, engine.member_key(key, k), ensemble_size,
@@ -310,7 +324,8 @@ def benchmark_config(config: ExperimentConfig, models: Models,
   """
   methods = check_methods(methods)
   regime_objects = [config.regime(name) for name in regimes]
-  options = (baseline_options(config, models.controller_config.horizon)
+  options = (baseline_options(config, models.controller_config.horizon,
+                              models.ardm)
              if options is None else options)
   start = "truth" if initial is None else "cold"
   h = models.ardm.history_length
@@ -338,7 +353,7 @@ def benchmark_config(config: ExperimentConfig, models: Models,
                     memory=run.memory)
       if method in filters.FILTERS:
         scores["options"] = {k: v for k, v in method_options.items()
-                             if k != "pde_config"}
+                             if k not in ("pde_config", "model")}
       if method in TUNED_FILTERS:
         scores["tuned"] = tuned
         scores["label"] = filter_label(method, method_options, tuned)
@@ -406,9 +421,10 @@ def lead_evidence(rows: dict, t: int, resamples: int = 4000,
   return {"above": int(np.sum(c > u)), "of": k, "interval": interval}
 
 
-def best_classical(rows: dict) -> str:
-  """The tuned LETKF or LETKS with the lowest rmse.a in rows."""
-  return min((m for m in TUNED_FILTERS if rows.get(m, {}).get("tuned")),
+def best_classical(rows: dict, methods=PERFECT_MODEL_FILTERS) -> str:
+  """The tuned filter of `methods` (default: the perfect-model LETKF and
+  LETKS) with the lowest rmse.a in rows."""
+  return min((m for m in methods if rows.get(m, {}).get("tuned")),
              key=lambda m: rows[m]["rmse_a"])
 
 
@@ -458,20 +474,23 @@ def goal_summary(regimes: dict) -> dict:
     summary["rmse_vs_enkf"] = {
         r: rows["controlled"]["rmse"] / rows["enkf"]["rmse"]
         for r, rows in with_controller.items()}
-  if with_controller and all(
-      any(rows.get(m, {}).get("tuned") for m in TUNED_FILTERS)
-      for rows in with_controller.values()):
-    best = {r: best_classical(rows) for r, rows in with_controller.items()}
-    summary["rmse_a_vs_best_classical"] = {
-        r: {"method": m, "ratio": rows["controlled"]["rmse_a"]
-            / rows[m]["rmse_a"]}
-        for (r, rows), m in zip(with_controller.items(), best.values())}
-    summary["controller_beats_classical"] = passing(
-        lambda rows: rows["controlled"]["rmse_a"]
-        < rows[best_classical(rows)]["rmse_a"])
-    summary["controller_within_1.2x_classical"] = passing(
-        lambda rows: rows["controlled"]["rmse_a"]
-        <= 1.2 * rows[best_classical(rows)]["rmse_a"])
+  for methods, suffix in ((PERFECT_MODEL_FILTERS, "classical"),
+                          (SAME_MODEL_FILTERS, "same_model")):
+    if not with_controller or not all(
+        any(rows.get(m, {}).get("tuned") for m in methods)
+        for rows in with_controller.values()):
+      continue
+    best = {r: best_classical(rows, methods)
+            for r, rows in with_controller.items()}
+    ratio = {r: rows["controlled"]["rmse_a"] / rows[best[r]]["rmse_a"]
+             for r, rows in with_controller.items()}
+    summary[f"rmse_a_vs_best_{suffix}"] = {
+        r: {"method": best[r], "ratio": ratio[r]} for r in with_controller}
+    summary[f"controller_beats_{suffix}"] = counted(
+        [r for r in with_controller if ratio[r] < 1.0])
+    if suffix == "classical":
+      summary["controller_within_1.2x_classical"] = counted(
+          [r for r in with_controller if ratio[r] <= 1.2])
   for clock, label in (("seconds", ""), ("cpu_seconds", "_cpu")):
     speed = {}
     for r, rows in with_controller.items():
@@ -550,6 +569,9 @@ def markdown_report(results: dict) -> str:
          "Controller rmse.a below the best tuned LETKF/LETKS's"),
         ("controller_within_1.2x_classical",
          "Controller rmse.a within 1.2x the best tuned LETKF/LETKS's"),
+        ("controller_beats_same_model",
+         "Controller rmse.a below the best tuned LETKF/LETKS's on the same"
+         " ARDM"),
         ("controller_calibrated", "Controller spread/skill in [0.7, 1.3]")):
       if key in goals:
         g = goals[key]
@@ -576,12 +598,13 @@ def markdown_report(results: dict) -> str:
             f" {MIN_TRAJECTORIES_FOR_INTERVAL} trajectories, the 90 % paired"
             " bootstrap interval of the ratio over them (the worst of many"
             " leads is biased high).")
-    if "rmse_a_vs_best_classical" in goals:
-      lines.append("Controller rmse.a / best tuned classical rmse.a: "
-                   + ", ".join(f"{r} {v['ratio']:.2f}x ({v['method']})"
-                               for r, v in
-                               goals["rmse_a_vs_best_classical"].items())
-                   + ".")
+    for key, label in (("rmse_a_vs_best_classical", "best tuned classical"),
+                       ("rmse_a_vs_best_same_model",
+                        "best tuned same-model filter")):
+      if key in goals:
+        lines.append(f"Controller rmse.a / {label} rmse.a: "
+                     + ", ".join(f"{r} {v['ratio']:.2f}x ({v['method']})"
+                                 for r, v in goals[key].items()) + ".")
     for label, name in (("wall-clock", ""), ("CPU time", "_cpu")):
       speed = goals.get(f"speedup_vs_fastest_gradient_guided{name}")
       if speed:
@@ -782,7 +805,7 @@ def run_benchmark(out_dir, configs: Sequence[str] | None = None,
                   "physics_metric": physics_metric_name(config),
                   "ardm": str(ardm_path), "controller": str(controller_path),
                   "baseline_options": {
-                      m: {k: repr(v) for k, v in o.items()}
+                      m: {k: repr(v) for k, v in o.items() if k != "model"}
                       for m, o in baseline_options(
                           config, models.controller_config.horizon).items()},
                   "seconds": round(time.perf_counter() - t0, 1)},

@@ -3,8 +3,9 @@
 For each regime, both methods share the truth, observations and PRNG keys,
 and are run, timed and scored by `evaluation.engine` (scores over t = 1..T);
 on systems with a true solver the classical filters of `baselines.filters`
-(the tuned LETKF and LETKS, the untuned EnKF) can run beside them on the
-same observations and keys (`methods`, the command's --method).
+(the tuned LETKF and LETKS, the untuned EnKF, and the LETKF and LETKS on
+the same ARDM) can run beside them on the same observations and keys
+(`methods`, the command's --method).
 Results are a JSON-able dict and evaluation.{json,csv,md} plus an
 error-vs-time plot; the markdown carries the provenance header
 (`provenance`) and, with --publish, also goes to docs/results/.
@@ -42,8 +43,8 @@ def evaluate_regimes(config: ExperimentConfig, ardm, controller_config,
     raise ValueError(f"unknown method(s) {unknown}; evaluate runs the"
                      " controller, the unguided forecast and"
                      f" {filters.METHODS}")
-  options = (benchmark.baseline_options(config, controller_config.horizon)
-             if methods else {})
+  options = (benchmark.baseline_options(config, controller_config.horizon,
+                                        ardm) if methods else {})
   out = {}
   for name in regimes:
     result = forecasts.assimilate_trajectories(
