@@ -126,7 +126,8 @@ def test_evaluate_writes_table_json_and_plot(tmp_path, capsys, monkeypatch):
   monkeypatch.setattr(provenance, "results_dir", lambda: tmp_path / "docs")
   assert cli.main(["evaluate", "--out", str(tmp_path), "--regime",
                    "random_25pct", "--regime", "every4_25pct", "--method",
-                   "letks", "--publish"] + SMALL_RUN) == 0
+                   "letks", "--method", "letkf_ardm", "--publish"]
+                  + SMALL_RUN) == 0
   assert "| random_25pct |" in capsys.readouterr().out
   rows = json.loads((tmp_path / "evaluation.json").read_text())
   assert set(rows) == {"random_25pct", "every4_25pct"}
@@ -135,6 +136,11 @@ def test_evaluate_writes_table_json_and_plot(tmp_path, capsys, monkeypatch):
   letks = rows["random_25pct"]["letks"]
   assert letks["label"] == "letks (untuned, lag 3)"
   assert len(letks["rmse_per_time"]) == 61 and np.isfinite(letks["rmse_a"])
+  # and the LETKF with the shipped ARDM as its model, on the same keys
+  same_model = rows["random_25pct"]["letkf_ardm"]
+  assert same_model["label"] == "letkf_ardm (untuned)"
+  assert len(same_model["rmse_per_time"]) == 61
+  assert np.isfinite(same_model["rmse_a"])
   curve = rows["random_25pct"]["controlled"]["rmse_per_time"]
   assert len(curve) == 61 and curve[0] == 0.0  # t = 0..T, from the truth
   assert min(curve[1:]) > 0.0
@@ -143,7 +149,7 @@ def test_evaluate_writes_table_json_and_plot(tmp_path, capsys, monkeypatch):
   assert np.isfinite([scores["spectrum_error"], scores["physics_error"]]).all()
   markdown = (tmp_path / "evaluation.md").read_text()
   # header, rule and one line per regime and method
-  assert sum(line.startswith("|") for line in markdown.splitlines()) == 8
+  assert sum(line.startswith("|") for line in markdown.splitlines()) == 10
   assert "| letks (untuned, lag 3) |" in markdown
   assert "physics err" in markdown and "Pooled:" in markdown
   header = provenance.parse_header(markdown)  # command, date, ..., commit
