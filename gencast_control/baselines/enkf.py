@@ -245,10 +245,10 @@ def solver_state_shape(options) -> tuple[int, ...]:
       options.pde_config))
 
 
-def check_enkf_inputs(history, options, ensemble_size: int,
-                      method: str = "enkf"):
+def check_enkf_inputs(history, options, method: str = "enkf"):
   """Checks one history [h, *spatial, C] against the true solver of a
-  filter's options (their `pde_config`)."""
+  filter's options (their `pde_config`); `filters.filter_program` checks
+  the ensemble size of every filter."""
   system = system_for_config(options.pde_config)
   expected = solver_state_shape(options)
   if tuple(history.shape[1:]) != expected:
@@ -256,6 +256,3 @@ def check_enkf_inputs(history, options, ensemble_size: int,
         f"{method} with the {system.name} solver needs a history [h,"
         f" {', '.join(map(str, expected))}] (its pde_config's grid), got"
         f" shape {tuple(history.shape)}")
-  if ensemble_size < 2:
-    raise ValueError(f"{method} needs ensemble_size >= 2, got"
-                     f" {ensemble_size}")

@@ -272,17 +272,13 @@ def _state_shape(options) -> tuple[int, ...]:
   return enkf.solver_state_shape(options)
 
 
-def _check_ardm_inputs(history, options: ARDMLETKFOptions,
-                       ensemble_size: int) -> None:
+def _check_ardm_history(history, options: ARDMLETKFOptions) -> None:
   """One history [h, *spatial, C] against the ARDM of the options."""
   model = options.model
   expected = (model.history_length,) + tuple(model.state_shape)
   if tuple(history.shape) != expected:
     raise ValueError(f"{options.method} needs a history of shape {expected}"
                      f" (the ARDM's h and state), got {tuple(history.shape)}")
-  if ensemble_size < 2:
-    raise ValueError(f"{options.method} needs ensemble_size >= 2, got"
-                     f" {ensemble_size}")
 
 
 def filter_program(method: str, history, observations: Observations,
@@ -304,9 +300,12 @@ def filter_program(method: str, history, observations: Observations,
   state_ndim = len(_state_shape(options))
   single = history[0] if history.ndim == state_ndim + 2 else history
   if isinstance(options, ARDMLETKFOptions):
-    _check_ardm_inputs(single, options, ensemble_size)
+    _check_ardm_history(single, options)
   else:
-    enkf.check_enkf_inputs(single, options, ensemble_size, method)
+    enkf.check_enkf_inputs(single, options, method)
+  if ensemble_size < 2:
+    raise ValueError(f"{method} needs ensemble_size >= 2, got"
+                     f" {ensemble_size}")
   observations.check_compatible(tuple(single.shape[1:]), num_steps)
   needed = enkf.observation_capacity(observations)
   if 0 < options.obs_capacity < needed:
