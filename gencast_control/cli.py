@@ -316,7 +316,8 @@ def _cmd_evaluate(args):
                      " no solver to draw test trajectories from (for ERA5,"
                      " the folder written by `gencast-control simulate"
                      " --config era5_pilot`)")
-  solver_methods = [m for m in args.method or () if not m.endswith("_ardm")]
+  from gencast_control.baselines.filters import ARDM_METHODS
+  solver_methods = [m for m in args.method or () if m not in ARDM_METHODS]
   if solver_methods and get_system(config.system).model_step is None:
     raise ValueError(f"--method {solver_methods[0]} needs the true solver,"
                      f" which the {config.system} system does not have")
