@@ -11,7 +11,10 @@ radius, inflation) of the grid is run on validation trajectories
 the benchmark's test truth; cold starts from climatological states of a seed
 the benchmark does not use) and scored by rmse.a, DAPPER's time-mean
 analysis RMSE after a burn-in of T // 5 (`engine.score`); a run that
-diverges scores inf. The best pair of each setting, with the whole grid's
+diverges scores inf. Where the best point lies on an end of the grid, the
+grid is extended past it (`filter_tuning.grid_search`, at most --extend
+times); --refine extends the recorded grids of settings already tuned,
+reusing their scores. The best pair of each setting, with the whole grid's
 scores and this command's provenance, is merged into
 `baselines.filter_tuning.TUNED_FILE`, which the benchmark reads. Settings
 already in the file are kept unless --replace: finished tuning is never
@@ -22,6 +25,7 @@ Usage:
     python benchmarks/tune_filters.py --config ks --mode quick --mode full
     python benchmarks/tune_filters.py --config kolmogorov --mode quick \\
         --radius 3 6 --inflation 1.05 1.2 1.5
+    python benchmarks/tune_filters.py --config kolmogorov --refine --publish
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from gencast_control.systems.truth import (  # noqa: E402
 DEFAULT_GRIDS = {
     "ks": {"radius": (1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
            "inflation": (1.0, 1.02, 1.05, 1.1, 1.2, 1.4, 1.7, 2.0)},
-    "kolmogorov": {"radius": (3.0, 6.0), "inflation": (1.05, 1.2, 1.5)},
+    "kolmogorov": {"radius": (1.0, 1.5, 2.0, 3.0, 6.0),
+                   "inflation": (1.02, 1.05, 1.2, 1.5)},
 }
 OBSERVATION_SEED = 1001  # the benchmark draws with seed 1
 COLD_SEED = 1002
@@ -58,33 +63,37 @@ COLD_SEED = 1002
 
 def tune_setting(config, method: str, truth: np.ndarray, initial,
                  observations, options: dict, grid: dict,
-                 ensemble_size: int) -> dict:
-  """Every grid point's validation rmse.a and the best one."""
+                 ensemble_size: int, max_extensions: int,
+                 scored=()) -> dict:
+  """The grid's validation rmse.a, followed outward at its edges
+  (`filter_tuning.grid_search`), and the best point."""
   h = config.ardm.history_length
   num_steps = truth.shape[1] - h
   burn_in = benchmark.default_burn_in(num_steps)
   key = jax.random.PRNGKey(OBSERVATION_SEED)
-  scores = []
-  for radius in grid["radius"]:
-    for inflation in grid["inflation"]:
-      run = engine.run_programs(
-          filters.filter_program(
-              method, truth[k, :h] if initial is None else initial[k],
-              observations[k], num_steps, engine.member_key(key, k),
-              ensemble_size, **options, localization_radius=radius,
-              inflation=inflation)
-          for k in range(len(truth)))
-      s = engine.score(run.ensembles, truth[:, h - 1:], burn_in=burn_in)
-      finite = np.isfinite(run.ensembles).all() and np.isfinite(s["rmse_a"])
-      scores.append({"localization_radius": radius, "inflation": inflation,
-                     "rmse_a": s["rmse_a"] if finite else None,
-                     "spread_a": s.get("spread_a") if finite else None,
-                     "cpu_seconds": run.cpu_seconds})
-  finite = [s for s in scores if s["rmse_a"] is not None]
-  if not finite:
-    raise ValueError(f"{method} diverged at every grid point")
-  best = min(finite, key=lambda s: s["rmse_a"])
-  return {"best": best, "grid": scores, "burn_in": burn_in,
+
+  def evaluate(radius, inflation):
+    run = engine.run_programs(
+        filters.filter_program(
+            method, truth[k, :h] if initial is None else initial[k],
+            observations[k], num_steps, engine.member_key(key, k),
+            ensemble_size, **options, localization_radius=radius,
+            inflation=inflation)
+        for k in range(len(truth)))
+    s = engine.score(run.ensembles, truth[:, h - 1:], burn_in=burn_in)
+    finite = np.isfinite(run.ensembles).all() and np.isfinite(s["rmse_a"])
+    return {"rmse_a": s["rmse_a"] if finite else None,
+            "spread_a": s.get("spread_a") if finite else None,
+            "cpu_seconds": run.cpu_seconds}
+
+  try:
+    search = filter_tuning.grid_search(
+        evaluate, grid["radius"], grid["inflation"],
+        radius_max=float(max(truth.shape[2:])),
+        max_extensions=max_extensions, scored=scored)
+  except ValueError as e:
+    raise ValueError(f"{method}: {e}") from None
+  return {**search, "burn_in": burn_in,
           "options": filter_tuning.fixed_options(options)}
 
 
@@ -93,15 +102,24 @@ def markdown(config_name: str, entries: dict) -> str:
            "Each row: the (radius, inflation) of the grid with the lowest"
            " validation rmse.a (DAPPER's time-mean analysis RMSE after a"
            " burn-in of T // 5); the benchmark runs these on the test truth."
-           " Radius in grid points (Gaspari-Cohn half-width).", "",
-           "| method | start | M | regime | K x T | radius | inflation |"
-           " rmse.a | spread.a | grid points | worst rmse.a |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           " Radius in grid points (Gaspari-Cohn half-width). Where the best"
+           " point lay on an end of the grid, the grid was extended past it"
+           " (radius halved or doubled, inflation's excess over 1 halved, or"
+           " 1 from 1.05 or less, or doubled) until it did not, up to the command's --extend times;"
+           " `edge` names an end the best point still lies on (-: none, or"
+           " only an axis's natural end: radius 0.5 or the domain's extent,"
+           " inflation 1; ?: not checked, tuned before the check existed).",
+           "", "| method | start | M | regime | K x T | radius | inflation |"
+           " rmse.a | spread.a | grid points | worst rmse.a | edge |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for key, e in sorted(entries.items()):
     method, start, members, _, regime = key.split("/")
     b = e["best"]
     worst = max((s["rmse_a"] for s in e["grid"]), key=lambda v: (
         v is None, v or 0.0))
+    edge = ("?" if "at_edge" not in e else ", ".join(
+        f"{'radius' if f == 'localization_radius' else f} {side}"
+        for f, side in e["at_edge"]) or "-")
     lines.append(
         f"| {method} | {start} | {members[1:]} | {regime} |"
         f" {e['validation']['num_trajectories']} x"
@@ -110,7 +128,8 @@ def markdown(config_name: str, entries: dict) -> str:
         f" {b['rmse_a']:.4f} |"
         f" {'-' if b['spread_a'] is None else format(b['spread_a'], '.4f')} |"
         f" {len(e['grid'])} |"
-        f" {'diverged' if worst is None else format(worst, '.4g')} |")
+        f" {'diverged' if worst is None else format(worst, '.4g')} |"
+        f" {edge} |")
   return "\n".join(lines) + "\n"
 
 
@@ -128,8 +147,16 @@ def main(argv=None) -> int:
                       " mode's (e.g. the frontier's 8 16 32)")
   parser.add_argument("--radius", type=float, nargs="+")
   parser.add_argument("--inflation", type=float, nargs="+")
+  parser.add_argument("--extend", type=int, default=3, metavar="N",
+                      help="extend the grid outward at most N times where"
+                      " the best point lies on its edge (default 3; 0: the"
+                      " grid as given)")
   parser.add_argument("--replace", action="store_true",
                       help="replace settings already tuned")
+  parser.add_argument("--refine", action="store_true",
+                      help="settings already tuned: extend their recorded"
+                      " grid (and --radius/--inflation) at its edges,"
+                      " reusing its scores")
   parser.add_argument("--out", default=str(filter_tuning.TUNED_FILE))
   provenance.add_publish_argument(parser, "tuning_filters_CONFIG")
   provenance.add_overwrite_argument(parser)
@@ -173,12 +200,29 @@ def main(argv=None) -> int:
                                       jax.random.PRNGKey(OBSERVATION_SEED))
         for method in methods:
           key = filter_tuning.entry_key(method, start, m, t, regime)
-          if key in section and not args.replace:
-            print(f"{key}: tuned already (keep; --replace to redo)")
+          old = section.get(key)
+          refine = (args.refine and old is not None and old["options"]
+                    == filter_tuning.fixed_options(options[method])
+                    and old["validation"]["num_trajectories"] == k)
+          if old is not None and not (args.replace or refine):
+            print(f"{key}: tuned already (keep; --replace to redo,"
+                  " --refine to extend)")
             continue
           t0 = time.perf_counter()
-          entry = tune_setting(config, method, truth, initial, observations,
-                               options[method], grid, m)
+          entry = tune_setting(
+              config, method, truth, initial, observations, options[method],
+              {"radius": args.radius or (), "inflation": args.inflation or ()}
+              if refine else grid, m, args.extend,
+              scored=old["grid"] if refine else ())
+          if refine and len(entry["grid"]) == len(old["grid"]):
+            old["at_edge"] = entry["at_edge"]  # nothing new was run
+            print(f"{key}: best point inside its grid already (keep)")
+            atomic_write(args.out, lambda f: f.write(
+                json.dumps(existing, indent=1, sort_keys=True).encode()))
+            continue
+          if refine:
+            entry["reused"] = {"points": len(old["grid"]),
+                               **{f: old[f] for f in ("command", "commit")}}
           entry.update(validation={"num_trajectories": k, "num_steps": t,
                                    "ensemble_size": m, "mode": mode},
                        command=command,
@@ -186,8 +230,10 @@ def main(argv=None) -> int:
                        commit=commit)
           section[key] = entry
           b = entry["best"]
+          edge = f", at edge {entry['at_edge']}" if entry["at_edge"] else ""
           print(f"{key}: radius {b['localization_radius']:g} inflation"
-                f" {b['inflation']:g} rmse.a {b['rmse_a']:.4f}"
+                f" {b['inflation']:g} rmse.a {b['rmse_a']:.4f},"
+                f" {len(entry['grid'])} points{edge}"
                 f" ({time.perf_counter() - t0:.0f} s)", flush=True)
           atomic_write(args.out, lambda f: f.write(
               json.dumps(existing, indent=1, sort_keys=True).encode()))

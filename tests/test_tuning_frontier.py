@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from gencast_control.baselines import filter_tuning
@@ -15,7 +16,7 @@ def test_tuning_records_the_grid_and_the_benchmark_reads_it(benchmark_script,
   out = tmp_path / "tuned.json"
   argv = ["--config", "ks", "--regime", "random_25pct", "--method", "letks",
           "--start", "truth", "--radius", "4", "8", "--inflation", "1.05",
-          "--out", str(out)]
+          "--extend", "0", "--out", str(out)]
   tune = benchmark_script("tune_filters")
   assert tune.main(argv) == 0
   key = filter_tuning.entry_key("letks", "truth", 4, 50, "random_25pct")
@@ -46,6 +47,75 @@ def test_tuning_records_the_grid_and_the_benchmark_reads_it(benchmark_script,
       "letks (tuned, lag 3)")
 
 
+def bowl(radius_best, inflation_best, calls):
+  """A synthetic rmse.a with its minimum at (radius_best, inflation_best)."""
+  def evaluate(radius, inflation):
+    calls.append((radius, inflation))
+    return {"rmse_a": float((np.log2(radius / radius_best)) ** 2
+                            + (inflation - inflation_best) ** 2)}
+  return evaluate
+
+
+def test_grid_search_follows_the_minimum_past_the_grid():
+  calls = []
+  search = filter_tuning.grid_search(bowl(24.0, 1.9, calls), (1, 2, 4),
+                                     (1.02, 1.05), radius_max=128,
+                                     max_extensions=6)
+  best = search["best"]
+  assert (best["localization_radius"], best["inflation"]) == (32, 1.8)
+  assert search["at_edge"] == []
+  assert len(calls) == len(set(calls)) == len(search["grid"])
+  assert min(search["grid"], key=lambda s: s["rmse_a"]) == best
+  # stopped early, it says which ends the best point still lies on
+  short = filter_tuning.grid_search(bowl(24.0, 1.9, []), (1, 2, 4),
+                                    (1.02, 1.05), radius_max=128,
+                                    max_extensions=1)
+  assert short["at_edge"] == [["localization_radius", "max"],
+                              ["inflation", "max"]]
+  # points already scored are reused, not rerun
+  again = []
+  resumed = filter_tuning.grid_search(bowl(24.0, 1.9, again), (), (),
+                                      radius_max=128, max_extensions=6,
+                                      scored=short["grid"])
+  assert resumed["best"] == best
+  assert not set(again) & {(s["localization_radius"], s["inflation"])
+                           for s in short["grid"]}
+
+
+def test_grid_search_stops_at_the_axes_natural_ends():
+  search = filter_tuning.grid_search(bowl(0.01, 0.5, []), (1, 2),
+                                     (1.02, 1.05), radius_max=64)
+  assert (search["best"]["localization_radius"],
+          search["best"]["inflation"]) == (0.5, 1.0)
+  assert search["at_edge"] == []
+  wide = filter_tuning.grid_search(bowl(1000.0, 1.05, []), (4, 8), (1.05,),
+                                   radius_max=20)
+  assert max(s["localization_radius"] for s in wide["grid"]) == 20
+  assert wide["at_edge"] == []
+  with pytest.raises(ValueError, match="diverged at every grid point"):
+    filter_tuning.grid_search(lambda r, i: {"rmse_a": None}, (1,), (1.0,),
+                              radius_max=8)
+
+
+def test_refine_extends_a_recorded_grid_and_reuses_its_scores(
+    benchmark_script, tmp_path):
+  out = tmp_path / "tuned.json"
+  tune = benchmark_script("tune_filters")
+  argv = ["--config", "ks", "--regime", "random_25pct", "--method", "letkf",
+          "--start", "truth", "--out", str(out)]
+  assert tune.main(argv + ["--radius", "4", "8", "--inflation", "1.0",
+                           "--extend", "0"]) == 0
+  key = filter_tuning.entry_key("letkf", "truth", 4, 50, "random_25pct")
+  first = json.loads(out.read_text())["configs"]["ks"][key]
+  assert first["at_edge"]  # 4 or 8 is an end; 1.0 is a natural one only
+  assert tune.main(argv + ["--refine", "--extend", "1"]) == 0
+  refined = json.loads(out.read_text())["configs"]["ks"][key]
+  assert len(refined["grid"]) == 6  # one more radius, inflation 1.05
+  assert refined["reused"]["points"] == 2
+  assert all(p in refined["grid"] for p in first["grid"])
+  assert refined["best"]["rmse_a"] <= first["best"]["rmse_a"]
+
+
 def test_same_model_tuning_holds_for_its_ardm_only(benchmark_script,
                                                   tmp_path, monkeypatch,
                                                   tiny_ardm):
@@ -53,7 +123,7 @@ def test_same_model_tuning_holds_for_its_ardm_only(benchmark_script,
   tune = benchmark_script("tune_filters")
   assert tune.main(["--config", "ks", "--regime", "random_25pct", "--method",
                     "letkf_ardm", "--start", "truth", "--radius", "8",
-                    "--inflation", "1.2", "--out", str(out)]) == 0
+                    "--inflation", "1.2", "--extend", "0", "--out", str(out)]) == 0
   key = filter_tuning.entry_key("letkf_ardm", "truth", 4, 50, "random_25pct")
   entry = json.loads(out.read_text())["configs"]["ks"][key]
   config = load_config("ks", [])
@@ -82,7 +152,7 @@ def test_tuning_is_labelled_with_the_commit_it_started_from(
   out = tmp_path / "tuned.json"
   assert tune.main(["--config", "ks", "--regime", "random_25pct", "--method",
                     "letkf", "--start", "truth", "--radius", "4",
-                    "--inflation", "1.05", "--out", str(out),
+                    "--inflation", "1.05", "--extend", "0", "--out", str(out),
                     "--publish"]) == 0
   entry, = json.loads(out.read_text())["configs"]["ks"].values()
   assert entry["commit"] == "abc1234"

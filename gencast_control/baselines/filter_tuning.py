@@ -7,7 +7,9 @@ ensemble size M and observation regime on VALIDATION trajectories (the key
 of `experiment.simulate_splits`'s validation split, never the benchmark's
 test truth; cold starts from climatological states of their own seed) and
 keeps the pair with the lowest rmse.a (DAPPER's time-mean analysis RMSE
-after a burn-in, `engine.score`). The result, with every grid point's score
+after a burn-in, `engine.score`); where that pair lies on the grid's edge
+the grid is extended outward (`grid_search`), so a tuned setting is not an
+artefact of where the grid stopped. The result, with every grid point's score
 and the command that measured it, is TUNED_FILE; `tuned_options` reads it.
 """
 
@@ -15,11 +17,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 TUNED_FILE = (Path(__file__).resolve().parent.parent / "checkpoints"
               / "filters_tuned.json")
 TUNED_FIELDS = ("localization_radius", "inflation")
 FIXED_FIELDS = ("lag", "initial_std")  # must match the run's
+# Natural ends of the axes: a Gaspari-Cohn half-width of 0.5 grid points
+# gives the neighbours weight 0 (only the point itself is updated), and an
+# inflation of 1 is none. The radius ends at the domain's side N (on a
+# periodic domain a taper of half-width N keeps weight above 0.45 at every
+# distance: little localisation is left).
+RADIUS_MIN = 0.5
+INFLATION_MIN = 1.0
 
 
 def fixed_options(options: dict) -> dict:
@@ -60,3 +70,64 @@ def tuned_options(config_name: str, method: str, start: str,
   if entry is None or entry["options"] != fixed_options(options):
     return None
   return {k: entry["best"][k] for k in TUNED_FIELDS}
+
+
+def outward_steps(axes: dict, best: dict, radius_max: float) -> list:
+  """[(field, value)] that extend `axes` ({field: sorted values}) past each
+  end that `best` (a grid point) lies on: the radius halves or doubles, the
+  inflation's excess over 1 halves (to 1 from 1.05 or less) or doubles
+  (1 becomes 1.05); an axis at its natural end (RADIUS_MIN, radius_max,
+  INFLATION_MIN) is not extended there."""
+  steps = []
+  radius, inflation = (best[f] for f in TUNED_FIELDS)
+  radii, inflations = (axes[f] for f in TUNED_FIELDS)
+  if radius == radii[0] and radius / 2 >= RADIUS_MIN:
+    steps.append(("localization_radius", radius / 2))
+  if radius == radii[-1] and radius < radius_max:
+    steps.append(("localization_radius", min(2 * radius, radius_max)))
+  if inflation == inflations[0] and inflation > INFLATION_MIN:
+    steps.append(("inflation", INFLATION_MIN if inflation <= 1.05
+                  else round(1 + (inflation - 1) / 2, 4)))
+  if inflation == inflations[-1]:
+    steps.append(("inflation", round(1 + max(2 * (inflation - 1), 0.05), 4)))
+  return steps
+
+
+def grid_search(evaluate: Callable[[float, float], dict], radii, inflations,
+                radius_max: float, max_extensions: int = 3,
+                scored=()) -> dict:
+  """The (radius, inflation) with the lowest rmse.a, by a grid search that
+  follows the minimum outward.
+
+  Every point of radii x inflations is scored (`evaluate(radius,
+  inflation)` returns {"rmse_a": float or None for a diverged run, ...});
+  while the best point lies on an end of an axis that is not its natural
+  end (`outward_steps`), that axis gets one more value past the end and the
+  new points are scored, at most `max_extensions` times. Points in `scored`
+  (earlier results of the same setting) are reused, not rerun.
+
+  Returns {"best": point, "grid": every point scored, "at_edge": the
+  [field, "min"|"max"] ends the best point still lies on after the last
+  extension (natural ends excluded)}."""
+  points = {(s["localization_radius"], s["inflation"]): s for s in scored}
+  axes = {"localization_radius": sorted({*radii, *(r for r, _ in points)}),
+          "inflation": sorted({*inflations, *(i for _, i in points)})}
+  for extension in range(max_extensions + 1):
+    for r in axes["localization_radius"]:
+      for i in axes["inflation"]:
+        if (r, i) not in points:
+          points[(r, i)] = {"localization_radius": r, "inflation": i,
+                            **evaluate(r, i)}
+    finite = [s for s in points.values() if s["rmse_a"] is not None]
+    if not finite:
+      raise ValueError("the filter diverged at every grid point")
+    best = min(finite, key=lambda s: s["rmse_a"])
+    steps = outward_steps(axes, best, radius_max)
+    if not steps or extension == max_extensions:
+      break
+    for field, value in steps:
+      axes[field] = sorted({*axes[field], value})
+  at_edge = [[f, "min" if v < best[f] else "max"] for f, v in steps]
+  return {"best": best, "grid": sorted(
+      points.values(), key=lambda s: (s["localization_radius"],
+                                      s["inflation"])), "at_edge": at_edge}
