@@ -272,7 +272,12 @@ def test_goals_compare_with_the_perfect_model_and_the_same_model_filters():
       "b": {"method": "letkf_ardm", "ratio": pytest.approx(1.2)}}
   assert goals["controller_beats_same_model"] == {
       "regimes": ["a"], "count": 1, "of": 2}
+  assert goals["same_model_vs_classical"] == {
+      "a": {"method": "letks_ardm / letkf", "ratio": pytest.approx(4.0)},
+      "b": {"method": "letkf_ardm / letks",
+            "ratio": pytest.approx(0.25 / 0.26)}}
   # without the same-model filters there is no such goal
   for rows in regimes.values():
     del rows["letkf_ardm"], rows["letks_ardm"]
-  assert "controller_beats_same_model" not in benchmark.goal_summary(regimes)
+  assert not {"controller_beats_same_model", "same_model_vs_classical"} & set(
+      benchmark.goal_summary(regimes))
