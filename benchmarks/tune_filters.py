@@ -104,11 +104,12 @@ def markdown(config_name: str, entries: dict) -> str:
            " burn-in of T // 5); the benchmark runs these on the test truth."
            " Radius in grid points (Gaspari-Cohn half-width). Where the best"
            " point lay on an end of the grid, the grid was extended past it"
-           " (radius halved or doubled, inflation's excess over 1 halved, or"
-           " 1 from 1.05 or less, or doubled) until it did not, up to the command's --extend times;"
-           " `edge` names an end the best point still lies on (-: none, or"
-           " only an axis's natural end: radius 0.5 or the domain's extent,"
-           " inflation 1; ?: not checked, tuned before the check existed).",
+           " (radius halved or doubled; inflation's excess over 1 halved, or"
+           " 1 from 1.05 or less, or doubled) until it did not, at most the"
+           " command's --extend times; `edge` names an end the best point"
+           " still lies on (-: none, or only an axis's natural end: radius"
+           " 0.5 or the domain's side, inflation 1; ?: not checked, tuned"
+           " before the check existed).",
            "", "| method | start | M | regime | K x T | radius | inflation |"
            " rmse.a | spread.a | grid points | worst rmse.a | edge |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -216,7 +217,7 @@ def main(argv=None) -> int:
               scored=old["grid"] if refine else ())
           if refine and len(entry["grid"]) == len(old["grid"]):
             old["at_edge"] = entry["at_edge"]  # nothing new was run
-            print(f"{key}: best point inside its grid already (keep)")
+            print(f"{key}: nothing to extend (keep)")
             atomic_write(args.out, lambda f: f.write(
                 json.dumps(existing, indent=1, sort_keys=True).encode()))
             continue
