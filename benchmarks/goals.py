@@ -22,14 +22,18 @@ from pathlib import Path
 
 from gencast_control.evaluation import provenance
 
+# The quick-mode tables and their larger samples (_8traj...); not the
+# long-rollout table (_500steps), which states no goal.
 BENCHMARK_TABLE = re.compile(
-    r"benchmark_(ks|kolmogorov)(_cold)?(_\d+traj)?\.md")
+    r"benchmark_(ks|kolmogorov)(_cold)?(?:_(\d+)traj)?\.md")
 CLASSICAL = ("Controller rmse.a below the best tuned LETKF/LETKS's:",
              "Controller rmse.a within 1.2x the best tuned LETKF/LETKS's:",
              "Controller rmse.a / best tuned classical rmse.a:",
              "Controller rmse.a below the best tuned LETKF/LETKS's on the"
              " same ARDM:",
-             "Controller rmse.a / best tuned same-model filter rmse.a:")
+             "Controller rmse.a / best tuned same-model filter rmse.a:",
+             "Best tuned same-model filter rmse.a / best tuned classical"
+             " rmse.a")
 
 # (anchor heading, the goal as the README states it, which tables: "cold",
 #  "true", "any" start or "frontier", the prefixes of the lines to copy)
@@ -61,21 +65,26 @@ def tables(results: Path, kind: str) -> list[Path]:
     if match and (kind == "any" or (  # the classical goals: main tables
         match[3] is None and kind == ("cold" if match[2] else "true"))):
       found.append(((match[1] == "kolmogorov", bool(match[2]),
-                     int((match[3] or "_0").strip("_traj"))), path))
+                     int(match[3] or 0)), path))
   return [path for _, path in sorted(found)]
 
 
 def goal_lines(text: str, prefixes) -> list[str]:
-  """The lines of a table's text that start with one of `prefixes`, in
-  the table's order (the frontier's per-baseline lines under their regime
-  heading keep it)."""
+  """The lines of a table's text after its header that start with one of
+  `prefixes`, in the table's order; a list item ("- ...", the frontier's
+  per-baseline lines) counts under a "## regime" heading only, and keeps
+  it."""
   lines, regime = [], None
-  for line in text.splitlines():
+  body = text.split("\n- Commit: ", 1)[-1].split("\n", 1)[-1]
+  for line in body.splitlines():
     if line.startswith("## "):
       regime = line[3:].strip()
     elif line.startswith(tuple(prefixes)):
-      lines.append(f"{regime}: {line[2:]}" if line.startswith("- ")
-                   and regime else line)
+      if line.startswith("- "):
+        if regime:
+          lines.append(f"{regime}: {line[2:]}")
+      else:
+        lines.append(line)
   return lines
 
 

@@ -105,11 +105,11 @@ def markdown(config_name: str, entries: dict) -> str:
            " Radius in grid points (Gaspari-Cohn half-width). Where the best"
            " point lay on an end of the grid, the grid was extended past it"
            " (radius halved or doubled; inflation's excess over 1 halved, or"
-           " 1 from 1.05 or less, or doubled) until it did not, at most the"
-           " command's --extend times; `edge` names an end the best point"
-           " still lies on (-: none, or only an axis's natural end: radius"
-           " 0.5 or the domain's side, inflation 1; ?: not checked, tuned"
-           " before the check existed).",
+           " 1 from 1.05 or less, or doubled, by 0.05 at least) until it did"
+           " not, at most --extend times per run; `edge` names an end the"
+           " best point still lies on (-: none, or only an axis's natural"
+           " end: radius 0.5 or the domain's side, inflation 1; ?: not"
+           " checked, tuned before the check existed).",
            "", "| method | start | M | regime | K x T | radius | inflation |"
            " rmse.a | spread.a | grid points | worst rmse.a | edge |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -157,11 +157,17 @@ def main(argv=None) -> int:
   parser.add_argument("--refine", action="store_true",
                       help="settings already tuned: extend their recorded"
                       " grid (and --radius/--inflation) at its edges,"
-                      " reusing its scores")
+                      " reusing its scores once its best point reproduces;"
+                      " settings not yet tuned are tuned from the grid")
   parser.add_argument("--out", default=str(filter_tuning.TUNED_FILE))
   provenance.add_publish_argument(parser, "tuning_filters_CONFIG")
   provenance.add_overwrite_argument(parser)
   args = parser.parse_args(argv)
+  if args.extend < 0:
+    parser.error(f"--extend must be >= 0, got {args.extend}")
+  if args.refine and args.replace:
+    parser.error("--refine extends recorded grids, --replace discards"
+                 " them: give one")
   config = load_config(args.config, [])
   publish = None
   if args.publish:  # before any work: a finished table is not replaced
@@ -206,8 +212,10 @@ def main(argv=None) -> int:
                     == filter_tuning.fixed_options(options[method])
                     and old["validation"]["num_trajectories"] == k)
           if old is not None and not (args.replace or refine):
-            print(f"{key}: tuned already (keep; --replace to redo,"
-                  " --refine to extend)")
+            print(f"{key}: tuned already (keep; --replace to redo, --refine"
+                  " to extend)" if not args.refine else f"{key}: tuned with"
+                  " other options or another validation size than this run"
+                  " has, so not extended (keep; --replace to retune)")
             continue
           t0 = time.perf_counter()
           entry = tune_setting(
@@ -216,16 +224,21 @@ def main(argv=None) -> int:
               if refine else grid, m, args.extend,
               scored=old["grid"] if refine else ())
           if refine and len(entry["grid"]) == len(old["grid"]):
-            old["at_edge"] = entry["at_edge"]  # nothing new was run
-            print(f"{key}: nothing to extend (keep)")
-            atomic_write(args.out, lambda f: f.write(
-                json.dumps(existing, indent=1, sort_keys=True).encode()))
+            print(f"{key}: nothing to extend (keep)" if not entry["at_edge"]
+                  else f"{key}: best point on the edge {entry['at_edge']},"
+                  f" not extended (--extend {args.extend})")
+            if old.get("at_edge") != entry["at_edge"]:  # nothing new was run
+              old["at_edge"] = entry["at_edge"]
+              atomic_write(args.out, lambda f: f.write(
+                  json.dumps(existing, indent=1, sort_keys=True).encode()))
             continue
-          if refine:
-            entry["reused"] = {"points": len(old["grid"]),
-                               **{f: old[f] for f in ("command", "commit")}}
+          if refine:  # the points reused, and the chain of earlier runs
+            entry["reused"] = {"points": len(old["grid"]), **{
+                f: old.get(f) for f in ("command", "commit", "date",
+                                        "reused")}}
           entry.update(validation={"num_trajectories": k, "num_steps": t,
                                    "ensemble_size": m, "mode": mode},
+                       max_extensions=args.extend,
                        command=command,
                        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        commit=commit)

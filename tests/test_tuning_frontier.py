@@ -72,17 +72,28 @@ def test_grid_search_follows_the_minimum_past_the_grid():
                                     max_extensions=1)
   assert short["at_edge"] == [["localization_radius", "max"],
                               ["inflation", "max"]]
-  # points already scored are reused, not rerun
+  # points already scored are reused, not rerun: only their best, once,
+  # to check that it still scores what was recorded
   again = []
   resumed = filter_tuning.grid_search(bowl(24.0, 1.9, again), (), (),
                                       radius_max=128, max_extensions=6,
                                       scored=short["grid"])
   assert resumed["best"] == best
-  assert not set(again) & {(s["localization_radius"], s["inflation"])
-                           for s in short["grid"]}
+  best_short = short["best"]
+  assert set(again) & {(s["localization_radius"], s["inflation"])
+                       for s in short["grid"]} == {
+      (best_short["localization_radius"], best_short["inflation"])}
+  assert len(again) == len(set(again))
+  # ... and refuses to extend a grid whose scores no longer reproduce
+  with pytest.raises(ValueError, match="code or the data changed"):
+    filter_tuning.grid_search(bowl(20.0, 1.9, []), (), (), radius_max=128,
+                              scored=short["grid"])
 
 
 def test_grid_search_stops_at_the_axes_natural_ends():
+  from_above = filter_tuning.grid_search(bowl(0.01, 1.2, []), (1.5, 3),
+                                         (1.2,), radius_max=64)
+  assert from_above["best"]["localization_radius"] == 0.5  # not 0.75
   search = filter_tuning.grid_search(bowl(0.01, 0.5, []), (1, 2),
                                      (1.02, 1.05), radius_max=64)
   assert (search["best"]["localization_radius"],

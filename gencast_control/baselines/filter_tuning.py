@@ -76,13 +76,13 @@ def outward_steps(axes: dict, best: dict, radius_max: float) -> list:
   """[(field, value)] that extend `axes` ({field: sorted values}) past each
   end that `best` (a grid point) lies on: the radius halves or doubles, the
   inflation's excess over 1 halves (to 1 from 1.05 or less) or doubles
-  (1 becomes 1.05); an axis at its natural end (RADIUS_MIN, radius_max,
-  INFLATION_MIN) is not extended there."""
+  (at least +0.05); an axis stops at its natural ends (RADIUS_MIN,
+  radius_max, INFLATION_MIN)."""
   steps = []
   radius, inflation = (best[f] for f in TUNED_FIELDS)
   radii, inflations = (axes[f] for f in TUNED_FIELDS)
-  if radius == radii[0] and radius / 2 >= RADIUS_MIN:
-    steps.append(("localization_radius", radius / 2))
+  if radius == radii[0] and radius > RADIUS_MIN:
+    steps.append(("localization_radius", max(radius / 2, RADIUS_MIN)))
   if radius == radii[-1] and radius < radius_max:
     steps.append(("localization_radius", min(2 * radius, radius_max)))
   if inflation == inflations[0] and inflation > INFLATION_MIN:
@@ -91,6 +91,18 @@ def outward_steps(axes: dict, best: dict, radius_max: float) -> list:
   if inflation == inflations[-1]:
     steps.append(("inflation", round(1 + max(2 * (inflation - 1), 0.05), 4)))
   return steps
+
+
+def check_reproduces(evaluate: Callable[[float, float], dict], point: dict,
+                     rtol: float = 1e-4) -> None:
+  """Runs a recorded grid point again; a ValueError if its rmse.a moved."""
+  now = evaluate(point["localization_radius"], point["inflation"])["rmse_a"]
+  if now is None or abs(now - point["rmse_a"]) > rtol * point["rmse_a"]:
+    raise ValueError(
+        f"the recorded point (radius {point['localization_radius']:g},"
+        f" inflation {point['inflation']:g}) scores rmse.a {now} now,"
+        f" {point['rmse_a']:.6g} when recorded: the code or the data changed"
+        " since, so its grid cannot be extended (retune it with --replace)")
 
 
 def grid_search(evaluate: Callable[[float, float], dict], radii, inflations,
@@ -104,18 +116,28 @@ def grid_search(evaluate: Callable[[float, float], dict], radii, inflations,
   while the best point lies on an end of an axis that is not its natural
   end (`outward_steps`), that axis gets one more value past the end and the
   new points are scored, at most `max_extensions` times. Points in `scored`
-  (earlier results of the same setting) are reused, not rerun.
+  (earlier results of the same setting) are reused, not rerun; before the
+  first new point, their best is run again, and a ValueError says so if it
+  no longer scores what was recorded (the code or data changed since:
+  mixing the two would compare unlike runs).
 
   Returns {"best": point, "grid": every point scored, "at_edge": the
   [field, "min"|"max"] ends the best point still lies on after the last
   extension (natural ends excluded)}."""
+  if max_extensions < 0:
+    raise ValueError(f"max_extensions must be >= 0, got {max_extensions}")
   points = {(s["localization_radius"], s["inflation"]): s for s in scored}
+  recorded = [s for s in scored if s["rmse_a"] is not None]
   axes = {"localization_radius": sorted({*radii, *(r for r, _ in points)}),
           "inflation": sorted({*inflations, *(i for _, i in points)})}
   for extension in range(max_extensions + 1):
     for r in axes["localization_radius"]:
       for i in axes["inflation"]:
         if (r, i) not in points:
+          if recorded:
+            check_reproduces(evaluate, min(recorded,
+                                           key=lambda s: s["rmse_a"]))
+            recorded = []
           points[(r, i)] = {"localization_radius": r, "inflation": i,
                             **evaluate(r, i)}
     finite = [s for s in points.values() if s["rmse_a"] is not None]

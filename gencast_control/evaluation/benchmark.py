@@ -493,7 +493,7 @@ def goal_summary(regimes: dict) -> dict:
           [r for r in with_controller if ratio[r] <= 1.2])
   if "rmse_a_vs_best_classical" in summary and (
       "rmse_a_vs_best_same_model" in summary):
-    # the model's share of the gap: the same assimilation on the two models
+    # the best filter on the learned model against the best on the true one
     summary["same_model_vs_classical"] = {}
     for r, rows in with_controller.items():
       same, perfect = (summary[f"rmse_a_vs_best_{s}"][r]["method"]
@@ -614,7 +614,8 @@ def markdown_report(results: dict) -> str:
         ("rmse_a_vs_best_same_model",
          "Controller rmse.a / best tuned same-model filter rmse.a"),
         ("same_model_vs_classical", "Best tuned same-model filter rmse.a /"
-         " best tuned classical rmse.a (the model's share of the gap)")):
+         " best tuned classical rmse.a (the filters on the ARDM against the"
+         " filters on the true solver)")):
       if key in goals:
         lines.append(f"{label}: "
                      + ", ".join(f"{r} {v['ratio']:.2f}x ({v['method']})"
