@@ -191,6 +191,8 @@ def test_frontier_prints_the_cost_to_reach_the_controller(benchmark_script,
     mine = [r for r in rows if r["method"] == method]
     reached = [r for r in mine if r["rmse_a"] <= ctrl]
     assert (match["budget"] is None) == (not reached)
+    assert match["max_cost_ratio"] == pytest.approx(
+        max(r["cpu_seconds"] for r in mine) / rows[0]["cpu_seconds"])
   markdown = (tmp_path / "frontier_ks_cold.md").read_text()
   assert "letkf (untuned) | 4 members" in markdown
   assert (tmp_path / "frontier_ks_cold.png").exists()
