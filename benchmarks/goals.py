@@ -75,8 +75,7 @@ def goal_lines(text: str, prefixes) -> list[str]:
   per-baseline lines) counts under a "## regime" heading only, and keeps
   it."""
   lines, regime = [], None
-  body = text.split("\n- Commit: ", 1)[-1].split("\n", 1)[-1]
-  for line in body.splitlines():
+  for line in provenance.table_body(text).splitlines():
     if line.startswith("## "):
       regime = line[3:].strip()
     elif line.startswith(tuple(prefixes)):

@@ -187,6 +187,11 @@ def main(argv=None) -> int:
     with open(args.out) as f:
       existing = json.load(f)
   section = existing.setdefault("configs", {}).setdefault(config.name, {})
+
+  def save():  # after every setting: finished tuning survives a crash
+    atomic_write(args.out, lambda f: f.write(
+        json.dumps(existing, indent=1, sort_keys=True).encode()))
+
   models = benchmark.load_models(
       config, *benchmark.pipeline.shipped_checkpoints(config.name))
   options = benchmark.baseline_options(
@@ -229,8 +234,7 @@ def main(argv=None) -> int:
                   f" not extended (--extend {args.extend})")
             if old.get("at_edge") != entry["at_edge"]:  # nothing new was run
               old["at_edge"] = entry["at_edge"]
-              atomic_write(args.out, lambda f: f.write(
-                  json.dumps(existing, indent=1, sort_keys=True).encode()))
+              save()
             continue
           if refine:  # the points reused, and the chain of earlier runs
             entry["reused"] = {"points": len(old["grid"]), **{
@@ -249,8 +253,7 @@ def main(argv=None) -> int:
                 f" {b['inflation']:g} rmse.a {b['rmse_a']:.4f},"
                 f" {len(entry['grid'])} points{edge}"
                 f" ({time.perf_counter() - t0:.0f} s)", flush=True)
-          atomic_write(args.out, lambda f: f.write(
-              json.dumps(existing, indent=1, sort_keys=True).encode()))
+          save()
   if publish:
     text = markdown(config.name, section)
     print(f"wrote {provenance.publish(publish, text, command, commit=commit)}")

@@ -181,6 +181,17 @@ def parse_header(text: str) -> dict[str, str]:
   Raises ValueError naming what is wrong: no header, another format
   version, a missing or empty field.
   """
+  return _read_header(text)[0]
+
+
+def table_body(text: str) -> str:
+  """What follows a table's header (checked as `parse_header` does)."""
+  lines, end = text.splitlines(), _read_header(text)[1]
+  return "\n".join(lines[end:]).strip("\n") + "\n"
+
+
+def _read_header(text: str) -> tuple[dict[str, str], int]:
+  """parse_header's fields and the index of the first line after them."""
   lines = text.splitlines()
   match = _MARKER_RE.fullmatch(lines[0].strip()) if lines else None
   if match is None:
@@ -224,7 +235,7 @@ def parse_header(text: str) -> dict[str, str]:
                       out["Commit"]):
     raise ValueError(f"header field 'Commit' is not a commit:"
                      f" {out['Commit']!r}")
-  return out
+  return out, i
 
 
 def results_dir() -> Path:
